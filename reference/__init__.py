@@ -1,0 +1,33 @@
+"""Exact objectives: quantization grids, the local loss, and (as ``reference.compare``) the CLI."""
+
+from .grid import (
+    Grid,
+    UpDown,
+    asymmetric_range,
+    dequantize,
+    fit_grid,
+    round_ceil,
+    round_floor,
+    round_nearest,
+    round_stochastic,
+    symmetric_range,
+    updown,
+)
+from .loss import gram, layer_loss, layer_loss_gram
+
+__all__ = [
+    "Grid",
+    "UpDown",
+    "asymmetric_range",
+    "dequantize",
+    "fit_grid",
+    "gram",
+    "layer_loss",
+    "layer_loss_gram",
+    "round_ceil",
+    "round_floor",
+    "round_nearest",
+    "round_stochastic",
+    "symmetric_range",
+    "updown",
+]

@@ -1,0 +1,99 @@
+"""Input checks shared by every public entry point.
+
+Each public function validates its arguments here, once, and then calls private code that
+trusts clean float64 arrays. Messages name the argument, what was required and what was
+found. Nothing is repaired: a NaN is refused, not replaced; a shape is refused, not broadcast
+(except a scalar where the documentation says a scalar is accepted).
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+__all__ = [
+    "as_float_array",
+    "as_int_scalar",
+    "as_per_row",
+    "check_bits",
+    "check_positive_int",
+]
+
+
+def as_float_array(value, name: str, ndim: int | None = None, shape=None) -> np.ndarray:
+    """Return ``value`` as a finite float64 array, or raise ValueError naming ``name``.
+
+    ``shape`` may contain ``None`` for a free dimension.
+    """
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # pragma: no cover - numpy raises for ragged input
+        raise ValueError(f"{name} must be an array of real numbers: {exc}") from None
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.floating)
+        or np.issubdtype(arr.dtype, np.integer)
+        or arr.dtype == np.bool_
+    ):
+        raise ValueError(f"{name} must hold real numbers, found dtype {arr.dtype}")
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, found shape {arr.shape}")
+    if shape is not None:
+        if arr.ndim != len(shape) or any(
+            want is not None and got != want for got, want in zip(arr.shape, shape)
+        ):
+            want_txt = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+            raise ValueError(f"{name} must have shape {want_txt}, found {arr.shape}")
+    arr = np.array(arr, dtype=np.float64, copy=True)
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        raise ValueError(f"{name} must be finite, found {bad} NaN or inf entries")
+    return arr
+
+
+def as_int_scalar(value, name: str) -> int:
+    """Return ``value`` as a Python int; refuse non-integral or non-finite numbers."""
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be an integer, found bool {value!r}")
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    arr = np.asarray(value)
+    if arr.ndim == 0 and arr.dtype != object:
+        x = arr.item()
+        if isinstance(x, numbers.Integral):
+            return int(x)
+        if isinstance(x, float) and np.isfinite(x) and float(x).is_integer():
+            return int(x)
+    raise ValueError(f"{name} must be an integer, found {value!r}")
+
+
+def check_positive_int(value, name: str, minimum: int = 1, maximum: int | None = None) -> int:
+    """Integer in ``[minimum, maximum]``."""
+    v = as_int_scalar(value, name)
+    if v < minimum or (maximum is not None and v > maximum):
+        hi = "" if maximum is None else f" and <= {maximum}"
+        raise ValueError(f"{name} must be >= {minimum}{hi}, found {v}")
+    return v
+
+
+def check_bits(bits) -> int:
+    """Bit width of a grid: an integer from 2 to 16."""
+    return check_positive_int(bits, "bits", minimum=2, maximum=16)
+
+
+def as_per_row(value, name: str, n_rows: int, integer: bool = False) -> np.ndarray:
+    """A scalar (one value for the tensor) or a vector of length ``n_rows`` -> shape (n_rows,).
+
+    A scalar is the documented way to ask for a per-tensor value; any other shape is refused.
+    """
+    arr = as_float_array(value, name)
+    if arr.ndim == 0:
+        arr = np.full(n_rows, float(arr))
+    elif arr.shape != (n_rows,):
+        raise ValueError(
+            f"{name} must be a scalar or have shape ({n_rows},) (one per output row), "
+            f"found {arr.shape}"
+        )
+    if integer and not np.all(arr == np.round(arr)):
+        raise ValueError(f"{name} must hold integers, found non-integral values")
+    return arr

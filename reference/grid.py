@@ -1,0 +1,286 @@
+"""Uniform quantization grids and the rounding baselines (design.md section 3, "Grid").
+
+A grid maps integers ``q`` in ``[qmin, qmax]`` to weights ``W_hat = s (q - z)`` with a scale
+``s > 0`` and an integer zero point ``z``, either one pair for the whole tensor or one per
+output row. The paper (Nagel et al. 2020, Eq. 1) writes the rounding problem on this grid:
+
+.. math:: \\hat W = s \\cdot \\mathrm{clip}(\\lfloor W / s \\rceil + z, q_{min}, q_{max}) - s z .
+
+Rounding never changes the grid: every method here and in :mod:`solvers` chooses, per weight,
+between the two neighbours ``lo`` and ``hi`` returned by :func:`updown`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._validation import as_float_array, as_int_scalar, as_per_row, check_bits, check_positive_int
+
+__all__ = [
+    "Grid",
+    "UpDown",
+    "symmetric_range",
+    "asymmetric_range",
+    "fit_grid",
+    "updown",
+    "dequantize",
+    "round_nearest",
+    "round_floor",
+    "round_ceil",
+    "round_stochastic",
+]
+
+
+def symmetric_range(bits) -> tuple[int, int]:
+    """Signed ``bits``-bit integer range ``[-2^(b-1), 2^(b-1) - 1]``."""
+    b = check_bits(bits)
+    return -(2 ** (b - 1)), 2 ** (b - 1) - 1
+
+
+def asymmetric_range(bits) -> tuple[int, int]:
+    """Unsigned ``bits``-bit integer range ``[0, 2^b - 1]`` (used with a zero point)."""
+    b = check_bits(bits)
+    return 0, 2**b - 1
+
+
+@dataclass(frozen=True, eq=False)
+class Grid:
+    """A uniform grid: ``W_hat = scale * (q - zero_point)``, ``q`` integer in ``[qmin, qmax]``.
+
+    Parameters
+    ----------
+    scale : float or array of shape (n_rows,)
+        Step ``s > 0``; a scalar is one step for the whole tensor.
+    qmin, qmax : int
+        Integer bounds, ``qmin <= qmax``.
+    zero_point : int or array of shape (n_rows,), default=0
+        Integer offset ``z`` in ``[qmin, qmax]`` (0 for a symmetric grid; ``qmin = 0`` grids
+        usually need one).
+
+    ``scale`` and ``zero_point`` are stored as float64 vectors of length 1 (per tensor) or
+    ``n_rows`` (per output row).
+    """
+
+    scale: np.ndarray
+    qmin: int
+    qmax: int
+    zero_point: np.ndarray
+
+    def __init__(self, scale, qmin, qmax, zero_point=0):
+        s = as_float_array(scale, "scale")
+        if s.ndim > 1:
+            raise ValueError(f"scale must be a scalar or 1-D (one per output row), found shape {s.shape}")
+        s = s.reshape(-1)
+        if s.size == 0:
+            raise ValueError("scale must not be empty")
+        if np.any(s <= 0):
+            raise ValueError(f"scale must be > 0, found min(scale) == {s.min()!r}")
+        lo = as_int_scalar(qmin, "qmin")
+        hi = as_int_scalar(qmax, "qmax")
+        if lo > hi:
+            raise ValueError(f"qmin must be <= qmax, found qmin == {lo} > qmax == {hi}")
+        z = as_float_array(zero_point, "zero_point")
+        if z.ndim > 1:
+            raise ValueError(f"zero_point must be a scalar or 1-D, found shape {z.shape}")
+        z = z.reshape(-1)
+        if not np.all(z == np.round(z)):
+            raise ValueError("zero_point must hold integers, found non-integral values")
+        if np.any(z < lo) or np.any(z > hi):
+            raise ValueError(f"zero_point must lie in [qmin, qmax] == [{lo}, {hi}], found {z.min()}..{z.max()}")
+        if z.size != 1 and s.size != 1 and z.size != s.size:
+            raise ValueError(
+                f"zero_point has {z.size} entries but scale has {s.size}; give one per row for both, or scalars"
+            )
+        s.setflags(write=False)
+        z.setflags(write=False)
+        object.__setattr__(self, "scale", s)
+        object.__setattr__(self, "qmin", lo)
+        object.__setattr__(self, "qmax", hi)
+        object.__setattr__(self, "zero_point", z)
+
+    def per_row(self, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(scale, zero_point)`` as column vectors of shape (n_rows, 1) for a tensor of ``n_rows`` rows."""
+        for name, arr in (("scale", self.scale), ("zero_point", self.zero_point)):
+            if arr.size not in (1, n_rows):
+                raise ValueError(
+                    f"grid {name} has {arr.size} entries but W has {n_rows} rows; give a scalar or one per row"
+                )
+        s = np.broadcast_to(self.scale, (n_rows,)).reshape(n_rows, 1)
+        z = np.broadcast_to(self.zero_point, (n_rows,)).reshape(n_rows, 1)
+        return s, z
+
+    def __repr__(self) -> str:
+        def fmt(a):
+            return f"{a[0]:.6g}" if a.size == 1 else f"<{a.size} per-row values>"
+
+        return (
+            f"Grid(scale={fmt(self.scale)}, qmin={self.qmin}, qmax={self.qmax}, "
+            f"zero_point={fmt(self.zero_point)})"
+        )
+
+
+@dataclass(frozen=True)
+class UpDown:
+    """The two rounding neighbours of each weight (design.md, "Up/down variables").
+
+    ``floor = floor(W/s) + z``; ``lo = clip(floor, qmin, qmax)``; ``hi = clip(floor + 1, qmin, qmax)``;
+    ``delta = hi - lo`` in {0, 1} (0 where the weight is clipped and its choice is fixed);
+    ``residual = W/s - floor(W/s)`` in [0, 1). All arrays have the shape of ``W``.
+    """
+
+    floor: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    delta: np.ndarray
+    residual: np.ndarray
+
+
+def _as_weights(W) -> np.ndarray:
+    return as_float_array(W, "W", ndim=2)
+
+
+def _updown(W: np.ndarray, grid: Grid) -> UpDown:
+    s, z = grid.per_row(W.shape[0])
+    x = W / s
+    fl = np.floor(x)
+    f = fl + z
+    lo = np.clip(f, grid.qmin, grid.qmax)
+    hi = np.clip(f + 1.0, grid.qmin, grid.qmax)
+    return UpDown(floor=f, lo=lo, hi=hi, delta=hi - lo, residual=x - fl)
+
+
+def updown(W, grid: Grid) -> UpDown:
+    """Neighbours ``lo``/``hi``, fixed mask and residual of every weight of ``W`` (out, in)."""
+    return _updown(_as_weights(W), _check_grid(grid))
+
+
+def _check_grid(grid) -> Grid:
+    if not isinstance(grid, Grid):
+        raise ValueError(f"grid must be a reference.Grid, found {type(grid).__name__}")
+    return grid
+
+
+def dequantize(q, grid: Grid) -> np.ndarray:
+    """``W_hat = s (q - z)`` for integer weights ``q`` of shape (out, in) (Eq. 1)."""
+    q = as_float_array(q, "q", ndim=2)
+    grid = _check_grid(grid)
+    if not np.all(q == np.round(q)):
+        raise ValueError("q must hold integers, found non-integral values")
+    if np.any(q < grid.qmin) or np.any(q > grid.qmax):
+        raise ValueError(f"q must lie in [qmin, qmax] == [{grid.qmin}, {grid.qmax}]")
+    s, z = grid.per_row(q.shape[0])
+    return s * (q - z)
+
+
+def _from_updown(ud: UpDown, up: np.ndarray) -> np.ndarray:
+    return (ud.lo + ud.delta * up).astype(np.int64)
+
+
+def round_nearest(W, grid: Grid) -> np.ndarray:
+    """Round-to-nearest integers, ties up: ``clip(floor(W/s + 1/2) + z, qmin, qmax)``.
+
+    Equals choosing ``hi`` where the residual is >= 1/2. Note that PyTorch's ``torch.round``
+    breaks exact ties to even; ties have measure zero for real weights.
+    """
+    ud = updown(W, grid)
+    return _from_updown(ud, ud.residual >= 0.5)
+
+
+def round_floor(W, grid: Grid) -> np.ndarray:
+    """Always round down: ``clip(floor(W/s) + z, qmin, qmax)``."""
+    ud = updown(W, grid)
+    return ud.lo.astype(np.int64)
+
+
+def round_ceil(W, grid: Grid) -> np.ndarray:
+    """Always round up: ``clip(ceil(W/s) + z, qmin, qmax)`` (a weight on the grid stays)."""
+    ud = updown(W, grid)
+    return _from_updown(ud, ud.residual > 0)
+
+
+def round_stochastic(W, grid: Grid, seed=None) -> np.ndarray:
+    """Round up with probability equal to the residual (unbiased stochastic rounding).
+
+    ``seed`` is passed to :func:`numpy.random.default_rng`; the same seed gives the same result.
+    """
+    ud = updown(W, grid)
+    rng = np.random.default_rng(seed)
+    return _from_updown(ud, rng.random(ud.residual.shape) < ud.residual)
+
+
+def _nearest_error(W: np.ndarray, s: np.ndarray, z: np.ndarray, qmin: int, qmax: int) -> np.ndarray:
+    q = np.clip(np.floor(W / s + 0.5) + z, qmin, qmax)
+    return ((W - s * (q - z)) ** 2).sum(axis=1)
+
+
+def fit_grid(W, bits=4, symmetric: bool = True, per_row: bool = True, method: str = "mse",
+             n_candidates: int = 100) -> Grid:
+    """Choose a grid for ``W`` (out, in).
+
+    Parameters
+    ----------
+    W : array of shape (out, in)
+    bits : int, default=4
+        From 2 to 16.
+    symmetric : bool, default=True
+        Signed range ``[-2^(b-1), 2^(b-1)-1]`` with zero point 0; otherwise unsigned
+        ``[0, 2^b - 1]`` with an integer zero point.
+    per_row : bool, default=True
+        One scale (and zero point) per output row, else one for the tensor.
+    method : {"mse", "minmax"}, default="mse"
+        ``"minmax"``: symmetric ``s = max|w| / qmax``; asymmetric ``s = (max - min) / (qmax - qmin)``
+        over the range widened to include 0, ``z = clip(round(qmin - min / s))``.
+        ``"mse"`` (the paper's choice): the min-max range shrunk by ``alpha`` in
+        ``{1, ..., n_candidates} / n_candidates``, keeping the ``alpha`` that minimises the
+        weight error of round-to-nearest ``||W - W_nearest||_F^2`` (per row or for the tensor;
+        the smallest such ``alpha`` on ties).
+    n_candidates : int, default=100
+
+    A row (or tensor) that is entirely zero is represented exactly by any scale; it gets scale 1.
+    """
+    W = _as_weights(W)
+    bits = check_bits(bits)
+    if method not in ("mse", "minmax"):
+        raise ValueError(f"method must be one of ['minmax', 'mse'], found {method!r}")
+    n_candidates = check_positive_int(n_candidates, "n_candidates")
+    qmin, qmax = symmetric_range(bits) if symmetric else asymmetric_range(bits)
+    axis = 1 if per_row else None
+    if symmetric:
+        span = np.max(np.abs(W), axis=axis, keepdims=True) if W.size else np.zeros((1, 1))
+        wmin = None
+    else:
+        wmin = np.minimum(np.min(W, axis=axis, keepdims=True), 0.0)
+        wmax = np.maximum(np.max(W, axis=axis, keepdims=True), 0.0)
+        span = wmax - wmin
+    span = span.reshape(-1, 1)
+    zero = span == 0
+    span = np.where(zero, 1.0, span)
+    if wmin is not None:
+        wmin = np.where(zero, 0.0, wmin.reshape(-1, 1))
+
+    def grid_at(alpha):
+        if symmetric:
+            s = alpha * span / qmax
+            z = np.zeros_like(s)
+        else:
+            s = alpha * span / (qmax - qmin)
+            z = np.clip(np.round(qmin - alpha * wmin / s), qmin, qmax)
+        return np.where(zero, 1.0, s), np.where(zero, 0.0 if symmetric else qmin, z)
+
+    if method == "minmax":
+        s, z = grid_at(1.0)
+    else:
+        rows = W if per_row else W.reshape(1, -1)
+        best_err = np.full((rows.shape[0],), np.inf)
+        s = np.empty((rows.shape[0], 1))
+        z = np.empty((rows.shape[0], 1))
+        for j in range(1, n_candidates + 1):
+            s_j, z_j = grid_at(j / n_candidates)
+            err = _nearest_error(rows, s_j, z_j, qmin, qmax)
+            better = err < best_err
+            best_err = np.where(better, err, best_err)
+            s[better] = s_j[better]
+            z[better] = z_j[better]
+    return Grid(s.reshape(-1), qmin, qmax, z.reshape(-1))

@@ -1,0 +1,165 @@
+"""Layer rounding posed as per-row QUBOs of the local loss (Eqs. 18-20; design.md section 3).
+
+For output row ``k`` with up/down variables ``v`` (``q = lo + delta * v``) the rounding error is
+``e = a + B v`` with ``a = s_k (lo - z_k) - w_k`` and ``B = diag(s_k * delta)``, so the row's
+local loss ``e^T G e`` is the binary quadratic model
+
+.. math:: P = B G B, \\qquad q = 2 B G a, \\qquad c = a^T G a .
+
+Rows do not interact under Eq. 20, so the layer optimum is the sum of the row optima. Weights
+whose two neighbours coincide (``delta = 0``: clipped at the grid's end) have no variable; each
+row's model is reduced to its free variables.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from reference._validation import as_float_array
+from reference.grid import Grid, _updown
+from reference.loss import gram
+
+from .bqm import BQM
+
+__all__ = ["LayerProblem"]
+
+
+class LayerProblem:
+    """The rounding problem of one linear layer ``y = W x`` under the local loss (Eq. 20).
+
+    Parameters
+    ----------
+    W : array of shape (out, in)
+        Full-precision weights.
+    grid : reference.Grid
+        Per-tensor or per-row grid (see :func:`reference.fit_grid`).
+    X : array of shape (N, in), optional
+        Calibration inputs, one sample a row. Give ``X`` or ``G``, not both.
+    G : array of shape (in, in), optional
+        Gram matrix ``X^T X / N`` (symmetric positive semidefinite).
+    name : str, optional
+
+    Attributes
+    ----------
+    W, G : float64 arrays
+    grid : Grid
+    lo, delta, residual : arrays of shape (out, in)
+        Lower neighbour, free-variable mask (1 where the weight can go up) and ``W/s - floor(W/s)``.
+    free : list of int arrays
+        Column indices of the free variables of each row.
+    """
+
+    def __init__(self, W, grid: Grid, X=None, G=None, name: str | None = None):
+        W = as_float_array(W, "W", ndim=2)
+        if not isinstance(grid, Grid):
+            raise ValueError(f"grid must be a reference.Grid, found {type(grid).__name__}")
+        if (X is None) == (G is None):
+            raise ValueError("give exactly one of X (samples, shape (N, in)) or G (Gram matrix, shape (in, in))")
+        if X is not None:
+            X = as_float_array(X, "X", ndim=2)
+            if X.shape[1] != W.shape[1]:
+                raise ValueError(f"X must have shape (N, {W.shape[1]}) to match W's {W.shape[1]} inputs, found {X.shape}")
+            G = gram(X)
+        else:
+            G = as_float_array(G, "G", shape=(W.shape[1], W.shape[1]))
+            scale = max(1.0, float(np.max(np.abs(G)))) if G.size else 1.0
+            if not np.allclose(G, G.T, rtol=0, atol=1e-12 * scale):
+                raise ValueError("G must be symmetric")
+            if G.size and np.linalg.eigvalsh(G)[0] < -1e-10 * scale:
+                raise ValueError("G must be positive semidefinite (a Gram matrix X^T X / N)")
+            G = (G + G.T) / 2
+        grid.per_row(W.shape[0])  # validates the grid's length against W
+        ud = _updown(W, grid)
+        self.W = W
+        self.G = G
+        self.grid = grid
+        self.name = name
+        self.lo = ud.lo
+        self.delta = ud.delta
+        self.residual = ud.residual
+        self.free = [np.flatnonzero(self.delta[k]) for k in range(W.shape[0])]
+        self._rows: dict[int, BQM] = {}
+        for arr in (self.W, self.G, self.lo, self.delta, self.residual):
+            arr.setflags(write=False)
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.W.shape
+
+    @property
+    def n_rows(self) -> int:
+        return self.W.shape[0]
+
+    @property
+    def n_vars(self) -> int:
+        """Number of free up/down variables in the layer."""
+        return int(sum(f.size for f in self.free))
+
+    @property
+    def max_row_vars(self) -> int:
+        """Free variables of the largest row: the size an exact per-row method must handle."""
+        return max((f.size for f in self.free), default=0)
+
+    def __repr__(self) -> str:
+        nm = f"{self.name!r}, " if self.name else ""
+        return f"LayerProblem({nm}shape={self.shape}, n_vars={self.n_vars}, {self.grid!r})"
+
+    # ------------------------------------------------------------------ the per-row QUBOs
+    def row_bqm(self, k: int) -> BQM:
+        """The row-``k`` model over its free variables (labels = column indices)."""
+        if not 0 <= k < self.n_rows:
+            raise ValueError(f"k must lie in [0, {self.n_rows}), found {k}")
+        if k not in self._rows:
+            s, z = self.grid.per_row(self.n_rows)
+            idx = self.free[k]
+            a = s[k, 0] * (self.lo[k] - z[k, 0]) - self.W[k]
+            b = s[k, 0] * self.delta[k, idx]
+            Ga = self.G @ a
+            P = self.G[np.ix_(idx, idx)] * np.outer(b, b)
+            q = 2 * b * Ga[idx]
+            c = float(a @ Ga)
+            self._rows[k] = BQM(P, q, c, labels=idx.tolist())
+        return self._rows[k]
+
+    # ------------------------------------------------------------------ decoding
+    def _check_v(self, v) -> np.ndarray:
+        v = as_float_array(v, "v", shape=self.shape)
+        if not np.all((v == 0) | (v == 1)):
+            raise ValueError("v must hold only 0 and 1 (1 = round up)")
+        return v
+
+    def assemble(self, row_states) -> np.ndarray:
+        """Full (out, in) binary array from one state per row over that row's free variables."""
+        v = np.zeros(self.shape, dtype=np.int8)
+        for k, x in enumerate(row_states):
+            v[k, self.free[k]] = x
+        return v
+
+    def integers(self, v) -> np.ndarray:
+        """Integer weights ``q = lo + delta * v`` (int64, shape (out, in))."""
+        v = self._check_v(v)
+        return (self.lo + self.delta * v).astype(np.int64)
+
+    def w_hat(self, v) -> np.ndarray:
+        """Quantized weights ``W_hat = s (q - z)`` for up/down choices ``v`` (Eq. 1)."""
+        v = self._check_v(v)
+        s, z = self.grid.per_row(self.n_rows)
+        return s * (self.lo + self.delta * v - z)
+
+    def up_from_integers(self, q) -> np.ndarray:
+        """The up/down array ``v`` that produces integer weights ``q``; refuses ``q`` off {lo, hi}."""
+        q = as_float_array(q, "q", shape=self.shape)
+        up = q - self.lo
+        if not np.all((up == 0) | ((up == 1) & (self.delta == 1))):
+            raise ValueError("q must equal the floor or ceiling neighbour (lo or lo + delta) of every weight")
+        return up.astype(np.int8)
+
+    def row_losses(self, v) -> np.ndarray:
+        """Per-row local loss ``e_k^T G e_k`` with ``e = W_hat - W`` (Eq. 20), shape (out,)."""
+        E = self.w_hat(v) - self.W
+        return np.einsum("ki,ij,kj->k", E, self.G, E, optimize=True)
+
+    def loss(self, v) -> float:
+        """Local loss of the layer (Eq. 20): the energy every method is judged by."""
+        return float(self.row_losses(v).sum())
