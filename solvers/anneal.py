@@ -48,7 +48,7 @@ def _sample(sampler, bqm, **kwargs) -> Outcome:
 
 
 @register("anneal", kind="qubo",
-          options={"num_reads": 32, "num_sweeps": 1000, "beta_range": None, "seed": 0},
+          options={"num_reads": 128, "num_sweeps": 1000, "beta_range": None, "seed": 0},
           summary="simulated annealing (dwave-samplers), best of num_reads")
 def _anneal(bqm, num_reads, num_sweeps, beta_range, seed) -> Outcome:
     kwargs = {"num_reads": int(num_reads), "num_sweeps": int(num_sweeps)}

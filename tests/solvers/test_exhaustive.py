@@ -1,0 +1,83 @@
+import dimod
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from solvers import BQM, solve
+from solvers.exhaustive import HARD_MAX_VARS, MAX_VARS, exhaustive_minimum
+from tests.strategies import all_states, small_bqms
+
+
+def _generated_bqms():
+    """210 random BQMs from dimod's own generators, n = 1..14, three families."""
+    out = []
+    for i in range(70):
+        n = 1 + i % 14
+        out.append(dimod.generators.gnp_random_bqm(n, 0.6, dimod.BINARY, random_state=i))
+        out.append(dimod.generators.uniform(n, dimod.BINARY, low=-2.0, high=1.5, seed=1000 + i))
+        out.append(dimod.generators.randint(n, dimod.SPIN, low=-3, high=3, seed=2000 + i))
+    return out
+
+
+def test_exhaustive_equals_dimod_exact_solver_on_generated_bqms():
+    bqms = _generated_bqms()
+    assert len(bqms) >= 200
+    exact = dimod.ExactSolver()
+    for bqm in bqms:
+        ss = exact.sample(bqm)
+        r = solve(bqm, "exhaustive")
+        assert r.optimal and r.status == "optimal"
+        assert r.energy == pytest.approx(ss.first.energy, rel=1e-12, abs=1e-12)
+        # the state is optimal up to ties: dimod itself agrees on its energy
+        labels = list(bqm.variables)
+        state = {v: int(x) for v, x in zip(labels, r.x)}
+        if bqm.vartype is dimod.SPIN:
+            state = {v: 2 * x - 1 for v, x in state.items()}
+        assert bqm.energy(state) == pytest.approx(ss.first.energy, rel=1e-12, abs=1e-12)
+
+
+@pytest.mark.parametrize("n", [17, 19, 21])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_blocked_enumeration_with_high_bits_equals_dimod(n, threads):
+    bqm = dimod.generators.gnp_random_bqm(n, 0.5, dimod.BINARY, random_state=n)
+    m = BQM.from_dimod(bqm)
+    x, e = exhaustive_minimum(m.P, m.q, m.c, threads=threads)
+    ref = dimod.ExactSolver().sample(bqm).first.energy
+    assert e == pytest.approx(ref, rel=1e-12, abs=1e-12)
+    assert m.energy(x) == pytest.approx(ref, rel=1e-12, abs=1e-12)
+
+
+@given(small_bqms(max_n=9))
+def test_exhaustive_equals_brute_force(pqc):
+    m = BQM(*pqc)
+    r = solve(m, "exhaustive")
+    best = m.energies(all_states(m.n)).min() if m.n else m.c
+    assert r.energy == pytest.approx(best, rel=1e-12, abs=1e-12)
+    assert r.lower_bound == r.energy
+
+
+@settings(max_examples=10)
+@given(st.integers(0, 2**31 - 1))
+def test_thread_count_does_not_change_the_answer(seed):
+    rng = np.random.default_rng(seed)
+    A = rng.normal(size=(20, 20))
+    m = BQM(A + A.T, rng.normal(size=20))
+    x1, e1 = exhaustive_minimum(m.P, m.q, m.c, threads=1)
+    x2, e2 = exhaustive_minimum(m.P, m.q, m.c, threads=2)
+    assert e1 == e2
+
+
+def test_size_limit_is_refused_before_any_work():
+    big = BQM(np.zeros((MAX_VARS + 1, MAX_VARS + 1)))
+    with pytest.raises(ValueError, match=rf"{MAX_VARS + 1} variables, above the limit max_vars == {MAX_VARS}"):
+        solve(big, "exhaustive")
+    with pytest.raises(ValueError, match=rf"max_vars must be an integer in \[0, {HARD_MAX_VARS}\]"):
+        solve(big, "exhaustive", max_vars=HARD_MAX_VARS + 1)
+    with pytest.raises(ValueError, match="above the limit max_vars == 3"):
+        solve(BQM(np.zeros((4, 4))), "exhaustive", max_vars=3)
+
+
+def test_empty_model_is_its_offset():
+    r = solve(BQM(np.zeros((0, 0)), c=2.5), "exhaustive")
+    assert r.energy == 2.5 and r.optimal and r.x.shape == (0,)
