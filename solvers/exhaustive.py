@@ -65,11 +65,11 @@ def exhaustive_minimum(P: np.ndarray, q: np.ndarray, c: float, threads=None) -> 
     h = n - a - b
     lo, mid, hi = slice(0, a), slice(a, a + b), slice(a + b, n)
     L, M = _all_states(a), _all_states(b)
-    C = 2 * (L @ P[lo, mid]) @ M.T
+    C = 2 * (L @ P[lo, mid]) @ np.ascontiguousarray(M.T)
     C += _group_energy(L, P[lo, lo], q[lo])[:, None]
     C += _group_energy(M, P[mid, mid], q[mid])[None, :]
-    A2 = 2 * L @ P[lo, hi]  # (2^a, h): alpha = A2 @ t
-    B2 = 2 * M @ P[mid, hi]  # (2^b, h): beta = B2 @ t
+    A2 = np.ascontiguousarray((2 * L @ P[lo, hi]).T)  # (h, 2^a): alpha = t @ A2
+    B2 = np.ascontiguousarray((2 * M @ P[mid, hi]).T)  # (h, 2^b): beta = t @ B2
     n_high = 2**h
 
     def scan(start: int, stop: int):
@@ -78,13 +78,13 @@ def exhaustive_minimum(P: np.ndarray, q: np.ndarray, c: float, threads=None) -> 
         rowmin = np.empty(C.shape[0])
         for t0 in range(start, stop, _BATCH):
             T = _all_states_range(h, t0, min(stop, t0 + _BATCH))
-            alpha = A2 @ T.T
-            beta = B2 @ T.T
+            alpha = T @ A2  # (batch, 2^a), one contiguous row per high state
+            beta = T @ B2
             et = _group_energy(T, P[hi, hi], q[hi]) + c
             for j in range(T.shape[0]):
-                np.add(C, beta[:, j], out=tmp)
+                np.add(C, beta[j], out=tmp)
                 np.min(tmp, axis=1, out=rowmin)
-                rowmin += alpha[:, j]
+                rowmin += alpha[j]
                 m = rowmin.min() + et[j]
                 if m < best:
                     best, best_t = m, t0 + j
@@ -99,7 +99,7 @@ def exhaustive_minimum(P: np.ndarray, q: np.ndarray, c: float, threads=None) -> 
             parts = list(pool.map(lambda i: scan(int(bounds[i]), int(bounds[i + 1])), range(threads)))
     best, t_star = min(parts, key=lambda p: (p[0], p[1]))
     t = _all_states_range(h, t_star, t_star + 1)[0]
-    full = C + (A2 @ t)[:, None] + (B2 @ t)[None, :]
+    full = C + (t @ A2)[:, None] + (t @ B2)[None, :]
     i, j = np.unravel_index(np.argmin(full), full.shape)
     x = np.concatenate([L[i], M[j], t]).astype(np.int8)
     return x, float(best)
