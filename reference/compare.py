@@ -1,25 +1,29 @@
 """``python -m reference.compare``: every method on every problem, against the proven optimum.
 
 With no arguments it runs the built-in ``default`` suite (small random layers, every row small
-enough for exact enumeration). ``--problem FILE.npz`` (repeatable) adds a user's layer (see
-:mod:`reference.problem_files`). For each problem it prints one table: method, local loss
-(Eq. 20, design.md units), gap to the best proven-optimal loss in %, whether the method proved
-optimality, and seconds. ``--json OUT`` writes the same numbers, with ``gap`` as a fraction
-``(loss - optimum) / optimum``.
+enough for exact enumeration). Problems also come from ``--problem FILE.npz`` (a user's layer),
+``--qubo FILE`` (raw QUBOs: OR-Library ``bqp`` text or dimod's serialised BQM) and
+``--config FILE.toml`` (generator sweeps). For each problem it prints one table: method, value
+(the local loss of Eq. 20 for a layer, the energy for a raw QUBO), gap to the best proven
+optimum in %, whether the method proved optimality, and seconds.
 
-The CLI is thin: it builds problems, calls :func:`solvers.solve`, and prints.
+The CLI is thin: it builds problems, hands tasks to :mod:`reference.harness`, and prints.
+Exit status 0 on success, 2 on bad input (one ``error:`` line naming the file and the problem),
+130 when interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
+import os
 import sys
 
 import numpy as np
 
-__all__ = ["main", "run_problem", "default_methods"]
+__all__ = ["main", "default_methods", "run_problem"]
 
 
 def default_methods() -> list[str]:
@@ -30,75 +34,93 @@ def default_methods() -> list[str]:
     return exact + [n for n, m in METHODS.items() if not m.exact]
 
 
-def _gap(loss, optimum):
-    if loss is None or optimum is None:
-        return None
-    if optimum == 0:
-        return 0.0 if loss == 0 else None
-    return (loss - optimum) / abs(optimum)
-
-
 def run_problem(problem, methods, seed: int = 0) -> dict:
-    """Solve ``problem`` with each method; returns the JSON record of design issue 2."""
-    from solvers import METHODS, solve
+    """Solve one problem with each method, serially; the problem's record with gaps."""
+    from .harness import aggregate, make_tasks, run_tasks
 
-    results = []
-    for name in methods:
-        m = METHODS[name]
-        opts = {"seed": seed} if "seed" in m.options else {}
-        try:
-            if m.kind == "qubo":
-                m.check_size(problem.max_row_vars, m.resolve_options(opts))
-        except ValueError as exc:
-            results.append({"method": name, "loss": None, "optimal": False, "gap": None,
-                            "seconds": 0.0, "status": f"skipped: {exc}", "lower_bound": None})
-            continue
-        r = solve(problem, name, **opts)
-        results.append({"method": name, "loss": r.energy, "optimal": r.optimal, "gap": None,
-                        "seconds": r.seconds, "status": r.status, "lower_bound": r.lower_bound})
-    proven = [r["loss"] for r in results if r["optimal"]]
-    optimum = min(proven) if proven else None
-    for r in results:
-        r["gap"] = _gap(r["loss"], optimum)
-    return {"name": problem.name, "n_rows": problem.n_rows, "n_vars": problem.n_vars,
-            "max_row_vars": problem.max_row_vars, "optimum": optimum, "results": results}
+    tasks, skipped = make_tasks([problem], methods, seed)
+    return aggregate([problem], run_tasks(tasks) + skipped, methods)[0]
 
 
-def _fmt_table(rec: dict, grid_txt: str) -> str:
-    head = (f"{rec['name']}: {rec['n_rows']} rows, {rec['n_vars']} free variables "
-            f"(at most {rec['max_row_vars']} per row), {grid_txt}")
-    lines = [head, f"  {'method':<14}{'loss':>16}{'gap %':>12}  {'optimal':<8}{'seconds':>9}  status"]
+def _fmt_table(rec: dict, desc: str) -> str:
+    value_key = "loss" if rec["kind"] == "layer" else "energy"
+    head = f"{rec['name']}: {desc}"
+    lines = [head, f"  {'method':<14}{value_key:>17}{'gap %':>12}  {'optimal':<8}{'seconds':>9}  status"]
     for r in rec["results"]:
-        loss = "-" if r["loss"] is None else f"{r['loss']:.9e}"
+        v = r[value_key]
+        val = "-" if v is None else f"{v:.10g}" if value_key == "energy" else f"{v:.9e}"
         gap = "-" if r["gap"] is None else f"{100 * r['gap']:.4f}"
         opt = "yes" if r["optimal"] else "no"
         status = r["status"] if len(r["status"]) <= 60 else r["status"][:57] + "..."
-        lines.append(f"  {r['method']:<14}{loss:>16}{gap:>12}  {opt:<8}{r['seconds']:>9.3f}  {status}")
+        lines.append(f"  {r['method']:<14}{val:>17}{gap:>12}  {opt:<8}{r['seconds']:>9.3f}  {status}")
     return "\n".join(lines)
 
 
-def _grid_txt(problem) -> str:
+def _describe(problem, rec) -> str:
+    if rec["kind"] == "qubo":
+        return f"raw QUBO, {rec['n_vars']} variables"
     g = problem.grid
     per = "per-row" if g.scale.size > 1 else "per-tensor"
     bits = math.log2(g.qmax - g.qmin + 1)
     b = f"{int(bits)}-bit" if bits.is_integer() else f"{g.qmax - g.qmin + 1} levels"
-    return f"{b} {per} grid [{g.qmin}, {g.qmax}]"
+    return (f"{rec['n_rows']} rows, {rec['n_vars']} free variables (at most {rec['max_row_vars']} per row), "
+            f"{b} {per} grid [{g.qmin}, {g.qmax}]")
 
 
 def _summary(records: list[dict], methods: list[str]) -> str:
     lines = ["gap to the proven optimum over all problems (%):",
-             f"  {'method':<14}{'problems':>9}{'mean':>12}{'median':>12}{'worst':>12}{'optimal':>9}"]
+             f"  {'method':<14}{'problems':>9}{'mean':>12}{'median':>12}{'worst':>12}{'optimal':>10}"]
     for name in methods:
         gaps = [r["gap"] for rec in records for r in rec["results"] if r["method"] == name and r["gap"] is not None]
-        n_opt = sum(1 for rec in records for r in rec["results"]
-                    if r["method"] == name and r["gap"] is not None and r["gap"] <= 1e-12)
         if not gaps:
-            lines.append(f"  {name:<14}{0:>9}{'-':>12}{'-':>12}{'-':>12}{'-':>9}")
             continue
         g = 100 * np.asarray(gaps)
+        at_opt = int(np.sum(g <= 1e-10))
         lines.append(f"  {name:<14}{len(g):>9}{g.mean():>12.4f}{np.median(g):>12.4f}{g.max():>12.4f}"
-                     f"{n_opt:>6}/{len(g):<2}")
+                     f"{f'{at_opt}/{len(g)}':>10}")
+    if len(lines) == 2:
+        lines.append("  (no problem has a proven optimum)")
     return "\n".join(lines)
+
+
+def _write_csv(path: str, records: list[dict]) -> None:
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["problem", "kind", "n_rows", "n_vars", "method", "value", "optimal", "gap",
+                    "lower_bound", "seconds", "status"])
+        for rec in records:
+            key = "loss" if rec["kind"] == "layer" else "energy"
+            for r in rec["results"]:
+                w.writerow([rec["name"], rec["kind"], rec["n_rows"], rec["n_vars"], r["method"], r[key],
+                            r["optimal"], r["gap"], r["lower_bound"], r["seconds"], r["status"]])
+
+
+def _plot(directory: str, records: list[dict], methods: list[str]) -> str:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ImportError("--plot needs the optional package 'matplotlib' (pip install 'qubo-reference[plots]')") from None
+    os.makedirs(directory, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name in methods:
+        pts = [(rec["n_vars"], 100 * r["gap"]) for rec in records for r in rec["results"]
+               if r["method"] == name and r["gap"] is not None]
+        if pts:
+            x, y = zip(*sorted(pts))
+            ax.plot(x, np.maximum(y, 1e-6), "o-", label=name, ms=4)
+    ax.set_yscale("log")
+    ax.set_xlabel("free variables in the problem")
+    ax.set_ylabel("gap to the proven optimum (%, floor 1e-6)")
+    ax.set_title("optimality gap against problem size")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = os.path.join(directory, "gap_vs_size.png")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -106,15 +128,27 @@ def _parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(
         prog="python -m reference.compare",
-        description="Compare rounding methods against the proven optimum of each layer's QUBO (Eq. 20).",
+        description="Compare rounding and QUBO methods against the proven optimum of each problem.",
     )
     p.add_argument("--suite", action="append", choices=sorted(SUITES),
-                   help="built-in suite (repeatable); default: 'default' when no --problem is given")
+                   help="built-in suite (repeatable); 'default' when no other problem source is given")
     p.add_argument("--problem", action="append", default=[], metavar="FILE.npz",
                    help="a layer file: keys W (out, in), X (N, in), and scale/qmin/qmax[/zero_point] or bits")
+    p.add_argument("--qubo", action="append", default=[], metavar="FILE",
+                   help="raw QUBOs: OR-Library bqp text, or dimod's serialised BQM (binary or JSON)")
+    p.add_argument("--config", action="append", default=[], metavar="FILE.toml", help="a generator sweep")
     p.add_argument("--methods", help="comma-separated method names (default: every registered method)")
-    p.add_argument("--seed", type=int, default=0, help="seed for the suites and for every random method (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the suites and every random method (default 0)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="parallel worker processes (default: the number of cores; 1 runs serially)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="run the tasks on a Dask distributed cluster")
+    p.add_argument("--store", metavar="FILE.sqlite",
+                   help="keep every finished result in this SQLite file; a rerun skips what it holds")
     p.add_argument("--json", metavar="OUT.json", help="write the results as JSON")
+    p.add_argument("--csv", metavar="OUT.csv", help="write one row per problem and method as CSV")
+    p.add_argument("--plot", metavar="DIR", help="save gap-against-size plots here (needs matplotlib)")
+    p.add_argument("--progress", action="store_true", help="show a progress bar (default: when stderr is a terminal)")
+    p.add_argument("--quiet", action="store_true", help="print only the summary")
     return p
 
 
@@ -123,10 +157,20 @@ def _fail(msg: str) -> int:
     return 2
 
 
+def _default_jobs() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover
+        return os.cpu_count() or 1
+
+
 def main(argv=None) -> int:
     from solvers import METHODS
 
+    from .harness import aggregate, make_tasks, run_tasks
     from .problem_files import ProblemFileError, load_layer
+    from .sources import load_config, load_qubo_file
+    from .store import ResultStore
     from .suites import SUITES
 
     args = _parser().parse_args(argv)
@@ -137,28 +181,61 @@ def main(argv=None) -> int:
             return _fail(f"--methods: unknown method(s) {unknown}; choose from {sorted(METHODS)}")
     else:
         methods = default_methods()
+    jobs = _default_jobs() if args.jobs is None else args.jobs
+    if jobs < 1:
+        return _fail(f"--jobs must be >= 1, found {jobs}")
     problems = []
     try:
         for path in args.problem:
             problems.append(load_layer(path))
+        for path in args.qubo:
+            problems.extend(load_qubo_file(path))
+        for path in args.config:
+            problems.extend(load_config(path))
     except ProblemFileError as exc:
         return _fail(str(exc))
-    suites = args.suite or ([] if args.problem else ["default"])
-    for s in suites:
+    given = args.problem or args.qubo or args.config
+    for s in args.suite or ([] if given else ["default"]):
         problems.extend(SUITES[s](args.seed))
 
-    records = []
-    for problem in problems:
-        rec = run_problem(problem, methods, seed=args.seed)
-        records.append(rec)
-        print(_fmt_table(rec, _grid_txt(problem)), end="\n\n", flush=True)
-    print(_summary(records, methods))
-    if args.json:
+    tasks, skipped = make_tasks(problems, methods, args.seed)
+    store = None
+    try:
+        if args.store:
+            try:
+                store = ResultStore(args.store)
+            except ValueError as exc:
+                return _fail(f"--store: {exc}")
+        progress = args.progress or (sys.stderr.isatty() and len(tasks) > 1)
         try:
+            recs = run_tasks(tasks, jobs=jobs, scheduler=args.scheduler, store=store, progress=progress)
+        except ImportError as exc:
+            return _fail(str(exc))
+    except KeyboardInterrupt:
+        held = "" if store is None else f"; finished results are in {args.store}, rerun to resume"
+        print(f"\ninterrupted{held}", file=sys.stderr)
+        return 130
+    finally:
+        if store is not None:
+            store.close()
+
+    records = aggregate(problems, recs + skipped, methods)
+    if not args.quiet:
+        for prob, rec in zip(problems, records):
+            print(_fmt_table(rec, _describe(prob, rec)), end="\n\n")
+    print(_summary(records, methods), flush=True)
+    try:
+        if args.json:
             with open(args.json, "w") as fh:
                 json.dump({"problems": records}, fh, indent=2)
-        except OSError as exc:
-            return _fail(f"--json: cannot write {args.json}: {exc}")
+        if args.csv:
+            _write_csv(args.csv, records)
+        if args.plot:
+            print(f"plot: {_plot(args.plot, records, methods)}")
+    except ImportError as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"cannot write output: {exc}")
     return 0
 
 

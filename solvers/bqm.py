@@ -28,11 +28,13 @@ class BQM:
     c : float, default=0
     labels : sequence of n hashables, optional
         Names of the variables (kept through dimod conversions); default ``0 .. n-1``.
+    name : str, optional
+        A name for tables and result files.
     """
 
-    __slots__ = ("P", "q", "c", "labels")
+    __slots__ = ("P", "q", "c", "labels", "name")
 
-    def __init__(self, P, q=None, c=0.0, labels=None):
+    def __init__(self, P, q=None, c=0.0, labels=None, name=None):
         P = as_float_array(P, "P", ndim=2)
         n = P.shape[0]
         if P.shape != (n, n):
@@ -55,6 +57,7 @@ class BQM:
         self.q = q
         self.c = c
         self.labels = labels
+        self.name = name
         self.P.setflags(write=False)
         self.q.setflags(write=False)
 
@@ -65,7 +68,8 @@ class BQM:
         return self.P.shape[0]
 
     def __repr__(self) -> str:
-        return f"BQM(n={self.n}, c={self.c:.6g})"
+        nm = f"{self.name!r}, " if self.name else ""
+        return f"BQM({nm}n={self.n}, c={self.c:.6g})"
 
     def qubo_matrix(self) -> np.ndarray:
         """Upper-triangular QUBO matrix ``Q`` with ``E(v) = v^T Q v + c`` on binary ``v``."""

@@ -1,0 +1,262 @@
+"""Tasks, executors and aggregation behind ``python -m reference.compare``.
+
+A task is one (problem, method, options, seed). Tasks are independent: each result depends only
+on its inputs, so serial, process-parallel (``jobs > 1``) and Dask (``scheduler``) runs give the
+same numbers (wall times aside). Finished tasks go to a :class:`~reference.store.ResultStore`
+as they complete when one is given, and tasks already in it are not run again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+
+import numpy as np
+
+from .store import task_key
+
+__all__ = ["Task", "problem_hash", "problem_kind", "make_tasks", "run_task", "run_tasks", "aggregate"]
+
+
+def problem_kind(problem) -> str:
+    """``"layer"`` for a LayerProblem (reports ``loss``), ``"qubo"`` for a BQM (reports ``energy``)."""
+    from solvers import LayerProblem
+
+    return "layer" if isinstance(problem, LayerProblem) else "qubo"
+
+
+def problem_hash(problem) -> str:
+    """SHA-256 of the problem's content (arrays in float64, grid), independent of its name."""
+    h = hashlib.sha256()
+    if problem_kind(problem) == "layer":
+        g = problem.grid
+        parts = [b"layer", problem.W, problem.G, g.scale, g.zero_point, np.array([g.qmin, g.qmax], dtype=np.float64)]
+    else:
+        parts = [b"qubo", problem.P, problem.q, np.array([problem.c])]
+    for p in parts:
+        if isinstance(p, bytes):
+            h.update(p)
+        else:
+            a = np.ascontiguousarray(p, dtype=np.float64)
+            h.update(str(a.shape).encode())
+            h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _size(problem) -> int:
+    return problem.max_row_vars if problem_kind(problem) == "layer" else problem.n
+
+
+def _n_vars(problem) -> int:
+    return problem.n_vars if problem_kind(problem) == "layer" else problem.n
+
+
+@dataclass
+class Task:
+    problem: object
+    name: str
+    hash: str
+    method: str
+    options: dict
+    seed: int | None
+
+    @property
+    def key(self) -> str:
+        return task_key(self.hash, self.method, self.options, self.seed)
+
+
+def _base_record(task: Task) -> dict:
+    return {"problem": task.name, "problem_hash": task.hash, "method": task.method,
+            "options": task.options, "seed": task.seed}
+
+
+def make_tasks(problems, methods, seed, method_options=None):
+    """Tasks for every applicable (problem, method), plus records for those skipped by a size limit.
+
+    Layer methods do not apply to raw QUBOs and are left out for them. A QUBO method whose size
+    check refuses the problem (``exhaustive`` above its limit) gets a ``skipped`` record.
+    Returns ``(tasks, skipped_records)``.
+    """
+    from solvers import METHODS
+
+    method_options = method_options or {}
+    tasks, skipped = [], []
+    for prob in problems:
+        kind = problem_kind(prob)
+        h = problem_hash(prob)
+        for name in methods:
+            m = METHODS[name]
+            if kind == "qubo" and m.kind == "layer":
+                continue
+            opts = dict(method_options.get(name, {}))
+            task_seed = seed if "seed" in m.options else None
+            task = Task(prob, prob_name(prob), h, name, opts, task_seed)
+            try:
+                if m.kind == "qubo":
+                    m.check_size(_size(prob), m.resolve_options(opts))
+            except ValueError as exc:
+                rec = _base_record(task)
+                rec.update({"kind": kind, "value": None, "optimal": False, "lower_bound": None,
+                            "seconds": 0.0, "status": f"skipped: {exc}"})
+                skipped.append(rec)
+                continue
+            tasks.append(task)
+    return tasks, skipped
+
+
+def prob_name(problem) -> str:
+    return getattr(problem, "name", None) or "qubo"
+
+
+def run_task(task: Task) -> dict:
+    """Solve one task; the record holds the recomputed value (loss or energy) and the facts."""
+    from solvers import solve
+
+    opts = dict(task.options)
+    if task.seed is not None:
+        opts["seed"] = task.seed
+    r = solve(task.problem, task.method, **opts)
+    rec = _base_record(task)
+    rec.update({"kind": problem_kind(task.problem), "value": r.energy, "optimal": r.optimal,
+                "lower_bound": r.lower_bound, "seconds": r.seconds, "status": r.status})
+    return rec
+
+
+def _run_chunk(chunk):
+    return [(i, run_task(t)) for i, t in chunk]
+
+
+class Progress:
+    """A one-line progress bar with an estimate of the time left, on stderr."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.enabled, self.done = total, enabled and total > 0, 0
+        self.t0 = time.perf_counter()
+
+    def step(self, n: int = 1) -> None:
+        self.done += n
+        if not self.enabled:
+            return
+        el = time.perf_counter() - self.t0
+        eta = el / self.done * (self.total - self.done) if self.done else float("nan")
+        width = 30
+        fill = int(width * self.done / self.total)
+        sys.stderr.write(f"\r[{'#' * fill}{'.' * (width - fill)}] {self.done}/{self.total} "
+                         f"elapsed {el:6.1f}s  left ~{eta:6.1f}s")
+        if self.done >= self.total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def _chunks(items, n_chunks):
+    size = max(1, -(-len(items) // n_chunks))
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def run_tasks(tasks, jobs: int = 1, scheduler: str | None = None, store=None, progress: bool = False):
+    """Run ``tasks``; return their records in task order.
+
+    Tasks found in ``store`` are not run. New records are put in the store as they complete.
+    ``jobs > 1`` uses a process pool; ``scheduler`` (an address) a Dask distributed cluster.
+    """
+    records: list = [None] * len(tasks)
+    todo = []
+    for i, t in enumerate(tasks):
+        hit = store.get(t.key) if store is not None else None
+        if hit is not None:
+            records[i] = hit
+        else:
+            todo.append((i, t))
+    bar = Progress(len(todo), progress)
+
+    def finish(i, rec):
+        records[i] = rec
+        if store is not None:
+            store.put(tasks[i].key, rec)
+        bar.step()
+
+    if not todo:
+        return records
+    if scheduler is not None:
+        _run_dask(todo, scheduler, jobs, finish)
+    elif jobs <= 1:
+        for i, t in todo:
+            finish(i, run_task(t))
+    else:
+        pending = set()
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            try:
+                for chunk in _chunks(todo, 8 * jobs):
+                    pending.add(pool.submit(_run_chunk, chunk))
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        for i, rec in fut.result():
+                            finish(i, rec)
+            except BaseException:
+                for fut in pending:
+                    fut.cancel()
+                raise
+    return records
+
+
+def _run_dask(todo, scheduler, jobs, finish):
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        raise ImportError(
+            "--scheduler needs the optional package 'distributed' (pip install 'qubo-reference[dask]')"
+        ) from None
+    with Client(scheduler) as client:
+        n_workers = max(1, len(client.scheduler_info().get("workers", {})), jobs)
+        futures = [client.submit(_run_chunk, chunk, pure=False) for chunk in _chunks(todo, 8 * n_workers)]
+        for fut in as_completed(futures):
+            for i, rec in fut.result():
+                finish(i, rec)
+
+
+def _gap(value, optimum):
+    if value is None or optimum is None:
+        return None
+    if optimum == 0:
+        return 0.0 if value == 0 else None
+    return (value - optimum) / abs(optimum)
+
+
+def aggregate(problems, records, methods) -> list[dict]:
+    """Group records by problem (in the problems' order) and add each method's gap.
+
+    ``gap = (value - optimum) / |optimum|`` against the best proven-optimal value among that
+    problem's records; ``None`` when none is proven. Layer problems report ``loss``, raw QUBOs
+    ``energy``.
+    """
+    out = []
+    by_hash: dict = {}
+    for rec in records:
+        by_hash.setdefault((rec["problem_hash"], rec["problem"]), []).append(rec)
+    for prob in problems:
+        kind = problem_kind(prob)
+        order = {m: i for i, m in enumerate(methods)}
+        recs = sorted(by_hash.get((problem_hash(prob), prob_name(prob)), []), key=lambda r: order.get(r["method"], 1 << 30))
+        proven = [r["value"] for r in recs if r["optimal"] and r["value"] is not None]
+        optimum = min(proven) if proven else None
+        value_key = "loss" if kind == "layer" else "energy"
+        results = []
+        for r in recs:
+            results.append({"method": r["method"], value_key: r["value"], "optimal": r["optimal"],
+                            "gap": _gap(r["value"], optimum), "seconds": r["seconds"], "status": r["status"],
+                            "lower_bound": r["lower_bound"]})
+        rec = {"name": prob_name(prob), "kind": kind, "n_rows": prob.n_rows if kind == "layer" else 1,
+               "n_vars": _n_vars(prob), "max_row_vars": _size(prob), "optimum": optimum, "results": results}
+        out.append(rec)
+    return out
+
+
+def canonical(rec: dict) -> str:
+    """A record without its wall time, as canonical JSON (to compare runs)."""
+    r = {k: v for k, v in rec.items() if k != "seconds"}
+    return json.dumps(r, sort_keys=True)

@@ -1,0 +1,152 @@
+"""Problem sources for the compare command: raw QUBO files and generator sweeps (TOML).
+
+Layer files (``.npz``) are read by :mod:`reference.problem_files`. Every reader refuses a bad
+file with a :class:`~reference.problem_files.ProblemFileError` naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import os
+
+import numpy as np
+
+from .problem_files import ProblemFileError
+
+__all__ = ["load_qubo_file", "load_config", "SWEEP_KEYS"]
+
+
+def _name(path: str) -> str:
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def load_qubo_file(path: str):
+    """Read raw QUBOs from ``path``, told apart by content.
+
+    * dimod's serialised BQM: the binary file of ``bqm.to_file()`` (starts with ``DIMODBQM``) or
+      the JSON of ``bqm.to_serializable()``;
+    * otherwise the OR-Library ``bqp`` text format (several instances a file; maximisation
+      instances become minimisation QUBOs, so their energy is minus the OR-Library value).
+
+    Returns a list of :class:`solvers.BQM` named ``<file>`` or ``<file>#k`` (1-based).
+    """
+    import dimod
+
+    from solvers import BQM
+    from solvers.orlib import parse_bqp
+
+    if not os.path.isfile(path):
+        raise ProblemFileError(f"{path}: no such file")
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    name = _name(path)
+    try:
+        if raw.startswith(b"DIMODBQM"):
+            bqm = dimod.BinaryQuadraticModel.from_file(io.BytesIO(raw))
+            models = [BQM.from_dimod(bqm)]
+        elif raw.lstrip().startswith(b"{"):
+            bqm = dimod.BinaryQuadraticModel.from_serializable(json.loads(raw.decode("utf-8")))
+            models = [BQM.from_dimod(bqm)]
+        else:
+            models = parse_bqp(raw.decode("utf-8"))
+    except ProblemFileError:
+        raise
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProblemFileError(f"{path}: not a readable QUBO file ({exc})") from None
+    except Exception as exc:  # dimod's readers raise their own types for corrupt files
+        raise ProblemFileError(f"{path}: not a readable QUBO file ({type(exc).__name__}: {exc})") from None
+    if not models:
+        raise ProblemFileError(f"{path}: holds no QUBO")
+    for k, m in enumerate(models):
+        m.name = name if len(models) == 1 else f"{name}#{k + 1}"
+    return models
+
+
+#: Keys of a ``[sweep]`` table and their defaults. List values are swept (Cartesian product).
+SWEEP_KEYS = {
+    "name": "sweep",
+    "out": 4,
+    "fan_in": [16],
+    "bits": [4],
+    "rho": [0.5],
+    "samples_per_input": [4],
+    "seeds": [0],
+    "per_row": True,
+    "symmetric": True,
+}
+
+
+def _as_list(value, key, path, kind):
+    vals = value if isinstance(value, list) else [value]
+    if not vals:
+        raise ProblemFileError(f"{path}: sweep key {key!r} is an empty list")
+    for v in vals:
+        if kind is int and (isinstance(v, bool) or not isinstance(v, int)):
+            raise ProblemFileError(f"{path}: sweep key {key!r} must hold integers, found {v!r}")
+        if kind is float and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise ProblemFileError(f"{path}: sweep key {key!r} must hold numbers, found {v!r}")
+    return vals
+
+
+def load_config(path: str):
+    """Layer problems from a TOML sweep file: one ``[sweep]`` table (or several, ``[[sweep]]``).
+
+    Keys (lists are swept): ``fan_in``, ``bits``, ``rho`` (AR(1) input correlation, in [0, 1)),
+    ``samples_per_input`` (N = that times fan_in), ``seeds``; scalars ``out`` (rows),
+    ``per_row``, ``symmetric``, ``name``. Layers come from
+    :func:`reference.suites.correlated_layer` with the paper's MSE grid.
+    """
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    from solvers import LayerProblem
+
+    from .grid import fit_grid
+    from .suites import correlated_layer
+
+    if not os.path.isfile(path):
+        raise ProblemFileError(f"{path}: no such file")
+    try:
+        with open(path, "rb") as fh:
+            cfg = tomllib.load(fh)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ProblemFileError(f"{path}: not valid TOML ({exc})") from None
+    unknown_top = sorted(set(cfg) - {"sweep"})
+    if unknown_top or "sweep" not in cfg:
+        raise ProblemFileError(f"{path}: expected a [sweep] table (found {sorted(cfg) or 'nothing'})")
+    sweeps = cfg["sweep"] if isinstance(cfg["sweep"], list) else [cfg["sweep"]]
+    problems = []
+    for sw in sweeps:
+        unknown = sorted(set(sw) - set(SWEEP_KEYS))
+        if unknown:
+            raise ProblemFileError(f"{path}: unknown sweep key(s) {unknown}; allowed: {sorted(SWEEP_KEYS)}")
+        s = {**SWEEP_KEYS, **sw}
+        fan_ins = _as_list(s["fan_in"], "fan_in", path, int)
+        bits_l = _as_list(s["bits"], "bits", path, int)
+        rhos = _as_list(s["rho"], "rho", path, float)
+        spis = _as_list(s["samples_per_input"], "samples_per_input", path, int)
+        seeds = _as_list(s["seeds"], "seeds", path, int)
+        out = s["out"]
+        if isinstance(out, bool) or not isinstance(out, int) or out < 1:
+            raise ProblemFileError(f"{path}: sweep key 'out' must be an integer >= 1, found {out!r}")
+        for key in ("per_row", "symmetric"):
+            if not isinstance(s[key], bool):
+                raise ProblemFileError(f"{path}: sweep key {key!r} must be true or false, found {s[key]!r}")
+        if any(not 0 <= r < 1 for r in rhos):
+            raise ProblemFileError(f"{path}: sweep key 'rho' must lie in [0, 1), found {rhos}")
+        if any(f < 1 for f in fan_ins) or any(m < 1 for m in spis):
+            raise ProblemFileError(f"{path}: fan_in and samples_per_input must be >= 1")
+        for fan_in, bits, rho, spi, seed in itertools.product(fan_ins, bits_l, rhos, spis, seeds):
+            rng = np.random.default_rng([seed, fan_in, bits, spi, int(round(rho * 1000))])
+            W, X = correlated_layer(out, fan_in, spi * fan_in, rng, rho=rho)
+            try:
+                grid = fit_grid(W, bits=bits, per_row=s["per_row"], symmetric=s["symmetric"])
+            except ValueError as exc:
+                raise ProblemFileError(f"{path}: {exc}") from None
+            name = f"{s['name']}-in{fan_in}-b{bits}-rho{rho:g}-spi{spi}-seed{seed}"
+            problems.append(LayerProblem(W, grid, X=X, name=name))
+    return problems
