@@ -35,6 +35,8 @@ def problem_hash(problem) -> str:
     if problem_kind(problem) == "layer":
         g = problem.grid
         parts = [b"layer", problem.W, problem.G, g.scale, g.zero_point, np.array([g.qmin, g.qmax], dtype=np.float64)]
+        if getattr(problem, "X", None) is not None:  # mini-batch methods read the samples themselves
+            parts.append(problem.X)
     else:
         parts = [b"qubo", problem.P, problem.q, np.array([problem.c])]
     for p in parts:

@@ -42,6 +42,8 @@ class LayerProblem:
     Attributes
     ----------
     W, G : float64 arrays
+    X : float64 array of shape (N, in), or None
+        The validated samples when the problem was built from ``X`` (mini-batch methods need them).
     grid : Grid
     lo, delta, residual : arrays of shape (out, in)
         Lower neighbour, free-variable mask (1 where the weight can go up) and ``W/s - floor(W/s)``.
@@ -72,6 +74,7 @@ class LayerProblem:
         ud = _updown(W, grid)
         self.W = W
         self.G = G
+        self.X = X
         self.grid = grid
         self.name = name
         self.lo = ud.lo
@@ -81,6 +84,8 @@ class LayerProblem:
         self._rows: dict[int, BQM] = {}
         for arr in (self.W, self.G, self.lo, self.delta, self.residual):
             arr.setflags(write=False)
+        if self.X is not None:
+            self.X.setflags(write=False)
 
     # ------------------------------------------------------------------ sizes
     @property

@@ -1,0 +1,199 @@
+"""Exact solvers: time to prove optimality, nodes with and without the ordering rule, quality
+per second of the heuristics against the proven optimum, and the shifted tree on bqp50.
+
+Problems: per-row local-loss QUBOs (Eq. 20) of a layer with ``W ~ N(0, 1/n)`` (10 rows),
+4-bit symmetric per-row MSE grid, ``G`` from ``N = 4n`` correlated samples (AR(1) correlation
+0.9 between neighbouring inputs, then the inputs randomly permuted, so that the natural order
+carries no information about the correlations).
+
+Usage (each part can be run alone)::
+
+    python benchmarks/exact.py prove  [--sizes 24 32 48 64] [--rows 10] [--limit 60]
+    python benchmarks/exact.py quality [--sizes 64 128] [--rows 4] [--limit 120]
+    python benchmarks/exact.py bqp    [--limit 60]
+
+Ratios are printed against peers measured in the same run: ``exhaustive`` (where feasible) and a
+plain Python depth-first Schnorr-Euchner search in natural order (:func:`python_tree`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from reference import fit_grid  # noqa: E402
+from solvers import LayerProblem, method_names, solve  # noqa: E402
+from solvers.orlib import read_bqp  # noqa: E402
+from solvers.tree import least_squares_form, tree_search  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+BQP50_OPT = [2098, 3702, 4626, 3544, 4012, 3693, 4520, 4216, 3780, 3507]
+
+
+def correlated_layer(n: int, rows: int = 10, seed: int = 0, rho: float = 0.9) -> LayerProblem:
+    """The benchmark layer (module docstring)."""
+    rng = np.random.default_rng(seed)
+    idx = np.arange(n)
+    C = rho ** np.abs(idx[:, None] - idx[None, :])
+    X = (rng.normal(size=(4 * n, n)) @ np.linalg.cholesky(C).T)[:, rng.permutation(n)]
+    W = rng.normal(size=(rows, n)) / np.sqrt(n)
+    return LayerProblem(W, fit_grid(W, bits=4), X=X, name=f"ar1-{n}")
+
+
+def python_tree(P, q, c, time_limit=None):
+    """Peer: plain Python recursive Schnorr-Euchner DFS, natural order, plain bound, no initial
+    incumbent. Returns (energy, nodes, finished)."""
+    form = least_squares_form(P, q, c, order="natural")
+    R, y, c0 = form.R.tolist(), form.y.tolist(), form.c0
+    n = len(R)
+    best = [float("inf")]
+    nodes = [0]
+    deadline = None if time_limit is None else time.perf_counter() + time_limit
+    stopped = [False]
+
+    def visit(j, D, t):
+        if stopped[0]:
+            return
+        if deadline is not None and nodes[0] % 4096 == 0 and time.perf_counter() > deadline:
+            stopped[0] = True
+            return
+        r = R[j][j]
+        tj = t[j]
+        kids = sorted([(D + tj * tj, 0), (D + (r - tj) ** 2, 1)])
+        for Dx, x in kids:
+            nodes[0] += 1
+            if Dx + c0 >= best[0]:
+                break
+            if j == 0:
+                best[0] = Dx + c0
+                continue
+            tn = t[:j] if x == 0 else [t[i] - R[i][j] for i in range(j)]
+            visit(j - 1, Dx, tn)
+
+    visit(n - 1, 0.0, list(y))
+    return best[0], nodes[0], not stopped[0]
+
+
+def _nanmedian(xs):
+    xs = [x for x in xs if x == x]
+    return statistics.median(xs) if xs else float("nan")
+
+
+def _fmt(xs):
+    return f"median {statistics.median(xs):7.3f} s  worst {max(xs):7.3f} s"
+
+
+def prove(sizes, rows, limit, nat_limit):
+    print("## time to prove optimality (per row; tree: order=schur, bound=rows)")
+    warm = correlated_layer(16, 1).row_bqm(0)  # imports and first calls out of the timings
+    tree_search(warm.P, warm.q, warm.c)
+    solve(warm, "exhaustive")
+    for n in sizes:
+        problem = correlated_layer(n, rows)
+        t_tree, t_nat, nodes_s, nodes_n, nodes_p, t_ex, t_py, proved = [], [], [], [], [], [], [], 0
+        nat_proved = 0
+        for k in range(rows):
+            bqm = problem.row_bqm(k)
+            t0 = time.perf_counter()
+            r = tree_search(bqm.P, bqm.q, bqm.c, time_limit=limit)
+            t_tree.append(time.perf_counter() - t0)
+            proved += r.optimal
+            nodes_s.append(r.nodes)
+            t0 = time.perf_counter()
+            rn = tree_search(bqm.P, bqm.q, bqm.c, order="natural", time_limit=nat_limit)
+            t_nat.append(time.perf_counter() - t0)
+            nodes_n.append(rn.nodes if rn.optimal else float("nan"))
+            nat_proved += rn.optimal
+            rp = tree_search(bqm.P, bqm.q, bqm.c, bound="plain", time_limit=nat_limit)
+            nodes_p.append(rp.nodes if rp.optimal else float("nan"))
+            if n <= 24:
+                t0 = time.perf_counter()
+                ex = solve(bqm, "exhaustive")
+                t_ex.append(time.perf_counter() - t0)
+                assert abs(ex.energy - r.energies[0]) <= 1e-9 * (1 + ex.energy), (ex.energy, r.energies[0])
+            if n <= 32:
+                t0 = time.perf_counter()
+                e_py, _, done = python_tree(bqm.P, bqm.q, bqm.c, time_limit=limit)
+                t_py.append(time.perf_counter() - t0)
+                assert not done or abs(e_py - r.energies[0]) <= 1e-9 * (1 + abs(e_py))
+        print(f"n={n:4d}  tree proved {proved}/{rows}: {_fmt(t_tree)}")
+        print(f"        natural order:           {_fmt(t_nat)}  (capped at {nat_limit} s; "
+              f"proved {nat_proved}/{rows})")
+        print(f"        nodes median: schur+rows {statistics.median(nodes_s):>12,.0f}   "
+              f"natural+rows {_nanmedian(nodes_n):>12,.0f}   schur+plain {_nanmedian(nodes_p):>12,.0f}"
+              f"   (nan: not proved within {nat_limit} s)")
+        if t_ex:
+            print(f"        exhaustive:              {_fmt(t_ex)}   "
+                  f"ratio exhaustive/tree (medians) {statistics.median(t_ex) / statistics.median(t_tree):.1f}")
+        if t_py:
+            print(f"        python SE natural:       {_fmt(t_py)}   "
+                  f"ratio python/tree (medians) {statistics.median(t_py) / statistics.median(t_tree):.1f}")
+        sys.stdout.flush()
+
+
+QUALITY_METHODS = [("nearest", {}), ("gptq", {}), ("gptq", {"order": "act_order"}),
+                   ("steepest", {}), ("anneal", {}), ("tabu", {}), ("adaround", {})]
+
+
+def quality(sizes, rows, limit):
+    print("## quality per second against the proven optimum (sum over rows of the local loss)")
+    for n in sizes:
+        problem = correlated_layer(n, rows)
+        exact = solve(problem, "tree", time_limit=limit, max_nodes=None)
+        opt, lb = exact.energy, exact.lower_bound
+        rows_proved = sum(s == "optimal" for s in exact.info["row_status"])
+        print(f"n={n}: tree {exact.seconds:.1f} s, rows proved {rows_proved}/{rows}, "
+              f"best {opt:.6g}, lower bound {lb:.6g}")
+        for name, opts in QUALITY_METHODS:
+            if name not in method_names():
+                print(f"  {name:22s} not registered when measured")
+                continue
+            res = solve(problem, name, **opts)
+            label = name + ("" if not opts else "(" + ",".join(f"{k}={v}" for k, v in opts.items()) + ")")
+            print(f"  {label:22s} loss {res.energy:.6g}  gap to optimum {100 * (res.energy - opt) / opt:7.2f} %"
+                  f"  ({res.seconds:7.3f} s; tree/method time {exact.seconds / max(res.seconds, 1e-9):8.1f})")
+        sys.stdout.flush()
+
+
+def bqp(limit):
+    print(f"## shifted tree search on OR-Library bqp50 (general QUBOs), time_limit {limit} s each")
+    models = read_bqp(ROOT / "tests" / "data" / "orlib" / "bqp50.txt")
+    proved = 0
+    for i, (m, opt) in enumerate(zip(models, BQP50_OPT), 1):
+        t0 = time.perf_counter()
+        r = tree_search(m.P, m.q, m.c, time_limit=limit)
+        dt = time.perf_counter() - t0
+        proved += r.optimal
+        print(f"bqp50.{i:<2d} {'optimal' if r.optimal else r.status:22s} best {r.energies[0]:8.0f} "
+              f"(known {-opt})  bound {r.lower_bound:10.1f}  shift {r.info['shift']:.1f}  "
+              f"nodes {r.nodes:>12,d}  {dt:6.1f} s")
+        sys.stdout.flush()
+    print(f"proved optimal: {proved}/10")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("part", choices=["prove", "quality", "bqp"])
+    ap.add_argument("--sizes", type=int, nargs="+")
+    ap.add_argument("--rows", type=int)
+    ap.add_argument("--limit", type=float, default=60.0, help="time limit per row / instance (s)")
+    ap.add_argument("--nat-limit", type=float, default=20.0,
+                    help="time limit of the natural-order and plain-bound runs (prove)")
+    a = ap.parse_args(argv)
+    if a.part == "prove":
+        prove(a.sizes or [24, 32, 48, 64], a.rows or 10, a.limit, a.nat_limit)
+    elif a.part == "quality":
+        quality(a.sizes or [64, 128], a.rows or 4, a.limit)
+    else:
+        bqp(a.limit)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""Lower bounds (solvers/bounds.py) against brute force and an independent continuous solver."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from scipy.optimize import minimize
+
+from solvers import BQM, solve
+from solvers.bounds import box_qp_bound, convex_shift, lower_bounds, roof_duality_bound
+from solvers.exhaustive import exhaustive_minimum
+from tests.solvers.test_tree import general_bqm, psd_layer
+
+
+def _tol(bqm):
+    return 1e-9 * (1.0 + np.abs(bqm.P).sum() + np.abs(bqm.q).sum() + abs(bqm.c))
+
+
+@given(psd_layer(max_n=14))
+def test_bounds_of_psd_rows_are_below_the_optimum(problem):
+    bqm = problem.row_bqm(0)
+    _, opt = exhaustive_minimum(bqm.P, bqm.q, bqm.c)
+    b = lower_bounds(bqm)
+    assert b.box_qp <= opt + _tol(bqm)
+    assert b.roof_duality <= opt + _tol(bqm)
+    assert b.best == max(b.box_qp, b.roof_duality)
+
+
+@given(general_bqm())
+def test_bounds_of_indefinite_qubos_are_below_the_optimum(bqm):
+    _, opt = exhaustive_minimum(bqm.P, bqm.q, bqm.c)
+    assert box_qp_bound(bqm) <= opt + _tol(bqm)
+    assert roof_duality_bound(bqm)[0] <= opt + _tol(bqm)
+
+
+@given(general_bqm(max_n=10))
+def test_roof_duality_fixings_keep_the_optimum(bqm):
+    _, opt = exhaustive_minimum(bqm.P, bqm.q, bqm.c)
+    _, fixed = roof_duality_bound(bqm)
+    if fixed:
+        reduced, _ = bqm.fix(fixed)
+        _, opt_fixed = exhaustive_minimum(reduced.P, reduced.q, reduced.c)
+        assert abs(opt_fixed - opt) <= _tol(bqm)
+
+
+def test_roof_duality_fixes_a_separable_model_completely():
+    bqm = BQM(np.zeros((3, 3)), [-1.0, 2.0, -0.5], 1.0)
+    lb, fixed = roof_duality_bound(bqm)
+    assert fixed == {0: 1, 1: 0, 2: 1}
+    assert abs(lb - (-0.5)) < 1e-8
+
+
+@given(psd_layer(max_n=12))
+def test_box_qp_bound_is_the_continuous_minimum_of_a_psd_form(problem):
+    bqm = problem.row_bqm(0)
+    lb = box_qp_bound(bqm)
+    if bqm.n == 0:  # every weight clipped: nothing to choose
+        assert lb == bqm.c
+        return
+    d = convex_shift(bqm.P)
+    A = bqm.P + d * np.eye(bqm.n)
+    b = bqm.q - d
+
+    def f(x):
+        return x @ A @ x + b @ x + bqm.c, 2 * A @ x + b
+
+    best = min(minimize(f, x0, jac=True, method="TNC", bounds=[(0, 1)] * bqm.n).fun
+               for x0 in (np.full(bqm.n, 0.5), np.zeros(bqm.n), np.ones(bqm.n)))
+    scale = 1.0 + np.abs(A).sum() + np.abs(b).sum() + abs(bqm.c)
+    assert lb <= best + 1e-9 * scale  # valid
+    assert lb >= best - 1e-5 * scale  # and tight (the certified continuous minimum)
+
+
+def test_convex_shift_makes_P_psd_and_is_zero_ish_for_psd_P():
+    rng = np.random.default_rng(1)
+    M = rng.normal(size=(6, 6))
+    P = (M + M.T) / 2
+    d = convex_shift(P)
+    assert np.linalg.eigvalsh(P + d * np.eye(6))[0] >= 0
+    assert convex_shift(M.T @ M) < 1e-10
+
+
+@given(psd_layer(max_n=12, rows=2))
+def test_every_lower_bound_returned_by_solve_is_below_the_optimum(problem):
+    exact = solve(problem, "exhaustive")
+    for method, opts in [("tree", {}), ("tree", {"max_nodes": 3}), ("exhaustive", {})]:
+        res = solve(problem, method, **opts)
+        assert res.lower_bound is not None
+        assert res.lower_bound <= exact.energy + 1e-9 * (1 + exact.energy)
+
+
+@pytest.mark.parametrize("fn", [box_qp_bound, roof_duality_bound, lower_bounds])
+def test_bounds_refuse_a_non_bqm(fn):
+    with pytest.raises(ValueError, match="bqm must be a solvers.BQM"):
+        fn(np.eye(2))

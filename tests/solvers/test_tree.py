@@ -1,0 +1,199 @@
+"""The tree search (solvers/tree.py) against brute force: exact optima, k lowest states, valid
+bounds under limits, semidefinite and indefinite P."""
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reference import Grid
+from solvers import BQM, LayerProblem, solve
+from solvers.exhaustive import exhaustive_minimum
+from solvers.tree import least_squares_form, nearest_plane, tree_search
+
+
+# ---------------------------------------------------------------------------- strategies
+@st.composite
+def psd_layer(draw, max_n: int = 20, rows: int = 1):
+    """A LayerProblem whose rows are PSD QUBOs: N may be < n, inputs may be duplicated, the
+    grid may clip weights (clipped weights have no variable)."""
+    n = draw(st.integers(1, max_n))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    N = draw(st.sampled_from([1, max(1, n // 3), n, 4 * n]))
+    X = rng.normal(size=(N, n))
+    if n > 1 and draw(st.booleans()):  # duplicated inputs
+        dup = rng.integers(0, n, size=max(1, n // 3))
+        X[:, rng.integers(0, n, size=dup.size)] = X[:, dup]
+    if draw(st.booleans()):  # correlated inputs
+        X = X @ (np.eye(n) + 0.8 * rng.normal(size=(n, n)) / np.sqrt(n))
+    W = rng.normal(size=(rows, n))
+    bits = draw(st.sampled_from([2, 3, 4]))
+    qmax = 2 ** (bits - 1) - 1
+    clip = draw(st.sampled_from([1.0, 0.6, 0.3]))  # < 1: the largest weights are clipped
+    scale = clip * np.abs(W).max(axis=1) / qmax + 1e-12
+    return LayerProblem(W, Grid(scale, -qmax - 1, qmax), X=X)
+
+
+@st.composite
+def general_bqm(draw, max_n: int = 12):
+    """An arbitrary QUBO (indefinite P), sometimes with integer coefficients (ties)."""
+    n = draw(st.integers(1, max_n))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    A = rng.normal(size=(n, n)) * draw(st.sampled_from([0.01, 1.0, 100.0]))
+    q = rng.normal(size=n) * draw(st.sampled_from([0.0, 1.0, 30.0]))
+    if draw(st.booleans()):
+        A, q = np.round(A), np.round(q)
+    return BQM((A + A.T) / 2, q, float(rng.normal()))
+
+
+def _all_energies(bqm):
+    V = np.array(list(itertools.product([0, 1], repeat=bqm.n)), dtype=float).reshape(-1, bqm.n)
+    return V, bqm.energies(V)
+
+
+def _close(a, b, scale):
+    return abs(a - b) <= 1e-9 * (1.0 + abs(scale))
+
+
+# ---------------------------------------------------------------------------- exactness
+@settings(max_examples=500)
+@given(psd_layer(), st.sampled_from(["schur", "natural"]), st.sampled_from(["rows", "plain"]))
+def test_tree_equals_exhaustive_on_psd_layer_rows(problem, order, bound):
+    exact = solve(problem, "exhaustive")
+    res = solve(problem, "tree", order=order, bound=bound)
+    assert res.optimal and res.status == "optimal"
+    assert _close(res.energy, exact.energy, exact.energy)
+    assert res.lower_bound <= exact.energy + 1e-9 * (1 + exact.energy)
+
+
+@given(general_bqm(), st.sampled_from(["schur", "natural"]))
+def test_tree_equals_exhaustive_on_indefinite_qubos(bqm, order):
+    x, e = exhaustive_minimum(bqm.P, bqm.q, bqm.c)
+    res = solve(bqm, "tree", order=order)
+    assert res.optimal
+    assert _close(res.energy, e, np.abs(bqm.P).sum() + np.abs(bqm.q).sum())
+
+
+@given(general_bqm(max_n=8), st.integers(1, 300))
+def test_tree_returns_the_k_lowest_energies(bqm, k):
+    _, E = _all_energies(bqm)
+    res = tree_search(bqm.P, bqm.q, bqm.c, num_states=k)
+    want = np.sort(E)[: min(k, E.size)]
+    assert res.optimal
+    assert res.states.shape == (want.size, bqm.n)
+    assert len({s.tobytes() for s in res.states}) == want.size  # distinct states
+    np.testing.assert_allclose(res.energies, want, rtol=0, atol=1e-9 * (1 + np.abs(E).max()))
+    np.testing.assert_allclose(bqm.energies(res.states), res.energies, rtol=0, atol=1e-12 * (1 + np.abs(E).max()))
+
+
+@given(general_bqm(max_n=9), st.sampled_from(["schur", "natural"]))
+def test_least_squares_form_is_exact_on_every_binary_state(bqm, order):
+    form = least_squares_form(bqm.P, bqm.q, bqm.c, order=order)
+    V, E = _all_energies(bqm)
+    Vp = V[:, form.perm]
+    F = ((Vp @ form.R.T - form.y) ** 2).sum(axis=1) + form.c0
+    assert np.max(np.abs(F - E)) <= form.eps
+    assert np.allclose(np.triu(form.R), form.R) and np.all(np.diag(form.R) > 0)
+
+
+def test_semidefinite_P_with_q_outside_its_range_is_exact():
+    # P = 0 on the second variable's direction, q pulls along it: no Cholesky of P exists
+    P = np.array([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    q = np.array([-1.5, 0.4, -2.0])
+    bqm = BQM(P, q, 0.5)
+    _, E = _all_energies(bqm)
+    res = solve(bqm, "tree")
+    assert res.optimal and _close(res.energy, E.min(), 1.0)
+
+
+def test_zero_model_and_single_variable():
+    assert solve(BQM(np.zeros((3, 3)), np.zeros(3)), "tree").energy == 0.0
+    res = solve(BQM([[2.0]], [-3.0], 1.0), "tree")
+    assert res.optimal and res.x.tolist() == [1] and res.energy == 0.0
+
+
+# ---------------------------------------------------------------------------- limits
+def _hard_problem(n=40, seed=3):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(2 * n, n))
+    W = rng.normal(size=(1, n))
+    return LayerProblem(W, Grid(np.abs(W).max() / 7, -8, 7), X=X).row_bqm(0)
+
+
+@pytest.mark.parametrize("limit", [{"max_nodes": 1}, {"max_nodes": 2000}, {"time_limit": 1e-9}])
+def test_limits_give_best_found_a_valid_bound_and_no_optimality_claim(limit):
+    bqm = _hard_problem()
+    full = solve(bqm, "tree")
+    assert full.optimal
+    res = solve(bqm, "tree", **limit)
+    assert res.optimal is False
+    assert "limit" in res.status
+    assert res.lower_bound <= full.energy + 1e-12
+    assert res.energy >= full.energy - 1e-12
+
+
+@given(psd_layer(max_n=16), st.integers(1, 400))
+def test_node_limited_bound_never_exceeds_the_optimum(problem, max_nodes):
+    exact = solve(problem, "exhaustive")
+    res = solve(problem, "tree", max_nodes=max_nodes)
+    assert res.lower_bound <= exact.energy + 1e-9 * (1 + exact.energy)
+    if not res.optimal:
+        assert res.status == "best found"
+        assert all("limit" in s for s in res.info["row_status"] if s != "optimal")
+
+
+def test_tree_reports_nodes_and_ordering_changes_the_search_not_the_answer():
+    bqm = _hard_problem(n=28, seed=5)
+    a = solve(bqm, "tree", order="schur")
+    b = solve(bqm, "tree", order="natural", bound="plain")
+    assert a.optimal and b.optimal and _close(a.energy, b.energy, a.energy)
+    assert a.info["nodes"] > 0 and b.info["nodes"] > 0
+
+
+# ---------------------------------------------------------------------------- the heuristic
+def test_nearest_plane_takes_the_conditionally_best_value_at_each_step():
+    rng = np.random.default_rng(0)
+    n = 7
+    M = rng.normal(size=(n, n))
+    A = M.T @ M + 0.1 * np.eye(n)
+    b = rng.normal(size=n)
+    R = np.linalg.cholesky(A).T
+    y = np.linalg.solve(R.T, -b / 2)
+    v = nearest_plane(R, y)
+    # oracle: decide v_{n-1}, ..., v_0; each value minimises the quadratic over the still
+    # undecided variables (unconstrained reals), given the decided ones
+    fixed = {}
+    for j in range(n - 1, -1, -1):
+        free = [i for i in range(j)]
+        costs = []
+        for x in (0.0, 1.0):
+            vals = {**fixed, j: x}
+            idx = sorted(vals)
+            u = np.array([vals[i] for i in idx])
+            if free:
+                Aff = A[np.ix_(free, free)]
+                lin = b[free] + 2 * A[np.ix_(free, idx)] @ u
+                vf = np.linalg.solve(2 * Aff, -lin)
+                full = np.zeros(n)
+                full[free], full[idx] = vf, u
+            else:
+                full = np.zeros(n)
+                full[idx] = u
+            costs.append(full @ A @ full + b @ full)
+        fixed[j] = float(np.argmin(costs))
+        assert v[j] == fixed[j]
+
+
+@pytest.mark.parametrize("opts, message", [
+    ({"order": "random"}, "order must be one of"),
+    ({"bound": "sdp"}, "bound must be one of"),
+    ({"max_nodes": 0}, "max_nodes must be >= 1"),
+    ({"time_limit": -1.0}, "time_limit must be a positive number"),
+    ({"batch": 0}, "batch must be >= 1"),
+    ({"nodes": 5}, "unknown option"),
+])
+def test_bad_tree_options_are_refused(opts, message):
+    with pytest.raises(ValueError, match=message):
+        solve(BQM(np.eye(2)), "tree", **opts)
