@@ -40,12 +40,15 @@ _DEFAULT = [
     ("fc16x8-b2", 8, 16, 256, 2, True, None),
     ("fc20x8-b4-tensor", 8, 20, 256, 4, False, None),
     ("fc24x4-b4-rankdef", 4, 24, 256, 4, True, 12),
+    ("fc40x4-b4", 4, 40, 320, 4, True, None),
+    ("fc48x4-b3", 4, 48, 384, 3, True, None),
 ]
 
 
 def default_suite(seed: int = 0):
-    """Six small layers (fan-in 16 to 24): 2-, 3- and 4-bit, per-row and per-tensor grids, and
-    a rank-deficient Gram matrix. Every row is small enough for ``exhaustive``."""
+    """Eight small layers: six with fan-in 16 to 24 (2-, 3- and 4-bit, per-row and per-tensor
+    grids, a rank-deficient Gram matrix), small enough for ``exhaustive``, and two with fan-in
+    40 and 48, beyond enumeration, where the tree search proves the optimum."""
     from solvers import LayerProblem
 
     problems = []

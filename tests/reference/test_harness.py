@@ -147,7 +147,7 @@ def test_a_rerun_with_the_store_runs_nothing_again(tmp_path, monkeypatch):
     assert calls == []
     assert json.loads(out1.read_text()) == json.loads(out2.read_text())
     with ResultStore(str(store)) as s:
-        assert len(s.rows()) == 6 * 3
+        assert len(s.rows()) == 8 * 3 - 2  # exhaustive skips the two wide layers
         v = s.versions()
         assert v["numpy"] == np.__version__ and "dimod" in v and "qubo-reference" in v
 
@@ -158,7 +158,7 @@ def test_without_a_store_nothing_is_cached(tmp_path, monkeypatch):
     monkeypatch.setattr(harness, "run_task", lambda t: calls.append(t) or real(t))
     for _ in range(2):
         assert main(["--methods", "nearest", "--jobs", "1", "--quiet"]) == 0
-    assert len(calls) == 12
+    assert len(calls) == 16
 
 
 def _store_rows(path):
@@ -214,6 +214,6 @@ def test_csv_and_plot_outputs(tmp_path):
                  "--plot", str(plot_dir)]) == 0
     lines = csv_path.read_text().strip().splitlines()
     assert lines[0].startswith("problem,kind,n_rows,n_vars,method,value,optimal,gap")
-    assert len(lines) == 1 + 6 * 2
+    assert len(lines) == 1 + 8 * 2
     png = plot_dir / "gap_vs_size.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
