@@ -1,0 +1,217 @@
+"""Oracle helpers for other projects' tests.
+
+Give a rounding produced elsewhere (a PyTorch AdaRound port, a quantization toolkit) and get its
+local loss (Eq. 20), the proven optimum of the same rounding problem, and the gap::
+
+    from reference.testing import assert_rounding_within
+    assert_rounding_within(W, grid, X=X, W_hat=my_w_hat, rtol=0.05)   # within 5 % of the optimum
+
+The optimum is over the same choices AdaRound makes: each weight goes to the floor or the
+ceiling neighbour on the grid (design.md, "Up/down variables"). A rounding that puts a weight
+anywhere else is refused with the position named.
+
+Hypothesis strategies for layers, grids and QUBOs are at the bottom (``layers``, ``bqms``,
+``psd_bqms``); they need the ``hypothesis`` package.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._validation import as_float_array
+
+__all__ = [
+    "RoundingReport",
+    "rounding_report",
+    "assert_rounding_within",
+    "layers",
+    "bqms",
+    "psd_bqms",
+]
+
+#: Rows up to this many free variables are enumerated; wider rows go to the tree search.
+EXHAUSTIVE_UP_TO = 24
+
+
+@dataclass(frozen=True)
+class RoundingReport:
+    """What the oracle says about one rounding of a layer.
+
+    ``loss``: local loss (Eq. 20) of the given rounding. ``optimum``: the proven optimal loss over
+    up/down roundings (None when the exact method hit its limit). ``lower_bound``: a proven lower
+    bound (equals ``optimum`` when proven). ``gap``: ``(loss - optimum) / optimum`` (None without
+    an optimum; 0 when both are 0). ``method``: the exact method used. ``v``: the given rounding as
+    up/down choices; ``v_opt``: an optimal one.
+    """
+
+    loss: float
+    optimum: float | None
+    lower_bound: float | None
+    gap: float | None
+    method: str
+    v: np.ndarray
+    v_opt: np.ndarray
+
+    def __str__(self) -> str:
+        opt = "not proven" if self.optimum is None else f"{self.optimum:.9e}"
+        gap = "-" if self.gap is None else f"{100 * self.gap:.4f} %"
+        lb = "-" if self.lower_bound is None else f"{self.lower_bound:.9e}"
+        return (f"loss {self.loss:.9e}, optimum {opt} ({self.method}), gap {gap}, lower bound {lb}")
+
+
+def _problem(W, grid, X, G):
+    from solvers import LayerProblem
+
+    return LayerProblem(W, grid, X=X, G=G)
+
+
+def _up_down(problem, q, W_hat) -> np.ndarray:
+    if (q is None) == (W_hat is None):
+        raise ValueError("give exactly one of q (integer weights) or W_hat (quantized weights)")
+    if W_hat is not None:
+        W_hat = as_float_array(W_hat, "W_hat", shape=problem.shape)
+        s, z = problem.grid.per_row(problem.n_rows)
+        qf = W_hat / s + z
+        q = np.round(qf)
+        bad = np.abs(qf - q) > 1e-6 * np.maximum(1.0, np.abs(q))
+        if np.any(bad):
+            k, i = map(int, np.argwhere(bad)[0])
+            raise ValueError(f"W_hat[{k}, {i}] == {float(W_hat[k, i])!r} is not on the grid (q would be {float(qf[k, i])!r})")
+    q = as_float_array(q, "q", shape=problem.shape)
+    up = q - problem.lo
+    bad = ~((up == 0) | ((up == 1) & (problem.delta == 1)))
+    if np.any(bad):
+        k, i = map(int, np.argwhere(bad)[0])
+        raise ValueError(
+            f"weight [{k}, {i}] was rounded to q == {q[k, i]:g}, but its neighbours are "
+            f"{problem.lo[k, i]:g} and {problem.lo[k, i] + problem.delta[k, i]:g}: not an up/down rounding"
+        )
+    return up.astype(np.int8)
+
+
+def rounding_report(W, grid, *, X=None, G=None, q=None, W_hat=None, method: str = "auto",
+                    time_limit: float | None = 60.0) -> RoundingReport:
+    """Loss, proven optimum and gap of a rounding of ``W`` (out, in) on ``grid``.
+
+    Parameters
+    ----------
+    W : array of shape (out, in)
+    grid : reference.Grid
+    X : array of shape (N, in), or G : array of shape (in, in)
+        Calibration samples or their Gram matrix ``X^T X / N``.
+    q : integer array of shape (out, in), or W_hat : array of shape (out, in)
+        The rounding to judge, as integer weights or as quantized weights ``s (q - z)``.
+    method : {"auto", "exhaustive", "tree"}, default="auto"
+        Exact method: ``exhaustive`` when every row has at most 24 free variables, else ``tree``.
+    time_limit : float or None, default=60
+        Seconds per row for the tree search; past it the optimum is reported as not proven.
+    """
+    from solvers import solve
+
+    problem = _problem(W, grid, X, G)
+    v = _up_down(problem, q, W_hat)
+    if method == "auto":
+        method = "exhaustive" if problem.max_row_vars <= EXHAUSTIVE_UP_TO else "tree"
+    if method not in ("exhaustive", "tree"):
+        raise ValueError(f"method must be one of ['auto', 'exhaustive', 'tree'], found {method!r}")
+    opts = {"time_limit": time_limit} if method == "tree" else {}
+    best = solve(problem, method, **opts)
+    loss = problem.loss(v)
+    optimum = best.energy if best.optimal else None
+    if optimum is None:
+        gap = None
+    elif optimum == 0:
+        gap = 0.0 if loss == 0 else None
+    else:
+        gap = (loss - optimum) / optimum
+    return RoundingReport(loss=loss, optimum=optimum, lower_bound=best.lower_bound, gap=gap,
+                          method=method, v=v, v_opt=best.x)
+
+
+def assert_rounding_within(W, grid, *, X=None, G=None, q=None, W_hat=None, rtol: float = 0.0,
+                           atol: float = 0.0, method: str = "auto", time_limit: float | None = 60.0) -> RoundingReport:
+    """Assert that a rounding's local loss is within ``optimum * (1 + rtol) + atol``.
+
+    Raises AssertionError with the loss, the optimum, the gap and the rows that lose most when it
+    is not, or when the optimum could not be proven. Returns the :class:`RoundingReport`.
+    """
+    rep = rounding_report(W, grid, X=X, G=G, q=q, W_hat=W_hat, method=method, time_limit=time_limit)
+    if rep.optimum is None:
+        raise AssertionError(f"the oracle could not prove the optimum within its limit: {rep}")
+    limit = rep.optimum * (1 + rtol) + atol
+    if rep.loss > limit * (1 + 1e-12) + 1e-300:
+        problem = _problem(W, grid, X, G)
+        excess = problem.row_losses(rep.v) - problem.row_losses(rep.v_opt)
+        worst = np.argsort(excess)[::-1][:3]
+        rows = ", ".join(f"row {int(k)} +{excess[k]:.3e}" for k in worst if excess[k] > 0)
+        raise AssertionError(
+            f"rounding loss {rep.loss:.9e} exceeds the allowed {limit:.9e} "
+            f"(optimum {rep.optimum:.9e}, gap {100 * rep.gap:.4f} %, rtol {rtol}, atol {atol}); "
+            f"largest excess: {rows}"
+        )
+    return rep
+
+
+# ---------------------------------------------------------------------------- hypothesis strategies
+def _st():
+    try:
+        from hypothesis import strategies as st
+    except ImportError:
+        raise ImportError("reference.testing strategies need the package 'hypothesis' (pip install hypothesis)") from None
+    return st
+
+
+def layers(max_out: int = 3, max_in: int = 6, allow_clipping: bool = True):
+    """Strategy for ``(W, X, grid)``: per-row or per-tensor, symmetric or asymmetric 2-5 bit grids,
+    weights of very different scales, any N >= 1 (often N < in: singular G), and, when
+    ``allow_clipping``, a shrunk scale so that the largest weights fall off the grid."""
+    st = _st()
+    from .grid import Grid, fit_grid
+
+    @st.composite
+    def build(draw):
+        rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+        out = draw(st.integers(1, max_out))
+        fan_in = draw(st.integers(1, max_in))
+        n = draw(st.integers(1, 3 * fan_in))
+        W = rng.normal(size=(out, fan_in)) * draw(st.sampled_from([0.01, 1.0, 30.0]))
+        X = rng.normal(size=(n, fan_in)) * draw(st.sampled_from([0.1, 1.0, 10.0]))
+        grid = fit_grid(W, bits=draw(st.integers(2, 5)), per_row=draw(st.booleans()),
+                        symmetric=draw(st.booleans()))
+        if allow_clipping and draw(st.booleans()):
+            grid = Grid(grid.scale * draw(st.sampled_from([0.3, 0.6])), grid.qmin, grid.qmax, grid.zero_point)
+        return W, X, grid
+
+    return build()
+
+
+def bqms(min_n: int = 0, max_n: int = 8):
+    """Strategy for ``(P, q, c)``: symmetric ``P`` of any sign and of mixed scale."""
+    st = _st()
+
+    @st.composite
+    def build(draw):
+        rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+        n = draw(st.integers(min_n, max_n))
+        A = rng.normal(size=(n, n)) * draw(st.sampled_from([0.001, 1.0, 100.0]))
+        q = rng.normal(size=n) * draw(st.sampled_from([0.01, 1.0, 10.0]))
+        return (A + A.T) / 2, q, float(rng.normal())
+
+    return build()
+
+
+def psd_bqms(min_n: int = 1, max_n: int = 8):
+    """Strategy for ``(P, q, c)`` with ``P = B^T B`` PSD, often singular (rank below ``n``)."""
+    st = _st()
+
+    @st.composite
+    def build(draw):
+        rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+        n = draw(st.integers(min_n, max_n))
+        rank = draw(st.integers(1, n))
+        B = rng.normal(size=(rank, n))
+        return B.T @ B, rng.normal(size=n) * draw(st.sampled_from([0.1, 1.0, 10.0])), float(rng.normal())
+
+    return build()

@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+
+from reference import Grid, fit_grid, layer_loss
+from reference.suites import correlated_layer
+from reference.testing import assert_rounding_within, layers, rounding_report
+from solvers import LayerProblem, solve
+
+
+def _layer(fan_in=12, out=3, seed=0):
+    W, X = correlated_layer(out, fan_in, 8 * fan_in, np.random.default_rng(seed))
+    return W, X, fit_grid(W, 4)
+
+
+def test_the_optimal_rounding_passes_with_zero_tolerance():
+    W, X, grid = _layer()
+    p = LayerProblem(W, grid, X=X)
+    best = solve(p, "exhaustive")
+    rep = assert_rounding_within(W, grid, X=X, W_hat=p.w_hat(best.x))
+    assert rep.gap == 0 and rep.loss == pytest.approx(layer_loss(W, X, p.w_hat(best.x)), rel=1e-9)
+    assert rep.method == "exhaustive"
+
+
+def test_a_worse_rounding_fails_with_a_readable_message():
+    W, X, grid = _layer(seed=3)
+    p = LayerProblem(W, grid, X=X)
+    near = solve(p, "nearest")
+    rep = rounding_report(W, grid, X=X, q=p.integers(near.x))
+    assert rep.gap > 0.01
+    with pytest.raises(AssertionError, match=r"rounding loss .* exceeds the allowed .* gap .* largest excess: row \d"):
+        assert_rounding_within(W, grid, X=X, q=p.integers(near.x), rtol=0.01)
+    assert_rounding_within(W, grid, X=X, q=p.integers(near.x), rtol=rep.gap * 1.001)
+
+
+@settings(max_examples=30)
+@given(layers(max_out=2, max_in=7))
+def test_the_report_agrees_with_an_independent_loss_and_is_never_negative(layer):
+    W, X, grid = layer
+    p = LayerProblem(W, grid, X=X)
+    st = solve(p, "stochastic", seed=1)
+    rep = rounding_report(W, grid, X=X, W_hat=p.w_hat(st.x))
+    direct = layer_loss(W, X, p.w_hat(st.x))
+    assert rep.loss == pytest.approx(direct, rel=1e-9, abs=1e-12)
+    assert rep.optimum <= rep.loss * (1 + 1e-9) + 1e-12
+    assert rep.gap is None or rep.gap >= -1e-9
+
+
+def test_wide_rows_use_the_tree_search():
+    W, X, grid = _layer(fan_in=36, out=2, seed=5)
+    p = LayerProblem(W, grid, X=X)
+    rep = rounding_report(W, grid, X=X, q=p.integers(solve(p, "nearest").x))
+    assert rep.method == "tree" and rep.optimum is not None and rep.gap >= 0
+
+
+def test_roundings_off_the_up_down_choice_are_refused():
+    W = np.array([[0.26, -0.14]])
+    X = np.eye(2)
+    grid = Grid(0.1, -8, 7)
+    with pytest.raises(ValueError, match=r"weight \[0, 0\] was rounded to q == 5, but its neighbours are 2 and 3"):
+        rounding_report(W, grid, X=X, q=np.array([[5, -1]]))
+    with pytest.raises(ValueError, match=r"W_hat\[0, 1\] == -0.15 is not on the grid"):
+        rounding_report(W, grid, X=X, W_hat=np.array([[0.3, -0.15]]))
+    with pytest.raises(ValueError, match="give exactly one of q"):
+        rounding_report(W, grid, X=X)
