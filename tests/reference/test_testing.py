@@ -63,3 +63,17 @@ def test_roundings_off_the_up_down_choice_are_refused():
         rounding_report(W, grid, X=X, W_hat=np.array([[0.3, -0.15]]))
     with pytest.raises(ValueError, match="give exactly one of q"):
         rounding_report(W, grid, X=X)
+
+
+def test_the_guide_example_runs_with_this_projects_relaxation():
+    """docs/guide/testing.md, second block: float32 weights and scale, adaround as the 'port'."""
+    seed = 0
+    rng = np.random.default_rng(seed)
+    W, X = correlated_layer(out=16, fan_in=20, n_samples=512, rng=rng)
+    W = W.astype(np.float32).astype(np.float64)
+    g = fit_grid(W, bits=4)
+    grid = Grid(g.scale.astype(np.float32), g.qmin, g.qmax)
+    problem = LayerProblem(W, grid, X=X)
+    w_hat = problem.w_hat(solve(problem, "adaround", seed=seed).x)
+    rep = assert_rounding_within(W, grid, X=X, W_hat=w_hat.astype(np.float32).astype(np.float64), rtol=0.25)
+    assert rep.method == "exhaustive" and rep.gap < 0.25
