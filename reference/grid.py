@@ -145,10 +145,16 @@ def _updown(W: np.ndarray, grid: Grid) -> UpDown:
     s, z = grid.per_row(W.shape[0])
     x = W / s
     fl = np.floor(x)
+    r = x - fl
+    # x just below an integer can give r == 1.0 in floating point (x = -1e-100: floor -1, r = 1):
+    # such an x is that integer to machine precision, so take it as on the grid (r = 0).
+    up = r >= 1.0
+    fl = np.where(up, fl + 1.0, fl)
+    r = np.where(up, 0.0, r)
     f = fl + z
     lo = np.clip(f, grid.qmin, grid.qmax)
     hi = np.clip(f + 1.0, grid.qmin, grid.qmax)
-    return UpDown(floor=f, lo=lo, hi=hi, delta=hi - lo, residual=x - fl)
+    return UpDown(floor=f, lo=lo, hi=hi, delta=hi - lo, residual=r)
 
 
 def updown(W, grid: Grid) -> UpDown:

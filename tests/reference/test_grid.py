@@ -157,3 +157,12 @@ def test_dequantize_inverts_the_grid(bits, symmetric):
     np.testing.assert_allclose(dequantize(q, g), s * (q - z))
     with pytest.raises(ValueError, match="q must lie in"):
         dequantize(q * 0 + g.qmax + 1, g)
+
+
+def test_residual_stays_below_one_for_weights_just_below_a_grid_point():
+    W = np.array([[-1e-100, -1e-17, 2.0 - 1e-16, 0.5]])
+    g = Grid(1.0, -8, 7)
+    ud = updown(W, g)
+    assert np.all((ud.residual >= 0) & (ud.residual < 1))
+    np.testing.assert_array_equal(ud.lo, [[0, 0, 2, 0]])
+    np.testing.assert_array_equal(round_nearest(W, g), [[0, 0, 2, 1]])

@@ -1,0 +1,324 @@
+"""Quantizing a whole network layer by layer, and the asymmetric reconstruction (Eq. 25).
+
+Three objectives for layer ``l`` with full-precision input ``x`` (from the float network) and
+``x_hat`` (from the network whose earlier layers are already quantized), averaged over the
+``N`` calibration samples:
+
+* ``"layerwise"`` (Eq. 20): ``||W x - W_hat x||^2``, a :class:`~solvers.LayerProblem`;
+* ``"asymmetric"`` (Eq. 25 without activation): ``||W x - W_hat x_hat||^2``, still a PSD QUBO per
+  row: :class:`AsymmetricLayer`;
+* ``"asymmetric_relu"`` (Eq. 25): ``||f(W x + b) - f(W_hat x_hat + b)||^2`` with the layer's
+  activation ``f`` (ReLU for hidden layers, identity for the logits). Not a QUBO for a ReLU
+  layer; :func:`asymmetric_relaxation` runs the AdaRound relaxation (Eqs. 21-24) on it.
+
+:func:`quantize_network` applies one objective and one method to every layer in order.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from reference._validation import as_float_array
+from reference.grid import Grid, fit_grid
+from reference.network import MLP
+
+from ._solve import solve
+from .adaround import GAMMA, ZETA, Adam, beta_at, init_from_residual, rectified_sigmoid, resolve_settings
+from .bqm import BQM
+from .layer import LayerProblem
+from .result import Result
+
+__all__ = [
+    "AsymmetricLayer",
+    "Eq25Relaxation",
+    "SequentialRun",
+    "VARIANTS",
+    "activation_loss",
+    "asymmetric_relaxation",
+    "quantize_network",
+]
+
+VARIANTS = ("layerwise", "asymmetric", "asymmetric_relu")
+_RESIDUAL_METHODS = ("nearest", "floor", "ceil", "stochastic")
+
+
+# ---------------------------------------------------------------------------- Eq. 25, no activation
+class _OffsetBQM(BQM):
+    """A row model that already includes its layer's constant offset."""
+
+    __slots__ = ()
+
+
+class AsymmetricLayer(LayerProblem):
+    """Eq. 25 without activation: ``L(W_hat) = (1/N) sum_n ||W x_n - W_hat x_hat_n||^2``.
+
+    Parameters
+    ----------
+    W : array of shape (out, in)
+        Full-precision weights; the grid's neighbours, residuals and free variables come from them.
+    grid : reference.Grid
+    X : array of shape (N, in)
+        Full-precision inputs of the layer.
+    X_hat : array of shape (N, in)
+        Inputs computed by the already-quantized preceding layers.
+    name : str, optional
+
+    Notes
+    -----
+    Let ``W*`` minimise ``||X W^T - X_hat W*^T||`` (least squares, minimum norm). The residual
+    ``X W^T - X_hat W*^T`` is orthogonal to every column of ``X_hat``, so for every ``W_hat``
+
+    .. math:: L(\\hat W) = \\sum_k (\\hat w_k - w^*_k)^T \\hat G (\\hat w_k - w^*_k) + r_k,
+              \\qquad \\hat G = \\hat X^T \\hat X / N,
+
+    with the constant ``r_k = ||X w_k - X_hat w*_k||^2 / N``: the Eq. 20 problem of ``W*`` on
+    ``X_hat`` plus a constant. Accordingly ``self.W`` is ``W*`` (the target), ``self.G`` is
+    ``G_hat``, ``self.W_float`` the original weights, ``self.offsets`` the ``r_k``; every
+    method that works on a :class:`~solvers.LayerProblem` (including the relaxation) optimises
+    Eq. 25, and :meth:`loss` includes the constant.
+    """
+
+    def __init__(self, W, grid: Grid, X, X_hat, name: str | None = None):
+        W = as_float_array(W, "W", ndim=2)
+        X = as_float_array(X, "X", ndim=2)
+        X_hat = as_float_array(X_hat, "X_hat", ndim=2)
+        if X.shape != (X_hat.shape[0], W.shape[1]) or X_hat.shape[1] != W.shape[1]:
+            raise ValueError(
+                f"X and X_hat must both have shape (N, {W.shape[1]}), found {X.shape} and {X_hat.shape}"
+            )
+        super().__init__(W, grid, X=X_hat, name=name)
+        T = X @ W.T  # (N, out): the outputs to reproduce
+        Wt = np.linalg.lstsq(X_hat, T, rcond=None)[0].T
+        R = T - X_hat @ Wt.T
+        self.W_float = W
+        self.X_float = X
+        self.W = Wt
+        self.offsets = np.einsum("nk,nk->k", R, R) / X.shape[0]
+        for arr in (self.W, self.offsets, self.X_float):
+            arr.setflags(write=False)
+
+    def __repr__(self) -> str:
+        return super().__repr__().replace("LayerProblem", "AsymmetricLayer", 1)
+
+    def row_bqm(self, k: int) -> BQM:
+        """Row ``k`` of Eq. 25 (the Eq. 20 row of ``W*`` on ``X_hat`` plus ``r_k``)."""
+        bqm = super().row_bqm(k)
+        if not isinstance(bqm, _OffsetBQM):  # cached rows already carry their offset
+            bqm = _OffsetBQM(bqm.P, bqm.q, bqm.c + float(self.offsets[k]), labels=bqm.labels)
+            self._rows[k] = bqm
+        return bqm
+
+    def row_losses(self, v) -> np.ndarray:
+        return super().row_losses(v) + self.offsets
+
+
+# ---------------------------------------------------------------------------- Eq. 25 with activation
+def _act(name: str):
+    if name == "relu":
+        return lambda u: np.maximum(u, 0.0), lambda u: (u > 0).astype(np.float64)
+    if name == "identity":
+        return lambda u: u, lambda u: np.ones_like(u)
+    raise ValueError(f"activation must be one of ['identity', 'relu'], found {name!r}")
+
+
+def activation_loss(W, b, W_hat, X, X_hat, activation: str = "relu") -> float:
+    """Eq. 25: ``(1/N) sum_n ||f(W x_n + b) - f(W_hat x_hat_n + b)||^2``."""
+    W = as_float_array(W, "W", ndim=2)
+    W_hat = as_float_array(W_hat, "W_hat", shape=W.shape)
+    b = as_float_array(b, "b", shape=(W.shape[0],))
+    X = as_float_array(X, "X", shape=(None, W.shape[1]))
+    X_hat = as_float_array(X_hat, "X_hat", shape=X.shape)
+    f, _ = _act(activation)
+    R = f(X @ W.T + b) - f(X_hat @ W_hat.T + b)
+    return float(np.einsum("nk,nk->", R, R) / X.shape[0])
+
+
+@dataclass
+class RelaxationRun:
+    """Outcome of :func:`asymmetric_relaxation`: ``x`` (out, in) int8 and the hard-rounding loss."""
+
+    x: np.ndarray
+    loss: float
+    soft_loss: float
+    settings: dict
+
+
+class Eq25Relaxation:
+    """``J(V) = (1/|I|) sum_{n in I} ||f(W x_n + b) - f(W~(V) x_hat_n + b)||^2 + lam f_reg(V)`` and ``dJ/dV``.
+
+    ``W~ = s (lo + delta h(V) - z)``; ``f_reg`` is Eq. 24 (off when ``beta`` is None); ``I`` the
+    samples ``idx`` (all when None). The clamp of Eq. 23 passes the gradient on ``[0, 1]`` (ends
+    included), ``relu'(0) = 0``, ``d|t|/dt = sign(t)``.
+    """
+
+    def __init__(self, W, b, grid, X, X_hat, activation="relu"):
+        self.f, self.df = _act(activation)
+        self.problem = LayerProblem(W, grid, X=X_hat)
+        s, z = grid.per_row(W.shape[0])
+        self.A0 = s * (self.problem.lo - z)
+        self.B = s * self.problem.delta
+        self.free = self.problem.delta == 1
+        self.b = b
+        self.X_hat = X_hat
+        self.T = self.f(X @ W.T + b)
+
+    def value_and_grad(self, V, lam=0.0, beta=None, idx=None):
+        sig = 1.0 / (1.0 + np.exp(-np.clip(V, -500, 500)))
+        u = sig * (ZETA - GAMMA) + GAMMA
+        h = np.clip(u, 0.0, 1.0)
+        Wt = self.A0 + self.B * h
+        Xb = self.X_hat if idx is None else self.X_hat[idx]
+        Tb = self.T if idx is None else self.T[idx]
+        n = Xb.shape[0]
+        U = Xb @ Wt.T + self.b
+        R = self.f(U) - Tb
+        J = float(np.einsum("nk,nk->", R, R) / n)
+        gh = ((2.0 / n) * (R * self.df(U)).T @ Xb) * self.B
+        if beta is not None:
+            t = 2.0 * h - 1.0
+            J += lam * float(np.sum(1.0 - np.abs(t) ** beta))
+            gh = gh - lam * 2.0 * beta * np.abs(t) ** (beta - 1.0) * np.sign(t)
+        pas = (u >= -1e-12) & (u <= 1.0 + 1e-12)
+        return J, gh * (ZETA - GAMMA) * sig * (1.0 - sig) * pas
+
+
+def asymmetric_relaxation(W, b, grid: Grid, X, X_hat, activation: str = "relu", preset: str = "aimet",
+                          *, lam=None, beta=None, schedule=None, warm_start=None, iterations=None, lr=None,
+                          batch_size=None, seed=0) -> RelaxationRun:
+    """The AdaRound relaxation (Eqs. 21-24) of Eq. 25 with the activation applied.
+
+    Minimises ``(1/B) sum_{n in batch} ||f(W x_n + b) - f(W~ x_hat_n + b)||^2 + lam f_reg(V)``
+    over ``V`` with the soft weights ``W~ = s (lo + delta h(V) - z)`` (Eqs. 22-23, clip resolved as
+    in :mod:`solvers.adaround`), Adam on mini-batches of ``batch_size`` samples drawn without
+    replacement (seeded), ``V`` initialised so that ``h(V) = W/s - floor(W/s)``, final rounding
+    ``V >= 0``. Hyper-parameters come from ``preset`` (see :data:`solvers.adaround.PRESETS`),
+    overridden by the non-None keywords; only the ``"sample"`` normalisation is supported here.
+    The gradient of ``relu`` at 0 is taken as 0.
+    """
+    W = as_float_array(W, "W", ndim=2)
+    b = as_float_array(b, "b", shape=(W.shape[0],))
+    X = as_float_array(X, "X", shape=(None, W.shape[1]))
+    X_hat = as_float_array(X_hat, "X_hat", shape=X.shape)
+    if not isinstance(grid, Grid):
+        raise ValueError(f"grid must be a reference.Grid, found {type(grid).__name__}")
+    _act(activation)  # validates the name before any work
+    st = resolve_settings(preset, lam=lam, beta=beta, schedule=schedule, warm_start=warm_start,
+                          iterations=iterations, lr=lr, batch_size=batch_size)
+    if st["normalization"] != "sample":
+        raise ValueError(f"asymmetric_relaxation supports the 'sample' normalisation, preset {preset!r} "
+                         f"uses {st['normalization']!r}")
+    N = X.shape[0]
+    B = st["batch_size"]
+    if B > N:
+        raise ValueError(f"batch_size must be <= the number of samples N == {N}, found {B}")
+    rel = Eq25Relaxation(W, b, grid, X, X_hat, activation)
+    V = init_from_residual(rel.problem.residual)
+    opt = Adam(V.shape, lr=st["lr"])
+    rng = np.random.default_rng(seed)
+    iters, lam_ = st["iterations"], st["lam"]
+    for i in range(iters):
+        be = beta_at(i + st["step_base"], iters, st["beta"], st["warm_start"], st["schedule"])
+        idx = rng.choice(N, size=B, replace=False)
+        _, g = rel.value_and_grad(V, lam_, be, idx)
+        opt.step(V, g)
+    prob, A0, Bm, free = rel.problem, rel.A0, rel.B, rel.free
+    x = ((V >= 0) & free).astype(np.int8)
+    h = rectified_sigmoid(V)
+    st["seed"] = seed
+    return RelaxationRun(
+        x=x,
+        loss=activation_loss(W, b, prob.w_hat(x), X, X_hat, activation),
+        soft_loss=activation_loss(W, b, A0 + Bm * h, X, X_hat, activation),
+        settings=st,
+    )
+
+
+# ---------------------------------------------------------------------------- whole network
+@dataclass
+class SequentialRun:
+    """A quantized network and how each layer was rounded.
+
+    Attributes
+    ----------
+    net : reference.network.MLP
+        The network with every quantized layer's weights replaced by ``W_hat``.
+    results : list of Result
+        One per layer (``energy``: that layer's objective for the variant).
+    grids : list of Grid
+    problems : list
+        The problem each layer was solved on (None for ``asymmetric_relu`` hidden layers).
+    """
+
+    net: MLP
+    results: list
+    grids: list
+    problems: list
+
+
+def quantize_network(net, X, bits=4, method="nearest", variant="layerwise", options=None, grids=None,
+                     symmetric: bool = True, per_row: bool = True, grid_method: str = "mse") -> SequentialRun:
+    """Quantize every layer of ``net`` in order with ``method`` on the objective ``variant``.
+
+    Parameters
+    ----------
+    net : reference.network.MLP
+    X : array of shape (N, in)
+        Calibration inputs.
+    bits : int, default=4
+    method : str, default="nearest"
+        Any registered method (:func:`solvers.method_names`). For ``variant="asymmetric_relu"``
+        hidden layers accept ``"adaround"`` (run as :func:`asymmetric_relaxation`, taking the
+        options ``preset, lam, beta, schedule, warm_start, iterations, lr, batch_size, seed``)
+        and the rounding baselines (which ignore the objective).
+    variant : {"layerwise", "asymmetric", "asymmetric_relu"}, default="layerwise"
+    options : dict, optional
+        Keyword options for the method.
+    grids : list of Grid, optional
+        One per layer; default ``fit_grid(W, bits, symmetric, per_row, grid_method)``.
+    """
+    if not isinstance(net, MLP):
+        raise ValueError(f"net must be a reference.network.MLP, found {type(net).__name__}")
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {sorted(VARIANTS)}, found {variant!r}")
+    options = dict(options or {})
+    X = net._check_X(X)
+    if grids is None:
+        grids = [fit_grid(W, bits, symmetric=symmetric, per_row=per_row, method=grid_method) for W in net.weights]
+    elif len(grids) != net.n_layers:
+        raise ValueError(f"grids must hold one Grid per layer ({net.n_layers}), found {len(grids)}")
+    if variant == "asymmetric_relu" and method not in ("adaround",) + _RESIDUAL_METHODS:
+        raise ValueError(
+            f"variant 'asymmetric_relu' is not a QUBO on ReLU layers: method must be one of "
+            f"{sorted(('adaround',) + _RESIDUAL_METHODS)}, found {method!r}"
+        )
+    float_inputs = net.layer_inputs(X)
+    q_net = net
+    results, problems = [], []
+    for layer in range(net.n_layers):
+        W = net.weights[layer]
+        x_hat = q_net.layer_inputs(X)[layer]
+        hidden = layer < net.n_layers - 1
+        if variant == "asymmetric_relu" and hidden and method == "adaround":
+            t0 = time.perf_counter()
+            run = asymmetric_relaxation(W, net.biases[layer], grids[layer], float_inputs[layer], x_hat,
+                                        "relu", **options)
+            res = Result(x=run.x, energy=run.loss, optimal=False, lower_bound=None,
+                         seconds=time.perf_counter() - t0, method="adaround", status="best found",
+                         info={"soft_loss": run.soft_loss, "settings": run.settings,
+                               "objective": "Eq. 25 with ReLU"})
+            problem = None
+            W_hat = LayerProblem(W, grids[layer], G=np.eye(W.shape[1])).w_hat(run.x)
+        else:
+            if variant == "layerwise":
+                problem = LayerProblem(W, grids[layer], X=float_inputs[layer], name=f"layer {layer}")
+            else:
+                problem = AsymmetricLayer(W, grids[layer], float_inputs[layer], x_hat, name=f"layer {layer}")
+            res = solve(problem, method, **options)
+            W_hat = problem.w_hat(res.x)
+        q_net = q_net.with_weights(layer, W_hat)
+        results.append(res)
+        problems.append(problem)
+    return SequentialRun(net=q_net, results=results, grids=list(grids), problems=problems)
