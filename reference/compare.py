@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -123,15 +124,33 @@ def _plot(directory: str, records: list[dict], methods: list[str]) -> str:
     return path
 
 
+def _jsonable(obj):
+    """Report data for JSON: tuple keys joined with '|', numpy scalars and arrays as lists."""
+    if isinstance(obj, dict):
+        return {("|".join(map(str, k)) if isinstance(k, tuple) else str(k)): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return _jsonable(dataclasses.asdict(obj))
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 def _parser() -> argparse.ArgumentParser:
-    from .suites import SUITES
+    from .suites import REPORTS, SUITES
 
     p = argparse.ArgumentParser(
         prog="python -m reference.compare",
         description="Compare rounding and QUBO methods against the proven optimum of each problem.",
     )
-    p.add_argument("--suite", action="append", choices=sorted(SUITES),
-                   help="built-in suite (repeatable); 'default' when no other problem source is given")
+    p.add_argument("--suite", action="append", choices=sorted(set(SUITES) | set(REPORTS)),
+                   help="built-in suite (repeatable); 'default' when no other problem source is given; "
+                        f"{sorted(REPORTS)} run whole studies with their own tables")
     p.add_argument("--problem", action="append", default=[], metavar="FILE.npz",
                    help="a layer file: keys W (out, in), X (N, in), and scale/qmin/qmax[/zero_point] or bits")
     p.add_argument("--qubo", action="append", default=[], metavar="FILE",
@@ -171,7 +190,7 @@ def main(argv=None) -> int:
     from .problem_files import ProblemFileError, load_layer
     from .sources import load_config, load_qubo_file
     from .store import ResultStore
-    from .suites import SUITES
+    from .suites import REPORTS, SUITES
 
     args = _parser().parse_args(argv)
     if args.methods:
@@ -195,8 +214,27 @@ def main(argv=None) -> int:
     except ProblemFileError as exc:
         return _fail(str(exc))
     given = args.problem or args.qubo or args.config
-    for s in args.suite or ([] if given else ["default"]):
-        problems.extend(SUITES[s](args.seed))
+    suites = args.suite or ([] if given else ["default"])
+    for s in suites:
+        if s in SUITES:
+            problems.extend(SUITES[s](args.seed))
+    reports = {}
+    for s in suites:
+        if s in REPORTS:
+            try:
+                text, data = REPORTS[s](args.seed)
+            except ImportError as exc:
+                return _fail(f"--suite {s}: {exc}")
+            print(text, end="\n\n", flush=True)
+            reports[s] = _jsonable(data)
+    if not problems:
+        if args.json:
+            try:
+                with open(args.json, "w") as fh:
+                    json.dump({"problems": [], "reports": reports}, fh, indent=2)
+            except OSError as exc:
+                return _fail(f"cannot write output: {exc}")
+        return 0
 
     tasks, skipped = make_tasks(problems, methods, args.seed)
     store = None
@@ -227,7 +265,7 @@ def main(argv=None) -> int:
     try:
         if args.json:
             with open(args.json, "w") as fh:
-                json.dump({"problems": records}, fh, indent=2)
+                json.dump({"problems": records, **({"reports": reports} if reports else {})}, fh, indent=2)
         if args.csv:
             _write_csv(args.csv, records)
         if args.plot:

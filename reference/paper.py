@@ -234,7 +234,7 @@ def format_tables(out: dict) -> str:
             if not names:
                 continue
             lines += [f"**{bits} bits**", "",
-                      "| method | test acc. % | test loss | QUBO | energy | gap to own optimum |",
+                      "| method | test acc. % | test loss | QUBO | energy | gap to own optimum (energy units) |",
                       "|---|---|---|---|---|---|"]
             for name in names:
                 r = rows[table, bits, name]

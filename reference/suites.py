@@ -61,3 +61,16 @@ def default_suite(seed: int = 0):
 
 
 SUITES = {"default": default_suite}
+
+
+def _paper_report(seed: int = 0):
+    """Tables 1, 2 and 4 of the paper in miniature (reference.paper), seeds ``seed .. seed+4``."""
+    from .paper import PaperSettings, format_tables, run_paper_suite
+
+    out = run_paper_suite(PaperSettings(seeds=tuple(range(seed, seed + 5))))
+    return format_tables(out), out
+
+
+#: Studies that are not lists of problems: ``name -> seed -> (text, data)``, run by
+#: ``python -m reference.compare --suite NAME`` and printed as their own tables.
+REPORTS = {"paper": _paper_report}
