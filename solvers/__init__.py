@@ -3,7 +3,7 @@
 ``solve(problem, method=..., **options)`` returns a :class:`Result` whatever backend ran.
 """
 
-from . import adaround, anneal, baselines, exhaustive, hessian, rounding, sequential, tree  # noqa: F401  (each registers its methods)
+from . import adaround, anneal, baselines, exhaustive, hessian, rounding, sequential, sparse, tree  # noqa: F401  (each registers its methods)
 from ._registry import METHODS, method_names
 from ._solve import solve
 from .bqm import BQM
