@@ -222,7 +222,7 @@ def main(argv=None) -> int:
     for s in suites:
         if s in REPORTS:
             try:
-                text, data = REPORTS[s](args.seed)
+                text, data = REPORTS[s](args.seed, args.plot)
             except ImportError as exc:
                 return _fail(f"--suite {s}: {exc}")
             print(text, end="\n\n", flush=True)

@@ -63,7 +63,7 @@ def default_suite(seed: int = 0):
 SUITES = {"default": default_suite}
 
 
-def _paper_report(seed: int = 0):
+def _paper_report(seed: int = 0, plot_dir=None):
     """Tables 1, 2 and 4 of the paper in miniature (reference.paper), seeds ``seed .. seed+4``."""
     from .paper import PaperSettings, format_tables, run_paper_suite
 
@@ -71,6 +71,15 @@ def _paper_report(seed: int = 0):
     return format_tables(out), out
 
 
-#: Studies that are not lists of problems: ``name -> seed -> (text, data)``, run by
+def _sparse_report(seed: int = 0, plot_dir=None):
+    """Sparse coding beyond l1 against the exact l0 optimum (reference.sparse_study); the
+    figures go to ``plot_dir`` when given."""
+    from .sparse_study import format_tables, run_sparse_suite
+
+    rows = run_sparse_suite(seed, out_dir=plot_dir)
+    return format_tables(rows), rows
+
+
+#: Studies that are not lists of problems: ``name -> (seed, plot_dir) -> (text, data)``, run by
 #: ``python -m reference.compare --suite NAME`` and printed as their own tables.
-REPORTS = {"paper": _paper_report}
+REPORTS = {"paper": _paper_report, "sparse": _sparse_report}

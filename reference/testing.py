@@ -26,9 +26,13 @@ __all__ = [
     "RoundingReport",
     "rounding_report",
     "assert_rounding_within",
+    "SparseReport",
+    "sparse_code_report",
+    "assert_sparse_code_within",
     "layers",
     "bqms",
     "psd_bqms",
+    "dictionaries",
 ]
 
 #: Rows up to this many free variables are enumerated; wider rows go to the tree search.
@@ -154,6 +158,72 @@ def assert_rounding_within(W, grid, *, X=None, G=None, q=None, W_hat=None, rtol:
     return rep
 
 
+# ---------------------------------------------------------------------------- sparse codes
+@dataclass(frozen=True)
+class SparseReport:
+    """What the oracle says about sparse codes ``A`` of signals ``X`` (design.md section 4).
+
+    ``objective``: ``1/2 ||x - Phi a||^2 + lam ||a||_0`` of each given code (shape (N,)).
+    ``optimum``: the exact l0 minimum of each signal (supports enumerated; the CEL0 objective has
+    the same global minimum). ``gap``: ``sum(objective - optimum) / sum(optimum)`` over signals.
+    ``worst``: index of the signal with the largest excess. ``codes_opt``: optimal codes.
+    """
+
+    objective: np.ndarray
+    optimum: np.ndarray
+    gap: float
+    worst: int
+    codes_opt: np.ndarray
+
+    def __str__(self) -> str:
+        return (f"l0 objective {self.objective.sum():.9e} over {self.objective.size} signals, "
+                f"optimum {self.optimum.sum():.9e}, gap {100 * self.gap:.4f} %, worst signal {self.worst}")
+
+
+def sparse_code_report(Phi, X, A, lam, max_atoms: int | None = None) -> SparseReport:
+    """l0 objective, exact l0 optimum and gap of codes ``A`` (N, K) of signals ``X`` (N, n) on ``Phi`` (n, K).
+
+    The optimum comes from ``solvers.sparse.code(..., penalty="l0", method="exact")``, which
+    enumerates supports (at most 20 atoms by default, ``max_atoms`` up to its hard limit).
+    """
+    from solvers.sparse import code
+
+    from .sparse import objective
+
+    opts = {} if max_atoms is None else {"max_atoms": max_atoms}
+    X2 = np.atleast_2d(as_float_array(X, "X"))
+    A2 = np.atleast_2d(as_float_array(A, "A"))
+    if A2.shape[0] != X2.shape[0]:
+        raise ValueError(f"A must have one code per signal: X has {X2.shape[0]} rows, A has {A2.shape[0]}")
+    given = np.atleast_1d(objective(Phi, X2, A2, "l0", lam))
+    best = code(Phi, X2, penalty="l0", lam=lam, method="exact", **opts)
+    opt = np.atleast_1d(best.objective)
+    total = float(opt.sum())
+    excess = given - opt
+    gap = float(excess.sum() / total) if total > 0 else (0.0 if float(excess.sum()) <= 0 else float("inf"))
+    return SparseReport(objective=given, optimum=opt, gap=gap, worst=int(np.argmax(excess)),
+                        codes_opt=np.atleast_2d(best.codes))
+
+
+def assert_sparse_code_within(Phi, X, A, lam, rtol: float = 0.0, atol: float = 0.0,
+                              max_atoms: int | None = None) -> SparseReport:
+    """Assert that every code's l0 objective is within ``optimum * (1 + rtol) + atol`` of its signal's
+    exact l0 optimum; the message names the worst signal, its objective, its optimum and its support."""
+    rep = sparse_code_report(Phi, X, A, lam, max_atoms=max_atoms)
+    limit = rep.optimum * (1 + rtol) + atol
+    bad = rep.objective > limit * (1 + 1e-12) + 1e-300
+    if np.any(bad):
+        k = int(np.flatnonzero(bad)[np.argmax((rep.objective - rep.optimum)[bad])])
+        A2 = np.atleast_2d(np.asarray(A, dtype=np.float64))
+        raise AssertionError(
+            f"{int(bad.sum())} of {bad.size} codes exceed the allowed objective; worst: signal {k}, "
+            f"objective {rep.objective[k]:.9e} > {limit[k]:.9e} (optimum {rep.optimum[k]:.9e}); "
+            f"its support {np.flatnonzero(A2[k]).tolist()}, optimal support "
+            f"{np.flatnonzero(rep.codes_opt[k]).tolist()}"
+        )
+    return rep
+
+
 # ---------------------------------------------------------------------------- hypothesis strategies
 def _st():
     try:
@@ -213,5 +283,25 @@ def psd_bqms(min_n: int = 1, max_n: int = 8):
         rank = draw(st.integers(1, n))
         B = rng.normal(size=(rank, n))
         return B.T @ B, rng.normal(size=n) * draw(st.sampled_from([0.1, 1.0, 10.0])), float(rng.normal())
+
+    return build()
+
+
+def dictionaries(max_dim: int = 8, max_atoms: int = 10, max_signals: int = 4):
+    """Strategy for ``(Phi, X, lam)``: dictionaries (n, K) with atoms of unequal norm (sometimes
+    overcomplete, sometimes with a repeated atom), signals (N, n) and ``lam > 0``."""
+    st = _st()
+
+    @st.composite
+    def build(draw):
+        rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+        n = draw(st.integers(2, max_dim))
+        K = draw(st.integers(1, max_atoms))
+        Phi = rng.normal(size=(n, K)) * rng.uniform(0.3, 2.0, size=K)
+        if K > 1 and draw(st.booleans()):
+            Phi[:, -1] = Phi[:, 0]
+        X = rng.normal(size=(draw(st.integers(1, max_signals)), n))
+        lam = draw(st.sampled_from([0.01, 0.1, 0.5, 2.0]))
+        return Phi, X, lam
 
     return build()

@@ -77,3 +77,47 @@ def test_the_guide_example_runs_with_this_projects_relaxation():
     w_hat = problem.w_hat(solve(problem, "adaround", seed=seed).x)
     rep = assert_rounding_within(W, grid, X=X, W_hat=w_hat.astype(np.float32).astype(np.float64), rtol=0.25)
     assert rep.method == "exhaustive" and rep.gap < 0.25
+
+
+# ---------------------------------------------------------------------------- sparse codes
+from itertools import combinations  # noqa: E402
+
+from reference.testing import assert_sparse_code_within, dictionaries, sparse_code_report  # noqa: E402
+from solvers.sparse import code  # noqa: E402
+
+
+def _brute_l0(Phi, x, lam):
+    best = 0.5 * x @ x
+    K = Phi.shape[1]
+    for k in range(1, K + 1):
+        for S in combinations(range(K), k):
+            a, *_ = np.linalg.lstsq(Phi[:, S], x, rcond=None)
+            r = x - Phi[:, S] @ a
+            best = min(best, 0.5 * r @ r + lam * k)
+    return best
+
+
+@settings(max_examples=25)
+@given(dictionaries(max_dim=6, max_atoms=7, max_signals=3))
+def test_sparse_report_optimum_is_the_brute_force_l0_minimum(case):
+    Phi, X, lam = case
+    fista = code(Phi, X, penalty="l1", lam=lam, method="fista")
+    rep = sparse_code_report(Phi, X, fista.codes, lam)
+    for i, x in enumerate(X):
+        assert rep.optimum[i] == pytest.approx(_brute_l0(Phi, x, lam), rel=1e-9, abs=1e-12)
+    assert np.all(rep.objective >= rep.optimum - 1e-9 * (1 + np.abs(rep.optimum)))
+
+
+def test_l1_codes_fail_the_l0_oracle_with_the_worst_signal_named():
+    rng = np.random.default_rng(4)
+    Phi = rng.normal(size=(8, 12))
+    Phi /= np.linalg.norm(Phi, axis=0)
+    X = rng.normal(size=(6, 8))
+    lam = 0.2
+    opt = sparse_code_report(Phi, X, np.zeros((6, 12)), lam).codes_opt
+    assert_sparse_code_within(Phi, X, opt, lam)  # the optimum passes with zero tolerance
+    l1 = code(Phi, X, penalty="l1", lam=lam, method="fista").codes
+    rep = sparse_code_report(Phi, X, l1, lam)
+    assert rep.gap > 0
+    with pytest.raises(AssertionError, match=r"codes exceed the allowed objective; worst: signal \d+.*optimal support"):
+        assert_sparse_code_within(Phi, X, l1, lam)
