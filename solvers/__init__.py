@@ -1,13 +1,39 @@
 """Solvers for the rounding and sparse-coding QUBOs, behind one front door.
 
-``solve(problem, method=..., **options)`` returns a :class:`Result` whatever backend ran.
+``solve(problem, method=..., **options)`` returns a :class:`Result` whatever backend ran; the
+registered names are :func:`method_names`. Sparse coders have their own front door,
+:func:`solvers.sparse.code`.
 """
 
 from . import adaround, anneal, baselines, exhaustive, hessian, rounding, sequential, sparse, tree  # noqa: F401  (each registers its methods)
 from ._registry import METHODS, method_names
 from ._solve import solve
+from .bounds import Bounds, lower_bounds
 from .bqm import BQM
+from .hessian import DiagonalHessianLayer
 from .layer import LayerProblem
+from .orlib import read_bqp
 from .result import Result
+from .samplers import ExhaustiveSampler, TreeSampler
+from .sequential import AsymmetricLayer, quantize_network
+from .sparse import SparseResult, binary_sparse_coding_bqm, code
 
-__all__ = ["BQM", "LayerProblem", "Result", "METHODS", "method_names", "solve"]
+__all__ = [
+    "BQM",
+    "LayerProblem",
+    "Result",
+    "METHODS",
+    "method_names",
+    "solve",
+    "Bounds",
+    "lower_bounds",
+    "ExhaustiveSampler",
+    "TreeSampler",
+    "read_bqp",
+    "DiagonalHessianLayer",
+    "AsymmetricLayer",
+    "quantize_network",
+    "SparseResult",
+    "binary_sparse_coding_bqm",
+    "code",
+]

@@ -224,20 +224,9 @@ class DiagonalHessianLayer(LayerProblem):
     def __repr__(self) -> str:
         return super().__repr__().replace("LayerProblem", "DiagonalHessianLayer", 1)
 
-    def row_bqm(self, k: int) -> BQM:
-        """Row ``k``: ``P = B G_k B``, ``q = 2 B G_k a``, ``c = a^T G_k a`` over its free variables."""
-        if not 0 <= k < self.n_rows:
-            raise ValueError(f"k must lie in [0, {self.n_rows}), found {k}")
-        if k not in self._rows:
-            s, z = self.grid.per_row(self.n_rows)
-            idx = self.free[k]
-            Gk = self.G_rows[k]
-            a = s[k, 0] * (self.lo[k] - z[k, 0]) - self.W[k]
-            b = s[k, 0] * self.delta[k, idx]
-            Ga = Gk @ a
-            self._rows[k] = BQM(Gk[np.ix_(idx, idx)] * np.outer(b, b), 2 * b * Ga[idx], float(a @ Ga),
-                                labels=idx.tolist())
-        return self._rows[k]
+    def _row_gram(self, k: int) -> np.ndarray:
+        """Row ``k`` of Eq. 18 uses its own ``G_k``: ``P = B G_k B``, ``q = 2 B G_k a``, ``c = a^T G_k a``."""
+        return self.G_rows[k]
 
     def row_losses(self, v) -> np.ndarray:
         """``e_k^T G_k e_k`` per row, shape (out,)."""

@@ -111,6 +111,11 @@ class LayerProblem:
         return f"LayerProblem({nm}shape={self.shape}, n_vars={self.n_vars}, {self.grid!r})"
 
     # ------------------------------------------------------------------ the per-row QUBOs
+    def _row_gram(self, k: int) -> np.ndarray:
+        """The Gram matrix of row ``k``'s loss: ``G`` for every row of Eq. 20 (a subclass with a
+        per-row matrix, Eq. 18, overrides this)."""
+        return self.G
+
     def row_bqm(self, k: int) -> BQM:
         """The row-``k`` model over its free variables (labels = column indices)."""
         if not 0 <= k < self.n_rows:
@@ -118,10 +123,11 @@ class LayerProblem:
         if k not in self._rows:
             s, z = self.grid.per_row(self.n_rows)
             idx = self.free[k]
+            Gk = self._row_gram(k)
             a = s[k, 0] * (self.lo[k] - z[k, 0]) - self.W[k]
             b = s[k, 0] * self.delta[k, idx]
-            Ga = self.G @ a
-            P = self.G[np.ix_(idx, idx)] * np.outer(b, b)
+            Ga = Gk @ a
+            P = Gk[np.ix_(idx, idx)] * np.outer(b, b)
             q = 2 * b * Ga[idx]
             c = float(a @ Ga)
             self._rows[k] = BQM(P, q, c, labels=idx.tolist())
