@@ -10,6 +10,7 @@ import importlib
 import inspect
 import os
 import pkgutil
+import re
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -68,7 +69,8 @@ def render() -> str:
                         lines += [f"* `{meth_name}{sig}`: {first}"]
                     lines += [""]
             else:
-                lines += [f"### `{name}`", "", f"`{obj!r}`" if len(repr(obj)) < 200 else "", ""]
+                text = re.sub(r" at 0x[0-9a-f]+", "", repr(obj))
+                lines += [f"### `{name}`", "", f"`{text}`" if len(text) < 200 else "", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
