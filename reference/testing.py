@@ -30,6 +30,7 @@ __all__ = [
     "sparse_code_report",
     "assert_sparse_code_within",
     "layers",
+    "grids",
     "bqms",
     "psd_bqms",
     "dictionaries",
@@ -253,6 +254,25 @@ def layers(max_out: int = 3, max_in: int = 6, allow_clipping: bool = True):
         if allow_clipping and draw(st.booleans()):
             grid = Grid(grid.scale * draw(st.sampled_from([0.3, 0.6])), grid.qmin, grid.qmax, grid.zero_point)
         return W, X, grid
+
+    return build()
+
+
+def grids(n_rows: int = 3):
+    """Strategy for a :class:`reference.Grid` for ``n_rows`` rows: 2-8 bits, symmetric signed or
+    unsigned with a zero point, one scale for the tensor or one per row (scales from 1e-3 to 10)."""
+    st = _st()
+    from .grid import Grid, asymmetric_range, symmetric_range
+
+    @st.composite
+    def build(draw):
+        bits = draw(st.integers(2, 8))
+        symmetric = draw(st.booleans())
+        qmin, qmax = symmetric_range(bits) if symmetric else asymmetric_range(bits)
+        k = n_rows if draw(st.booleans()) else 1
+        scale = np.array(draw(st.lists(st.floats(1e-3, 10.0), min_size=k, max_size=k)))
+        zero = 0 if symmetric else np.array(draw(st.lists(st.integers(qmin, qmax), min_size=k, max_size=k)))
+        return Grid(scale, qmin, qmax, zero)
 
     return build()
 

@@ -4,7 +4,8 @@ from hypothesis import given, settings
 
 from reference import Grid, fit_grid, layer_loss
 from reference.suites import correlated_layer
-from reference.testing import assert_rounding_within, layers, rounding_report
+from reference import dequantize, round_nearest
+from reference.testing import assert_rounding_within, grids, layers, rounding_report
 from solvers import LayerProblem, solve
 
 
@@ -121,3 +122,13 @@ def test_l1_codes_fail_the_l0_oracle_with_the_worst_signal_named():
     assert rep.gap > 0
     with pytest.raises(AssertionError, match=r"codes exceed the allowed objective; worst: signal \d+.*optimal support"):
         assert_sparse_code_within(Phi, X, l1, lam)
+
+
+@settings(max_examples=40)
+@given(grids(n_rows=4))
+def test_generated_grids_are_valid_and_round_trip(grid):
+    rng = np.random.default_rng(0)
+    W = rng.normal(size=(4, 5))
+    q = round_nearest(W, grid)
+    assert np.all((q >= grid.qmin) & (q <= grid.qmax))
+    np.testing.assert_allclose(dequantize(q, grid), grid.per_row(4)[0] * (q - grid.per_row(4)[1]))
