@@ -24,7 +24,10 @@ import sys
 
 import numpy as np
 
-__all__ = ["main", "default_methods", "run_problem"]
+__all__ = ["main", "default_methods", "run_problem", "TREE_NODES"]
+
+#: Default node budget per row for ``tree`` in compare (deterministic; about 2-4 s a row here).
+TREE_NODES = 5_000_000
 
 
 def default_methods() -> list[str]:
@@ -158,6 +161,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", action="append", default=[], metavar="FILE.toml", help="a generator sweep")
     p.add_argument("--methods", help="comma-separated method names (default: every registered method)")
     p.add_argument("--seed", type=int, default=0, help="seed for the suites and every random method (default 0)")
+    p.add_argument("--tree-nodes", type=int, default=TREE_NODES, metavar="N",
+                   help=f"node budget of the exact tree search per row (default {TREE_NODES:,}; a row that "
+                        "needs more reports its best state and a proven bound, not an optimum)")
     p.add_argument("--jobs", type=int, default=None,
                    help="parallel worker processes (default: the number of cores; 1 runs serially)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="run the tasks on a Dask distributed cluster")
@@ -203,6 +209,8 @@ def main(argv=None) -> int:
     jobs = _default_jobs() if args.jobs is None else args.jobs
     if jobs < 1:
         return _fail(f"--jobs must be >= 1, found {jobs}")
+    if args.tree_nodes < 1:
+        return _fail(f"--tree-nodes must be >= 1, found {args.tree_nodes}")
     problems = []
     try:
         for path in args.problem:
@@ -236,7 +244,7 @@ def main(argv=None) -> int:
                 return _fail(f"cannot write output: {exc}")
         return 0
 
-    tasks, skipped = make_tasks(problems, methods, args.seed)
+    tasks, skipped = make_tasks(problems, methods, args.seed, {"tree": {"max_nodes": args.tree_nodes}})
     store = None
     try:
         if args.store:

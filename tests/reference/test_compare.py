@@ -112,3 +112,17 @@ def test_truncated_and_missing_files(tmp_path, capsys):
 def test_unknown_method_name_exits_2(capsys):
     assert main(["--methods", "exhaustive,magic"]) == 2
     assert "unknown method(s) ['magic']" in capsys.readouterr().err
+
+
+def test_tree_node_budget_gives_a_bound_not_an_optimum(tmp_path):
+    rng = np.random.default_rng(3)
+    path = tmp_path / "wide.npz"
+    np.savez(path, W=rng.normal(size=(1, 60)) / 8, X=rng.normal(size=(240, 60)))
+    out = tmp_path / "o.json"
+    assert main(["--problem", str(path), "--methods", "tree,nearest", "--tree-nodes", "50", "--jobs", "1",
+                 "--json", str(out)]) == 0
+    res = json.loads(out.read_text())["problems"][0]["results"]
+    tree = res[0]
+    assert not tree["optimal"] and tree["status"] == "best found"
+    assert tree["lower_bound"] is not None and tree["lower_bound"] <= tree["loss"]
+    assert res[1]["gap"] is None  # nothing proven, so no gap
