@@ -12,7 +12,21 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["Method", "Outcome", "METHODS", "register", "method_names"]
+__all__ = ["Method", "Outcome", "METHODS", "register", "method_names", "resolve_options"]
+
+
+def resolve_options(method: str, accepted: dict, given: dict) -> dict:
+    """``accepted`` defaults updated with ``given``; an unknown option is an error listing the
+    accepted ones (shared by every front door: :func:`solvers.solve`, :func:`solvers.sparse.code`)."""
+    unknown = sorted(set(given) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"method {method!r} got unknown option(s) {unknown}; it accepts "
+            f"{sorted(accepted) or 'no options'}"
+        )
+    opts = dict(accepted)
+    opts.update(given)
+    return opts
 
 
 @dataclass
@@ -37,15 +51,7 @@ class Method:
     check: Callable[[int, dict], None] | None = None
 
     def resolve_options(self, given: dict) -> dict:
-        unknown = sorted(set(given) - set(self.options))
-        if unknown:
-            raise ValueError(
-                f"method {self.name!r} got unknown option(s) {unknown}; it accepts "
-                f"{sorted(self.options) or 'no options'}"
-            )
-        opts = dict(self.options)
-        opts.update(given)
-        return opts
+        return resolve_options(self.name, self.options, given)
 
     def check_size(self, n: int, opts: dict) -> None:
         if self.check is not None:

@@ -57,6 +57,7 @@ from reference.sparse import (
     objective,
 )
 
+from ._registry import resolve_options
 from .bqm import BQM
 
 __all__ = [
@@ -218,11 +219,7 @@ def code(Phi, X, penalty: str = "l1", lam=0.1, method: str = "fista", **options)
     if method not in SPARSE_METHODS:
         raise ValueError(f"method must be one of {method_names()}, found {method!r}")
     m = SPARSE_METHODS[method]
-    unknown = sorted(set(options) - set(m.options))
-    if unknown:
-        raise ValueError(f"method {method!r} got unknown option(s) {unknown}; it accepts {sorted(m.options)}")
-    opts = dict(m.options)
-    opts.update(options)
+    opts = resolve_options(method, m.options, options)
     penalty = check_penalty(penalty)
     if penalty not in m.penalties:
         raise ValueError(f"method {method!r} needs penalty in {list(m.penalties)}, found {penalty!r}")
