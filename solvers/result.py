@@ -6,7 +6,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Result"]
+__all__ = ["Result", "aligned_repr"]
+
+
+def aligned_repr(title: str, rows) -> str:
+    """``Title(\n  key: value\n ...)`` with the keys right-aligned: the repr of every result type."""
+    w = max(len(k) for k, _ in rows)
+    return f"{title}(\n" + "\n".join(f"  {k.rjust(w)}: {v}" for k, v in rows) + "\n)"
 
 
 @dataclass
@@ -61,5 +67,4 @@ class Result:
             ("x", f"int8 array of shape {self.x.shape}"),
             ("info", ", ".join(sorted(self.info)) or "-"),
         ]
-        w = max(len(k) for k, _ in rows)
-        return "Result(\n" + "\n".join(f"  {k.rjust(w)}: {v}" for k, v in rows) + "\n)"
+        return aligned_repr("Result", rows)

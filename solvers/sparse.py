@@ -59,6 +59,7 @@ from reference.sparse import (
 
 from ._registry import resolve_options
 from .bqm import BQM
+from .result import aligned_repr
 
 __all__ = [
     "EXACT_MAX_ATOMS",
@@ -131,8 +132,7 @@ class SparseResult:
             ("codes", f"float64 array of shape {np.shape(self.codes)}"),
             ("info", ", ".join(sorted(self.info)) or "-"),
         ]
-        w = max(len(k) for k, _ in rows)
-        return "SparseResult(\n" + "\n".join(f"  {k.rjust(w)}: {v}" for k, v in rows) + "\n)"
+        return aligned_repr("SparseResult", rows)
 
 
 @dataclass
