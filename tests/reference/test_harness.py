@@ -208,7 +208,6 @@ def test_killed_run_resumes_to_the_same_store(tmp_path):
 
 
 def test_csv_and_plot_outputs(tmp_path):
-    pytest.importorskip("matplotlib")
     csv_path, plot_dir = tmp_path / "o.csv", tmp_path / "plots"
     assert main(["--methods", "exhaustive,nearest", "--jobs", "1", "--quiet", "--csv", str(csv_path),
                  "--plot", str(plot_dir)]) == 0

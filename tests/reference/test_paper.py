@@ -5,9 +5,7 @@ import time
 import numpy as np
 import pytest
 
-pytest.importorskip("sklearn")
-
-from reference.paper import PaperSettings, format_tables, run_paper_suite  # noqa: E402
+from reference.paper import PaperSettings, format_tables, run_paper_suite
 
 
 @pytest.fixture(scope="module")
