@@ -131,10 +131,15 @@ def objective(Phi, X, A, penalty: str, lam) -> np.ndarray:
     Phi = check_dictionary(Phi)
     X, single = check_signals(X, Phi.shape[0])
     A = _codes(A, X.shape[0], Phi.shape[1], single)
-    R = X - A @ Phi.T
     norms = atom_norms(Phi) if penalty == "cel0" else None
-    f = 0.5 * np.einsum("ij,ij->i", R, R) + penalty_elementwise(A, penalty, lam, norms).sum(axis=1)
+    f = _objective(Phi, X, A, penalty, lam, norms)
     return float(f[0]) if single else f
+
+
+def _objective(Phi, X, A, penalty, lam, norms=None) -> np.ndarray:
+    """:func:`objective` on clean 2-D float64 arrays (no checks; the solvers' own recomputation)."""
+    R = X - A @ Phi.T
+    return 0.5 * np.einsum("ij,ij->i", R, R) + penalty_elementwise(A, penalty, lam, norms).sum(axis=1)
 
 
 def sklearn_alpha(lam) -> float:

@@ -464,7 +464,7 @@ def adaround(problem: LayerProblem, preset: str = "aimet", *, lam=None, beta=Non
         Record the run at checkpoints (every ``history_every`` steps, default ``iterations / 100``).
     history_every : int, optional
     threads : int, optional
-        Cap the BLAS threads during the run (needs the package ``threadpoolctl``). The products
+        Cap the BLAS threads during the run (with threadpoolctl). The products
         are small, and on a busy machine a second BLAS thread can make each step several times
         slower; None leaves BLAS as configured (``OPENBLAS_NUM_THREADS`` etc.).
 
@@ -507,13 +507,8 @@ def _thread_limiter(threads):
     if threads is None:
         return contextlib.nullcontext()
     threads = _int(threads, "threads")
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        raise ValueError(
-            "threads needs the package 'threadpoolctl' (pip install threadpoolctl, or "
-            "pip install 'qubo-reference[blas]'); or leave threads=None and set OPENBLAS_NUM_THREADS"
-        ) from None
+    from threadpoolctl import threadpool_limits
+
     return threadpool_limits(limits=threads, user_api="blas")
 
 

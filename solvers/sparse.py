@@ -12,15 +12,15 @@ whose ``objective`` is recomputed by :func:`reference.sparse.objective` in float
 Methods (see :func:`method_names`):
 
 ``ista``, ``fista``
-    Proximal gradient with step ``1/L`` (``L = ||Phi||_2^2``), batched over signals with one
-    ``(N, K) x (K, K)`` matrix product per iteration (the objective used for FISTA's restart
-    comes from the same product); FISTA restarts its momentum for a signal whose objective
-    went up, or, for ``l1`` with the exact finish, whose momentum points against its step
-    (O'Donoghue and Candes 2015). A signal stops when its code's relative change is
-    below ``tol``; for ``l1`` with ``polish=True``, every ``check_every`` iterations the
-    support and signs of each code whose sign pattern held over the last 3 iterations are
-    solved exactly and accepted when the Lasso optimality conditions hold to ``kkt_tol``
-    (:func:`_lasso_finish`). ``dtype="float32"`` runs the iterations in float32.
+    Proximal gradient, batched over signals with one ``(N, K) x (K, K)`` matrix product per
+    iteration; FISTA restarts its momentum for a signal whose objective went up (O'Donoghue
+    and Candes 2015). A signal stops when its code's relative change is below ``tol``. For
+    ``l1`` with ``polish=True`` (the default) the iterations only choose supports and every
+    converged code is certified: :func:`_l1_certified` runs float32 steps of up to ``1.9/L``
+    on blocks of signals (``step_scale``, ``dtype``), and the exact finish solves each
+    support and sign pattern in float64 and accepts a code only where the Lasso optimality
+    conditions hold to ``kkt_tol`` (:func:`_lasso_finish`); ``threads`` spreads the blocks
+    over a thread pool. ``info["kkt_verified"]`` counts the certified codes.
 ``iht``
     Iterative hard thresholding keeping the ``n_nonzero`` largest entries (Blumensath and
     Davies 2008): the sparsity-constrained problem, not the l0-penalised one (that one is
@@ -40,7 +40,9 @@ Methods (see :func:`method_names`):
 from __future__ import annotations
 
 import math
+import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -54,7 +56,7 @@ from reference.sparse import (
     check_lambda,
     check_penalty,
     check_signals,
-    objective,
+    _objective,
 )
 
 from ._registry import resolve_options
@@ -143,6 +145,7 @@ class _Out:
     optimal: bool = False
     status: str = ""
     info: dict = field(default_factory=dict)
+    objective: np.ndarray | None = None  # set by a backend that computed it on its own thread pool
 
 
 @dataclass(frozen=True)
@@ -176,11 +179,39 @@ class _Problem:
 
     def __init__(self, Phi, X, penalty, lam):
         self.Phi, self.X, self.penalty, self.lam = Phi, X, penalty, lam
-        self.G = Phi.T @ Phi
-        self.B = X @ Phi
         self.norms = atom_norms(Phi)
         self.xx = np.einsum("ij,ij->i", X, X)
         self._L = None
+        self._B = None
+        self._G = None
+
+    @property
+    def G(self) -> np.ndarray:
+        """``Phi^T Phi``, shape (K, K)."""
+        if self._G is None:
+            self._G = self.Phi.T @ self.Phi
+        return self._G
+
+    @property
+    def B(self) -> np.ndarray:
+        """``X Phi``, shape (N, K): each signal's correlations with the atoms."""
+        if self._B is None:
+            self._B = self.X @ self.Phi
+        return self._B
+
+    def products(self, pool):
+        """Compute ``B`` on row blocks of a thread pool (BLAS on one thread each)."""
+        if self._B is None and pool is not None:
+            B = np.empty((self.X.shape[0], self.Phi.shape[1]))
+            _map(pool, lambda sl: np.matmul(self.X[sl], self.Phi, out=B[sl]), _row_blocks(self.X.shape[0]))
+            self._B = B
+        return self.B
+
+    def objective(self, A, pool=None) -> np.ndarray:
+        """:func:`reference.sparse.objective` of the codes ``A`` (float64), on row blocks of ``pool``."""
+        parts = _map(pool, lambda sl: _objective(self.Phi, self.X[sl], A[sl], self.penalty, self.lam, self.norms),
+                     _row_blocks(A.shape[0]))
+        return np.concatenate(parts) if parts else np.zeros(0)
 
     @property
     def lipschitz(self) -> float:
@@ -231,7 +262,7 @@ def code(Phi, X, penalty: str = "l1", lam=0.1, method: str = "fista", **options)
     out = m.run(prob, **opts)
     seconds = time.perf_counter() - t0
     A = np.asarray(out.codes, dtype=np.float64)
-    f = objective(Phi, X, A, penalty, lam)
+    f = prob.objective(A) if out.objective is None else out.objective
     status = out.status or ("optimal" if out.optimal else "converged" if out.converged else "iteration limit")
     if single:
         A = A[0]
@@ -273,7 +304,28 @@ def _smooth_value(A, GA, B, xx):
     return 0.5 * xx - np.einsum("ij,ij->i", A, B) + 0.5 * np.einsum("ij,ij->i", A, GA)
 
 
-def _lasso_finish(G, B, A, lam, kkt_tol, rounds, chunk=256, max_support=128):
+#: Rows per block of the certified l1 path (fixed, so results do not depend on ``threads``).
+_L1_BLOCK = 512
+#: Largest support the exact finish solves (a denser iterate is far from a sparse minimiser).
+_FINISH_MAX_SUPPORT = 128
+#: Rows per batched solve of the exact finish (sorted by support size, so padding is small).
+_FINISH_CHUNK = 128
+
+
+def _padded_gram(G, limit):
+    """``G`` in the top-left corner of an identity of size ``K + limit``.
+
+    Index ``K + p`` is the ``p``-th padding slot of a support shorter than its batch's longest:
+    gathering ``G_SS`` through padded indices gives ``diag(G_SS, I)`` with no masking pass.
+    """
+    K = G.shape[0]
+    Gpad = np.eye(K + limit)
+    Gpad[:K, :K] = G
+    return Gpad
+
+
+def _lasso_finish(G, B, A, lam, kkt_tol, rounds, chunk=_FINISH_CHUNK, max_support=_FINISH_MAX_SUPPORT, Gpad=None,
+                  G32=None, pool=None):
     """Exact Lasso solutions from approximate codes, accepted only where optimality is verified.
 
     For each row, with support ``S`` and signs ``s`` of its code, solve
@@ -286,91 +338,188 @@ def _lasso_finish(G, B, A, lam, kkt_tol, rounds, chunk=256, max_support=128):
     as not done and keep their input codes, and so do rows whose support exceeds
     ``max_support`` atoms (the solve would be costly and the iterate is far from sparse).
 
+    The solve is float64. The off-support test first uses a float32 product ``a G`` with a
+    rigorous bound on its error: rounding ``a`` and ``G`` to float32 and summing the ``|S|``
+    nonzero terms in any order moves ``(a G)_j`` by at most ``(|S| + 3) u sum_k |a_k| |G_kj|``
+    with ``u = 2^-24`` (Higham, *Accuracy and Stability of Numerical Algorithms*, 2nd ed., sec.
+    3.1 and 4.2), and ``|G_kj| <= max_k G_kk``. A row is accepted when the test passes with twice
+    that margin and refused when it fails with it; the few rows in between get the float64
+    product. ``Gpad`` and ``G32`` (the padded Gram matrix and ``G`` in float32) may be handed in
+    by a caller that finishes many batches; with a thread ``pool`` the chunks run on it.
+
     Returns ``(codes, done)`` with ``done`` a boolean array of shape (N,).
     """
-    N, K = A.shape
-    out = A.copy()
-    done = np.zeros(N, dtype=bool)
-    limit = min(G.shape[0], max_support)
+    pos, codes = _certify(G, B, A, lam, kkt_tol, rounds, chunk, max_support, Gpad, G32, pool)
+    out = np.array(A, dtype=np.float64)
+    out[pos] = codes
+    done = np.zeros(A.shape[0], dtype=bool)
+    done[pos] = True
+    return out, done
+
+
+def _certify(G, B, A, lam, kkt_tol, rounds, chunk=_FINISH_CHUNK, max_support=_FINISH_MAX_SUPPORT, Gpad=None,
+             G32=None, pool=None):
+    """:func:`_lasso_finish` returning only ``(certified row positions, their codes)``."""
+    K = A.shape[1]
+    limit = min(K, max_support)
+    if Gpad is None:
+        Gpad = _padded_gram(G, limit)
+    gmax = float(np.max(np.diag(G), initial=0.0))  # |G_kj| <= sqrt(G_kk G_jj) <= gmax
+    if G32 is None and gmax < 1e30:
+        G32 = G.astype(np.float32)
+    ctx = _FinishContext(G, Gpad, G32 if gmax < 1e30 else None, gmax, float(lam), lam * (1 + kkt_tol), rounds,
+                         limit)
     sizes = np.count_nonzero(A, axis=1)
     order = np.argsort(sizes, kind="stable")  # similar support sizes share a chunk: little padding
     order = order[sizes[order] <= limit]
-    for c0 in range(0, order.size, chunk):
-        rows = order[c0:c0 + chunk]
-        sign = np.sign(A[rows])
-        for _ in range(rounds):
+    chunks = [order[c0:c0 + chunk] for c0 in range(0, order.size, chunk)]
+    parts = _map(pool, lambda r: _finish_chunk(ctx, r, np.sign(A[r]).astype(np.int8), B[r]), chunks)
+    if not parts:
+        return np.zeros(0, dtype=np.intp), np.zeros((0, K))
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+@dataclass(frozen=True)
+class _FinishContext:
+    G: np.ndarray
+    Gpad: np.ndarray
+    G32: np.ndarray | None  # None: float64 test only (entries too large for float32)
+    gmax: float
+    lam: float
+    bound: float
+    rounds: int
+    limit: int
+
+
+def _finish_chunk(ctx: _FinishContext, rows, sign, Bc):
+    """Rounds of :func:`_lasso_finish` on one chunk; returns ``(certified rows, their codes)``."""
+    G, K = ctx.G, ctx.G.shape[0]
+    width = ctx.Gpad.shape[0]
+    u = float(np.finfo(np.float32).eps) / 2
+    got_rows, got_codes = [], []
+    for _ in range(ctx.rounds):
+        if rows.size == 0:
+            break
+        nz = sign != 0
+        count = np.count_nonzero(nz, axis=1)
+        if count.max(initial=0) > ctx.limit:
+            keep = count <= ctx.limit
+            rows, sign, Bc, nz, count = rows[keep], sign[keep], Bc[keep], nz[keep], count[keep]
             if rows.size == 0:
                 break
-            Bc = B[rows]
-            mask = sign != 0
-            smax = int(mask.sum(1).max(initial=0))
-            if smax > limit:
-                keep = mask.sum(1) <= limit
-                rows, sign, Bc, mask = rows[keep], sign[keep], Bc[keep], mask[keep]
-                smax = int(mask.sum(1).max(initial=0))
-                if rows.size == 0:
-                    break
-            if smax == 0:
-                Anew = np.zeros((rows.size, K))
-                sign_ok = np.ones(rows.size, dtype=bool)
-            else:
-                idx = np.argsort(~mask, axis=1, kind="stable")[:, :smax]
-                valid = np.take_along_axis(mask, idx, axis=1)
-                Gss = G[idx[:, :, None], idx[:, None, :]]
-                pad = ~valid
-                Gss[pad[:, :, None] | pad[:, None, :]] = 0.0
-                Gss[:, np.arange(smax), np.arange(smax)] += pad
-                s_idx = np.take_along_axis(sign, idx, axis=1)
-                rhs = np.where(valid, np.take_along_axis(Bc, idx, axis=1) - lam * s_idx, 0.0)
-                solved = np.ones(rows.size, dtype=bool)
+        m, smax = rows.size, int(count.max(initial=0))
+        ri, ci = np.nonzero(nz)  # row-major: the atoms of each row in increasing order
+        pos = np.arange(ri.size) - np.repeat(np.cumsum(count) - count, count)  # slot of each atom in its row
+        sv = sign[ri, ci].astype(np.float64)
+        idx = np.empty((m, smax), dtype=np.intp)
+        idx[:] = K + np.arange(smax)  # padding slots: identity rows of Gpad
+        idx[ri, pos] = ci
+        rhs = np.zeros((m, smax))
+        rhs[ri, pos] = Bc[ri, ci] - ctx.lam * sv
+        Gss = ctx.Gpad.reshape(-1).take(idx[:, :, None] * width + idx[:, None, :])  # G_SS, identity on padding
+        solved = np.ones(m, dtype=bool)
+        try:
+            aS = np.linalg.solve(Gss, rhs[..., None])[..., 0]
+        except np.linalg.LinAlgError:  # a singular support: solve row by row, drop those
+            aS = np.zeros_like(rhs)
+            for i in range(m):
                 try:
-                    aS = np.linalg.solve(Gss, rhs[..., None])[..., 0]
-                except np.linalg.LinAlgError:  # a singular support: solve row by row, drop those
-                    aS = np.zeros_like(rhs)
-                    for i in range(rows.size):
-                        try:
-                            aS[i] = np.linalg.solve(Gss[i], rhs[i])
-                        except np.linalg.LinAlgError:
-                            solved[i] = False
-                aS = np.where(valid, aS, 0.0)
-                Anew = np.zeros((rows.size, K))
-                np.put_along_axis(Anew, idx, aS, axis=1)
-                sign_ok = solved & np.all(~valid | (np.sign(aS) == s_idx), axis=1)
+                    aS[i] = np.linalg.solve(Gss[i], rhs[i])
+                except np.linalg.LinAlgError:
+                    solved[i] = False
+        vals = aS[ri, pos]
+        flipped = np.sign(vals) != sv
+        sign_ok = solved & (np.bincount(ri, weights=flipped, minlength=m) == 0)
+        Anew = np.zeros((m, K))
+        Anew[ri, ci] = vals
+        absum = np.bincount(ri, weights=np.abs(vals), minlength=m)
+        if ctx.G32 is not None:
+            Cor = Bc - Anew.astype(np.float32) @ ctx.G32
+            err = 2.0 * (count + 3) * u * ctx.gmax * absum
+            absv = np.abs(vals)
+            # float32's normal range: outside it the bound does not hold, so such rows get float64
+            odd = np.bincount(ri, weights=(absv > 1e30) | ((absv < 1e-30) & (absv > 0)), minlength=m) > 0
+        else:
             Cor = Bc - Anew @ G
-            off = np.where(sign != 0, 0.0, np.abs(Cor))
-            kkt_ok = off.max(axis=1, initial=0.0) <= lam * (1 + kkt_tol)
-            ok = sign_ok & kkt_ok
-            out[rows[ok]] = Anew[ok]
-            done[rows[ok]] = True
-            # next support for the failures
-            bad = ~ok
-            rows, sign, Anew, Cor, off = rows[bad], sign[bad], Anew[bad], Cor[bad], off[bad]
-            flipped = (sign != 0) & (np.sign(Anew) != sign)
-            sign = np.where(flipped, 0.0, sign)
-            join = off > lam * (1 + kkt_tol)
-            sign = np.where(join, np.sign(Cor), sign)
-    return out, done
+            err = np.zeros(m)
+            odd = np.zeros(m, dtype=bool)
+        off = np.abs(Cor)
+        off[ri, ci] = 0.0
+        top = off.max(axis=1, initial=0.0)
+        ok = sign_ok & (top + err <= ctx.bound) & ~odd
+        redo = np.flatnonzero(sign_ok & ~ok & ((top - err <= ctx.bound) | odd))
+        if redo.size:  # undecided in float32: the float64 product
+            Cor[redo] = Bc[redo] - Anew[redo] @ G
+            off[redo] = np.abs(Cor[redo])
+            off[ri, ci] = 0.0
+            ok[redo] = off[redo].max(axis=1, initial=0.0) <= ctx.bound
+        got_rows.append(rows[ok])
+        got_codes.append(Anew[ok])
+        # next support for the failures: flipped entries leave, violating atoms join
+        bad = ~ok
+        sign[ri[flipped], ci[flipped]] = 0
+        rows, sign, Bc, Cor, off = rows[bad], sign[bad], Bc[bad], Cor[bad], off[bad]
+        viol = off > ctx.bound
+        sign[viol] = np.sign(Cor[viol])
+    if not got_rows:
+        return np.zeros(0, dtype=np.intp), np.zeros((0, K))
+    return np.concatenate(got_rows), np.concatenate(got_codes)
 
 
 # ---------------------------------------------------------------------------------- ISTA / FISTA
 def _proximal_gradient(prob: _Problem, accelerate: bool, max_iter, tol, init, step, polish, kkt_tol,
-                       check_every, finish_rounds, dtype):
+                       first_check, check_every, finish_rounds, dtype, step_scale, threads):
     max_iter, tol = _check_iter_opts(max_iter, tol)
+    first_check = check_positive_int(first_check, "first_check")
     check_every = check_positive_int(check_every, "check_every")
     finish_rounds = check_positive_int(finish_rounds, "finish_rounds")
+    certified = bool(polish) and prob.penalty == "l1"
+    if dtype is None:
+        dtype = "float32" if certified else "float64"
     if dtype not in ("float64", "float32"):
         raise ValueError(f"dtype must be 'float64' or 'float32', found {dtype!r}")
-    G64, B64 = prob.G, prob.B
-    dt = np.dtype(dtype)
-    G, B, xx = G64.astype(dt), B64.astype(dt), prob.xx.astype(dt)
+    if step_scale is None:
+        step_scale = _STEP_SCALE if certified else 1.0
+    step_scale = float(as_float_array(step_scale, "step_scale", ndim=0))
+    if not 1.0 <= step_scale < 2.0:
+        raise ValueError(f"step_scale must be in [1, 2), found {step_scale!r}")
+    if step_scale != 1.0 and not certified:
+        raise ValueError(f"step_scale > 1 needs penalty 'l1' with polish=True (the exact finish certifies the "
+                         f"result), found penalty {prob.penalty!r}, polish={bool(polish)!r}")
+    threads = _check_threads(threads)
+    N, K = prob.X.shape[0], prob.Phi.shape[1]
+    A0 = None if init is None else _init_codes(init, N, K)
+    f = None
+    if certified:
+        # every product of the call runs on the pool's threads, the BLAS libraries on one thread
+        # each (BLAS threads left spinning beside the pool would slow it down)
+        with _thread_pool(threads) as pool:
+            g = _step(prob, step)
+            out, iters, verified = _l1_certified(prob, pool, accelerate, max_iter, tol, A0, g, kkt_tol, first_check,
+                                                 check_every, finish_rounds, np.dtype(dtype), step_scale)
+            f = prob.objective(out, pool)
+        done = verified
+        info = {"step": g, "step_scale": step_scale, "kkt_verified": int(verified.sum())}
+    else:
+        g = _step(prob, step)
+        out, iters, done = _pg_loop(prob.G, prob.B, prob.xx, prob.penalty, prob.lam, prob.norms, accelerate,
+                                    max_iter, tol, _init_codes(init, N, K), g, np.dtype(dtype))
+        info = {"step": g}
+    info.update(signal_iterations=iters, converged_signals=int(done.sum()))
+    return _Out(out, int(iters.max(initial=0)), bool(done.all()), info=info, objective=f)
+
+
+def _pg_loop(G64, B64, xx64, pen, lam, norms64, accelerate, max_iter, tol, A0, g, dt):
+    """Proximal gradient for any penalty: ``a <- prox_{g r}(y - g (G y - b))``, batched.
+
+    FISTA's momentum restarts for a signal whose objective went up (O'Donoghue and Candes 2015),
+    which keeps the nonconvex penalties monotone. Returns ``(codes, iterations, converged)``.
+    """
+    G, B, xx, norms = G64.astype(dt), B64.astype(dt), xx64.astype(dt), norms64.astype(dt)
     N, K = B.shape
-    g = _step(prob, step)
-    pen, lam, norms = prob.penalty, prob.lam, prob.norms.astype(dt)
-    polish = bool(polish) and pen == "l1"
-    out = _init_codes(init, N, K)
+    out = np.array(A0, dtype=np.float64)
     iters = np.zeros(N, dtype=np.int64)
     done = np.zeros(N, dtype=bool)
-    verified = np.zeros(N, dtype=bool)
 
     def pen_sum(A):
         return penalty_elementwise(A, pen, lam, norms).astype(dt).sum(1)
@@ -380,104 +529,199 @@ def _proximal_gradient(prob: _Problem, accelerate: bool, max_iter, tol, init, st
     GA = A @ G
     A_prev, GA_prev = A.copy(), GA.copy()
     Bact, xxact = B, xx
-    grad_restart = polish  # l1 with the exact finish: the cheap restart test is enough
-    F = _smooth_value(A, GA, Bact, xxact) + pen_sum(A) if accelerate and not grad_restart else np.zeros(N, dt)
+    F = _smooth_value(A, GA, Bact, xxact) + pen_sum(A) if accelerate else np.zeros(N, dt)
     t = np.ones(N, dtype=dt)
-    last_sign = np.full((N, K), 2, dtype=np.int8)  # signs `lag` iterations before a check
-    lag = min(3, check_every - 1)
-    Y, GY, U = np.empty_like(A), np.empty_like(A), np.empty_like(A)  # work buffers (no allocation
-    A_new, GA_new = np.empty_like(A), np.empty_like(A)                 # of large arrays per iteration)
     for it in range(1, max_iter + 1):
-        if Y.shape[0] != A.shape[0]:  # rows left the batch
-            Y, GY, U = np.empty_like(A), np.empty_like(A), np.empty_like(A)
-            A_new, GA_new = np.empty_like(A), np.empty_like(A)
         if accelerate:
             t_new = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
             beta = ((t - 1.0) / t_new)[:, None]
-            np.subtract(A, A_prev, out=Y)
-            Y *= beta
-            Y += A
-            np.subtract(GA, GA_prev, out=GY)
-            GY *= beta
-            GY += GA
+            Y = A + beta * (A - A_prev)
+            GY = GA + beta * (GA - GA_prev)
         else:
-            np.copyto(Y, A)
-            np.copyto(GY, GA)
-        np.subtract(GY, Bact, out=U)  # U = Y - g (GY - B), the gradient step
-        U *= -g
-        U += Y
-        if pen == "l1":  # soft thresholding in place
-            np.abs(U, out=A_new)
-            A_new -= dt.type(g * lam)
-            np.maximum(A_new, 0, out=A_new)
-            np.copysign(A_new, U, out=A_new)
-        else:
-            A_new[...] = prox(U, pen, g, lam, norms)
-        np.matmul(A_new, G, out=GA_new)
-        D = np.subtract(A_new, A, out=U)
-        if accelerate and grad_restart:
-            # gradient restart (O'Donoghue and Candes 2015): momentum against the step
-            against = np.einsum("ij,ij->i", Y, D) - np.einsum("ij,ij->i", A_new, D)  # (y - a_new).(a_new - a)
-            t = np.where(against > 0, 1.0, t_new).astype(dt)
-        elif accelerate:
+            Y, GY = A, GA
+        A_new = prox(Y - g * (GY - Bact), pen, g, lam, norms).astype(dt, copy=False)
+        GA_new = A_new @ G
+        if accelerate:
             F_new = _smooth_value(A_new, GA_new, Bact, xxact) + pen_sum(A_new)
             t = np.where(F_new > F, 1.0, t_new).astype(dt)
             F = F_new
-        check = polish and (it % check_every == 0 or it == max_iter)
-        if not polish or check:
-            diff = np.sqrt(np.einsum("ij,ij->i", D, D))
-            scale = np.sqrt(np.einsum("ij,ij->i", A_new, A_new))
-            conv = diff <= tol * np.maximum(scale, np.finfo(dt).tiny)
-        else:
-            conv = np.zeros(act.size, dtype=bool)
-        # rotate the buffers: prev <- current <- new, the old prev becomes the next "new"
-        A_prev, A, A_new = A, A_new, A_prev
-        GA_prev, GA, GA_new = GA, GA_new, GA_prev
+        D = A_new - A
+        conv = np.sqrt(np.einsum("ij,ij->i", D, D)) <= tol * np.maximum(
+            np.sqrt(np.einsum("ij,ij->i", A_new, A_new)), np.finfo(dt).tiny)
+        A_prev, A, GA_prev, GA = A, A_new, GA, GA_new
         iters[act] = it
-        fin = None
-        if polish and (it + lag) % check_every == 0:
-            last_sign = np.sign(A).astype(np.int8)
-        if check:
-            # attempt the exact finish on every row at the first check, then where the sign
-            # pattern held over the last `lag` iterations
-            stable = np.all(np.sign(A).astype(np.int8) == last_sign, axis=1) | (it <= check_every) | (it == max_iter)
-            if np.any(stable):
-                rows_try = np.flatnonzero(stable)
-                fin = A.astype(np.float64)
-                ok = np.zeros(act.size, dtype=bool)
-                fin[rows_try], ok[rows_try] = _lasso_finish(G64, B64[act[rows_try]], fin[rows_try], lam,
-                                                            kkt_tol, finish_rounds)
-                conv |= ok
         if np.any(conv):
-            rows = act[conv]
-            out[rows] = fin[conv] if fin is not None else A[conv]
-            if fin is not None:
-                verified[rows] = ok[conv]
-            done[rows] = True
+            out[act[conv]] = A[conv]
+            done[act[conv]] = True
             keep = ~conv
-            if not np.any(keep):
-                act = act[keep]
-                break
             act = act[keep]
+            if act.size == 0:
+                break
             A, GA, A_prev, GA_prev, F, t = A[keep], GA[keep], A_prev[keep], GA_prev[keep], F[keep], t[keep]
-            last_sign = last_sign[keep]
             Bact, xxact = B[act], xx[act]
     if act.size:
         out[act] = A
-    info = {"step": g, "signal_iterations": iters, "converged_signals": int(done.sum())}
-    if polish:
-        # one last attempt on the rows stopped by the relative-change rule or the iteration limit
-        rest = np.flatnonzero(~verified)
-        if rest.size:
-            fin, ok = _lasso_finish(G64, B64[rest], out[rest], lam, kkt_tol, finish_rounds)
-            out[rest[ok]] = fin[ok]
-            verified[rest[ok]] = True
-        info["kkt_verified"] = int(verified.sum())
-    return _Out(out, int(iters.max(initial=0)), bool(done.all()), info=info)
+    return out, iters, done
+
+
+#: Default ``step_scale`` of the certified l1 path: steps up to ``1.9 / L``.
+_STEP_SCALE = 1.9
+
+
+def _check_threads(threads):
+    if threads is None:
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:  # not on Linux
+            return max(1, os.cpu_count() or 1)
+    return check_positive_int(threads, "threads", minimum=1)
+
+
+@contextmanager
+def _thread_pool(threads):
+    """A pool of ``threads`` workers with the BLAS libraries on one thread each, or None for 1."""
+    if threads <= 1:
+        yield None
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
+        yield pool
+
+
+def _row_blocks(n):
+    return [slice(s, min(n, s + _L1_BLOCK)) for s in range(0, n, _L1_BLOCK)]
+
+
+def _map(pool, fn, items):
+    return list(pool.map(fn, items)) if pool is not None and len(items) > 1 else [fn(x) for x in items]
+
+
+def _l1_certified(prob, pool, accelerate, max_iter, tol, init, g, kkt_tol, first_check, check_every, finish_rounds,
+                  dt, step_scale):
+    """l1 codes certified by the exact finish: sweeps of iterations, each followed by a finish.
+
+    The rows still running go through :func:`_l1_sweep` in blocks of :data:`_L1_BLOCK` rows
+    (``first_check`` iterations the first time, ``check_every`` after), then through
+    :func:`_certify` (``finish_rounds`` rounds); a certified row leaves. The blocks and the
+    finish's chunks run on ``pool`` (None: in turn); they do not depend on its size. Rows stopped
+    by ``tol`` or ``max_iter`` without a certificate get a longer finish, then float64 steps of
+    ``1/L`` and a last finish. Returns ``(codes, iterations, verified)``.
+    """
+    G, lam = prob.G, prob.lam
+    N, K = prob.X.shape[0], G.shape[0]
+    finish = dict(Gpad=_padded_gram(G, min(K, _FINISH_MAX_SUPPORT)), G32=G.astype(np.float32), pool=pool)
+    gamma = step_scale * g
+    M = (np.eye(K) - gamma * G).astype(dt)  # y - gamma (G y - b) = y M + gamma b
+    diag = np.diag(G).astype(dt)
+    B = prob.products(pool)
+    out = np.zeros((N, K))
+    iters = np.zeros(N, dtype=np.int64)
+    verified = np.zeros(N, dtype=bool)
+    # the running rows' state, compacted after every finish
+    rows, Bact = np.arange(N), B
+    A = np.empty((N, K), dtype=dt) if init is None else init.astype(dt)  # without init the first sweep fills it
+    Y, t, ratio, first_len = A.copy(), np.ones(N, dtype=dt), np.ones(N), np.full(N, np.nan)
+    done_it = 0
+    while rows.size and done_it < max_iter:
+        start, n_it = done_it, min(first_check if done_it == 0 else check_every, max_iter - done_it)
+
+        def sweep(sl):
+            return _l1_sweep(A[sl], Y[sl], t[sl], ratio[sl], first_len[sl], Bact[sl], M, gamma, lam, diag, start,
+                             n_it, accelerate, step_scale, tol, jacobi=init is None and start == 0)
+
+        small = np.concatenate(_map(pool, sweep, _row_blocks(rows.size)))
+        done_it += n_it
+        iters[rows] = done_it
+        pos, codes = _certify(G, Bact, A, lam, kkt_tol, finish_rounds, **finish)
+        out[rows[pos]] = codes
+        verified[rows[pos]] = True
+        small[pos] = False  # stalled without a certificate: leaves with its iterate
+        out[rows[small]] = A[small]
+        keep = ~small
+        keep[pos] = False
+        rows, Bact, A, Y = rows[keep], Bact[keep], A[keep], Y[keep]
+        t, ratio, first_len = t[keep], ratio[keep], first_len[keep]
+    out[rows] = A
+    rest = np.flatnonzero(~verified)
+    if rest.size:
+        pos, codes = _certify(G, B[rest], out[rest], lam, kkt_tol, 4 * finish_rounds, **finish)
+        out[rest[pos]] = codes
+        verified[rest[pos]] = True
+    rest = np.flatnonzero(~verified)
+    if rest.size:  # the slow and sure way: float64 steps of 1/L from where the iterations stopped
+        A64, it2, _ = _pg_loop(G, B[rest], prob.xx[rest], "l1", lam, prob.norms, accelerate, max_iter,
+                               min(tol, 1e-12), out[rest], g, np.dtype(np.float64))
+        iters[rest] += it2
+        out[rest], verified[rest] = _lasso_finish(G, B[rest], A64, lam, kkt_tol, 4 * finish_rounds, **finish)
+    return out, iters, verified
+
+
+def _l1_sweep(A, Y, t, ratio, first_len, B, M, gamma, lam, diag, start, n_it, accelerate, step_scale, tol, jacobi):
+    """``n_it`` proximal gradient iterations for l1 on one block, updating its state in place.
+
+    ``A`` (iterate), ``Y`` (extrapolated point), ``t`` (FISTA's sequence), ``ratio`` (each row's
+    step over ``gamma``) and ``first_len`` (each row's first step length) are views of the
+    caller's arrays. ``a_new = soft(y - gamma (G y - b), gamma lam)``, computed as
+    ``soft(y M + gamma b)`` with ``M = I - gamma G``. Steps up to ``2/L`` converge for the
+    proximal gradient (forward-backward splitting); a row whose step length grows above its
+    first one gets its step cut by a quarter, down to ``1/L`` (the safeguard of greedy FISTA,
+    Liang, Luo and Schoenlieb 2022). FISTA's momentum restarts for a row whose momentum points
+    against its step (O'Donoghue and Candes 2015). With ``jacobi`` the block starts from each
+    coefficient's own minimiser, ``soft(b_j, lam) / G_jj``.
+
+    Returns a boolean array: rows whose last step was at most ``tol`` times their code's norm.
+    """
+    dt = A.dtype
+    C = (gamma * B).astype(dt)
+    tau = dt.type(gamma * lam)
+    min_ratio = 1.0 / step_scale
+    if jacobi:
+        A[...] = ((B - np.clip(B, -lam, lam)) / diag).astype(dt)
+        Y[...] = A
+    a, a_new = A, np.empty_like(A)
+    U, T = np.empty_like(A), np.empty_like(A)
+    small = np.zeros(A.shape[0], dtype=bool)
+    for it in range(start + 1, start + n_it + 1):
+        np.matmul(Y, M, out=U)
+        U += C
+        np.clip(U, -tau, tau, out=T)
+        np.subtract(U, T, out=a_new)  # soft thresholding at gamma lam
+        slow = np.flatnonzero(ratio < 1.0)
+        if slow.size:  # rows on a shorter step: y + r (u - y), thresholded at r gamma lam
+            r = ratio[slow, None].astype(dt)
+            Us = Y[slow] + r * (U[slow] - Y[slow])
+            a_new[slow] = Us - np.clip(Us, -tau * r, tau * r)
+        D = np.subtract(a_new, a, out=T)
+        if it == 1 or it % 4 == 0 or it == start + n_it:  # step lengths: safeguard and stopping rule
+            length = np.sqrt(np.einsum("ij,ij->i", D, D))
+            if it == 1:
+                first_len[...] = length
+            elif step_scale > 1.0:
+                grow = (length > first_len) & (ratio > min_ratio)
+                ratio[grow] = np.maximum(0.75 * ratio[grow], min_ratio)
+            if it == start + n_it and tol > 0:
+                small = length <= tol * np.maximum(np.sqrt(np.einsum("ij,ij->i", a_new, a_new)), np.finfo(dt).tiny)
+        if accelerate:
+            against = np.einsum("ij,ij->i", Y, D) > np.einsum("ij,ij->i", a_new, D)  # (y - a_new).(a_new - a) > 0
+            t_new = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
+            beta = np.where(against, 0.0, (t - 1.0) / t_new).astype(dt)
+            t[...] = np.where(against, 1.0, t_new)
+            np.multiply(D, beta[:, None], out=U)
+            np.add(a_new, U, out=Y)
+        else:
+            np.copyto(Y, a_new)
+        a, a_new = a_new, a
+    if a is not A:
+        A[...] = a
+    return small
 
 
 _PG_OPTIONS = {"max_iter": 1000, "tol": 1e-6, "init": None, "step": None, "polish": True,
-               "kkt_tol": 1e-9, "check_every": 10, "finish_rounds": 8, "dtype": "float64"}
+               "kkt_tol": 1e-9, "first_check": 10, "check_every": 4, "finish_rounds": 3, "dtype": None,
+               "step_scale": None, "threads": None}
 
 
 @_register("ista", options=_PG_OPTIONS, summary="proximal gradient (ISTA), batched, step 1/L")
@@ -485,7 +729,7 @@ def _ista(prob, **opts):
     return _proximal_gradient(prob, False, **opts)
 
 
-@_register("fista", options=_PG_OPTIONS, summary="FISTA with function-value restart, batched")
+@_register("fista", options=_PG_OPTIONS, summary="FISTA with restart, batched; l1 certified by an exact finish")
 def _fista(prob, **opts):
     return _proximal_gradient(prob, True, **opts)
 

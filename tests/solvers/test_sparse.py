@@ -110,6 +110,87 @@ def test_lasso_finish_accepts_only_codes_meeting_the_optimality_conditions():
     np.testing.assert_allclose(A[done], exact.codes[done], atol=1e-9)
 
 
+def _kkt_violation(G, b, a, lam):
+    """Largest violation of the Lasso optimality conditions at ``a``, relative to ``lam`` (float64)."""
+    c = b - G @ a
+    on = a != 0
+    on_gap = np.abs(c[on] - lam * np.sign(a[on])).max(initial=0.0)
+    off_gap = np.maximum(np.abs(c[~on]) - lam, 0.0).max(initial=0.0)
+    return max(on_gap, off_gap) / lam
+
+
+@given(seed=st.integers(0, 2**31), n=st.integers(2, 12), K=st.integers(1, 24), lam=st.floats(0.01, 2.0),
+       iters=st.integers(0, 30))
+def test_certified_codes_meet_the_optimality_conditions_in_float64(seed, n, K, lam, iters):
+    from solvers.sparse import _certify
+
+    Phi, X = _problem(seed, n, K, 9)
+    G, B = Phi.T @ Phi, X @ Phi
+    # start from rough iterates (or from zero): the finish must only ever accept true minimisers
+    A = code(Phi, X, "l1", lam, "fista", polish=False, max_iter=max(iters, 1)).codes if iters else np.zeros((9, K))
+    pos, codes = _certify(G, B, A, lam, 1e-9, rounds=6)
+    for i, a in zip(pos, codes):
+        assert _kkt_violation(G, B[i], a, lam) <= 1e-8
+    res = code(Phi, X, "l1", lam, "fista")
+    assert res.info["kkt_verified"] == 9 or not res.converged
+    for i in range(9):
+        if res.converged:
+            assert _kkt_violation(G, B[i], res.codes[i], lam) <= 1e-8
+
+
+@pytest.mark.parametrize("seed", [0, 7])  # float32 errs upwards for seed 0, downwards for seed 7
+@pytest.mark.parametrize("excess, certified", [(1e-7, False), (-1e-7, True)])
+def test_the_float32_test_does_not_hide_a_violation_below_float32_precision(seed, excess, certified):
+    """Atom 0 correlates with a large code on atoms 1..10 and its residual correlation exceeds
+    lam by 1e-7 (relative): float32 products cannot see that, so the certificate must come
+    from the float64 product (or be refused)."""
+    from solvers.sparse import _certify
+
+    rng = np.random.default_rng(seed)
+    n, lam = 40, 0.3
+    Phi = rng.normal(size=(n, 11)) + 2.0 * rng.normal(size=(n, 1))  # correlated atoms
+    Phi /= np.linalg.norm(Phi, axis=0)
+    a = np.concatenate([[0.0], rng.uniform(50, 100, size=10) * rng.choice([-1, 1], size=10)])
+    # residual with phi_j^T r = lam sign(a_j) on the support and lam (1 + excess) on atom 0
+    target = np.concatenate([[lam * (1 + excess)], lam * np.sign(a[1:])])
+    r = Phi @ np.linalg.solve(Phi.T @ Phi, target)
+    x = Phi @ a + r
+    G, B = Phi.T @ Phi, (x @ Phi)[None, :]
+    assert abs(B[0, 0] - G[0] @ a) / lam == pytest.approx(1 + excess, abs=1e-9)
+    in_float32 = abs(B[0, 0] - (a.astype(np.float32) @ G.astype(np.float32))[0]) / lam - 1
+    assert abs(in_float32 - excess) > 1e-5  # float32 misjudges the test by far more than 1e-7
+    start = a * (1 + 1e-3 * rng.normal(size=11))  # an iterate with the right support and signs
+    pos, codes = _certify(G, B, start[None, :], lam, 1e-9, rounds=1)
+    assert (pos.size == 1) == certified
+    if certified:
+        np.testing.assert_allclose(codes[0], a, rtol=1e-9)
+
+
+def test_threads_do_not_change_the_codes():
+    rng = np.random.default_rng(5)
+    Phi = rng.normal(size=(24, 48))
+    Phi /= np.linalg.norm(Phi, axis=0)
+    X = rng.normal(size=(1100, 24))  # three blocks of rows
+    one = code(Phi, X, "l1", 0.2, "fista", threads=1)
+    two = code(Phi, X, "l1", 0.2, "fista", threads=2)
+    assert one.info["kkt_verified"] == two.info["kkt_verified"] == 1100
+    np.testing.assert_array_equal(one.codes, two.codes)
+    np.testing.assert_array_equal(one.objective, two.objective)
+
+
+def test_uncertified_codes_are_reported_not_converged():
+    """Duplicated atoms make every support holding both copies singular: no certificate, and
+    the result says so instead of claiming convergence."""
+    rng = np.random.default_rng(2)
+    P = rng.normal(size=(6, 5))
+    Phi = np.concatenate([P, P], axis=1)
+    X = rng.normal(size=(4, 6))
+    res = code(Phi, X, "l1", 0.05, "fista", max_iter=50)
+    assert res.info["kkt_verified"] < 4
+    assert not res.converged and res.status == "iteration limit"
+    assert np.all(res.objective <= objective(Phi, X, np.zeros((4, 10)), "l1", 0.05) + 1e-12)
+
+
 def test_sparse_encode_alpha_is_lambda():
     from sklearn.decomposition import sparse_encode
 
@@ -212,6 +293,11 @@ def test_binary_sparse_coding_is_solved_by_every_qubo_method(method):
     (lambda: code(np.eye(3), np.ones(3), "l1", 0.1, "fista", step=2.0), r"step must be in \(0, 1/L\]"),
     (lambda: code(np.eye(3), np.ones(3), "l1", 0.1, "fista", init=np.ones((2, 3))), r"init must have shape \(1, 3\)"),
     (lambda: code(np.eye(3), np.ones(3), "l1", 0.1, "fista", dtype="float16"), "dtype must be 'float64' or 'float32'"),
+    (lambda: code(np.eye(3), np.ones(3), "l1", 0.1, "fista", step_scale=2.0), r"step_scale must be in \[1, 2\)"),
+    (lambda: code(np.eye(3), np.ones(3), "l0", 0.1, "fista", step_scale=1.5), "step_scale > 1 needs penalty 'l1'"),
+    (lambda: code(np.eye(3), np.ones(3), "l1", 0.1, "fista", polish=False, step_scale=1.5), "polish=False"),
+    (lambda: code(np.eye(3), np.ones(3), "l1", 0.1, "fista", threads=0), "threads must be >= 1, found 0"),
+    (lambda: code(np.eye(3), np.ones(3), "l1", 0.1, "fista", first_check=0), "first_check must be >= 1"),
     (lambda: binary_sparse_coding_bqm(np.eye(3), np.ones(3), 0.0, 0.1), "alpha must be nonzero"),
     (lambda: binary_sparse_coding_bqm(np.eye(3), np.ones(4), 1.0, 0.1), r"x must have shape \(3\)"),
 ])
