@@ -178,17 +178,34 @@ def test_threads_do_not_change_the_codes():
     np.testing.assert_array_equal(one.objective, two.objective)
 
 
-def test_uncertified_codes_are_reported_not_converged():
-    """Duplicated atoms make every support holding both copies singular: no certificate, and
-    the result says so instead of claiming convergence."""
+def test_hard_problems_are_certified_by_feature_sign_search():
+    """Duplicated atoms (every support holding both copies is singular), a coherent dictionary
+    and atom norms from 0.1 to 10 defeat the iterations; feature-sign search certifies them."""
     rng = np.random.default_rng(2)
     P = rng.normal(size=(6, 5))
-    Phi = np.concatenate([P, P], axis=1)
-    X = rng.normal(size=(4, 6))
-    res = code(Phi, X, "l1", 0.05, "fista", max_iter=50)
-    assert res.info["kkt_verified"] < 4
-    assert not res.converged and res.status == "iteration limit"
-    assert np.all(res.objective <= objective(Phi, X, np.zeros((4, 10)), "l1", 0.05) + 1e-12)
+    cases = [np.concatenate([P, P], axis=1),
+             np.repeat(rng.normal(size=(8, 3)), 4, axis=1) + 0.01 * rng.normal(size=(8, 12)),
+             rng.normal(size=(8, 12)) * rng.uniform(0.1, 10, size=12)]
+    for Phi in cases:
+        X = rng.normal(size=(5, Phi.shape[0]))
+        res = code(Phi, X, "l1", 0.05, "fista")
+        assert res.converged and res.status == "certified" and res.info["kkt_verified"] == 5
+        G, B = Phi.T @ Phi, X @ Phi
+        for i in range(5):
+            assert _kkt_violation(G, B[i], res.codes[i], 0.05) <= 1e-8
+
+
+def test_codes_that_cannot_be_certified_are_reported():
+    """lam = 1e-7 asks for the conditions to 1e-16 absolute: beyond float64's proven bound, so
+    the codes (still the best found) are reported as not certified."""
+    rng = np.random.default_rng(4)
+    Phi = rng.normal(size=(8, 16))
+    X = rng.normal(size=(3, 8))
+    res = code(Phi, X, "l1", 1e-7, "fista")
+    assert not res.converged and res.info["kkt_verified"] < 3
+    assert res.status == f"{3 - res.info['kkt_verified']} of 3 codes not certified"
+    assert np.all(res.objective <= objective(Phi, X, np.zeros((3, 16)), "l1", 1e-7))
+    assert np.all(res.objective <= code(Phi, X, "l1", 1e-7, "fista", polish=False).objective + 1e-12)
 
 
 def test_sparse_encode_alpha_is_lambda():
