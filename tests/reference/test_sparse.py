@@ -143,6 +143,25 @@ def test_v1_lambda_conversion_of_hard_threshold():
     assert v1_lambda(lam_v1, "l1") == lam_v1
 
 
+@pytest.mark.parametrize("lam_v1, step", [(0.13, 0.01), (0.4, 0.5), (2.0, 0.9)])
+def test_v1_lambda_conversion_of_half_and_cel0(lam_v1, step):
+    """The V1 code's half and CEL0 operators, written from their formulas, equal our proxes
+    with v1_lambda's lambda (away from the thresholds, where a tie may go either way)."""
+    u = np.linspace(-3, 3, 6001)
+    mu = step * lam_v1  # the code's threshold for half: Xu et al.'s operator for (x-u)^2 + mu |x|^(1/2)
+    thresh = np.cbrt(54) / 4 * mu ** (2 / 3)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        phi = np.arccos(mu / 8 * (np.abs(u) / 3) ** -1.5)
+        half = np.where(np.abs(u) > thresh, 2 / 3 * u * (1 + np.cos(2 * np.pi / 3 - 2 / 3 * phi)), 0.0)
+    ours = prox(u, "l1/2", step, v1_lambda(lam_v1, "l1/2"))
+    near = np.isclose(np.abs(u), thresh, atol=2e-3)
+    np.testing.assert_allclose(ours[~near], half[~near], atol=1e-9)
+    # CEL0 on unit atoms, step < 1: sign(u) min(|u|, max(0, |u| - sqrt(2 lam) step) / (1 - step))
+    cel0 = np.sign(u) * np.minimum(np.abs(u), np.maximum(np.abs(u) - np.sqrt(2 * lam_v1) * step, 0) / (1 - step))
+    ours = prox(u, "cel0", step, v1_lambda(lam_v1, "cel0"), np.ones(1))
+    np.testing.assert_allclose(ours, cel0, atol=1e-12)
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda: objective(np.ones((3, 2)), np.ones((1, 3)), np.ones((1, 2)), "l2", 1.0), "penalty must be one of"),
     (lambda: objective(np.ones((3, 2)), np.ones((1, 3)), np.ones((1, 2)), "l1", -1.0), "lam must be >= 0"),
@@ -151,7 +170,7 @@ def test_v1_lambda_conversion_of_hard_threshold():
     (lambda: objective(np.zeros((3, 2)), np.ones((1, 3)), np.ones((1, 2)), "l1", 1.0), "no zero atom"),
     (lambda: objective(np.ones((3, 2)), np.full((1, 3), np.nan), np.ones((1, 2)), "l1", 1.0), "X must be finite"),
     (lambda: penalty_value(np.ones((1, 2)), "cel0", 1.0), "Phi is needed"),
-    (lambda: v1_lambda(1.0, "cel0"), "not verified"),
+    (lambda: v1_lambda(1.0, "l2"), "penalty must be one of"),
 ])
 def test_bad_input_is_refused_with_a_message(call, message):
     with pytest.raises(ValueError, match=message):
