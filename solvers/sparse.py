@@ -19,7 +19,7 @@ Methods (see :func:`method_names`):
     converged code is certified: :func:`_l1_certified` runs float32 steps of up to ``1.9/L``
     on blocks of signals (``step_scale``, ``dtype``), and the exact finish solves each
     support and sign pattern in float64 and accepts a code only where the Lasso optimality
-    conditions hold to ``kkt_tol`` (:func:`_lasso_finish`); ``threads`` spreads the blocks
+    conditions hold to ``kkt_tol`` (:func:`_certify`); ``threads`` spreads the blocks
     over a thread pool. ``info["kkt_verified"]`` counts the certified codes.
 ``iht``
     Iterative hard thresholding keeping the ``n_nonzero`` largest entries (Blumensath and
@@ -324,42 +324,33 @@ def _padded_gram(G, limit):
     return Gpad
 
 
-def _lasso_finish(G, B, A, lam, kkt_tol, rounds, chunk=_FINISH_CHUNK, max_support=_FINISH_MAX_SUPPORT, Gpad=None,
-                  G32=None, pool=None):
-    """Exact Lasso solutions from approximate codes, accepted only where optimality is verified.
-
-    For each row, with support ``S`` and signs ``s`` of its code, solve
-    ``G_SS a_S = b_S - lam s`` (batched over rows) and accept ``a`` when ``sign(a_S) = s`` and
-    ``|b_j - G_j a| <= lam (1 + kkt_tol)`` off the support: these are the Lasso optimality
-    conditions, so an accepted code is a minimiser (the unique one when ``G_SS`` is
-    nonsingular). A row that fails gets a new support for the next round (entries whose sign
-    flipped leave; atoms violating the off-support bound join with the sign of their
-    correlation, as in feature-sign search); rows still failing after ``rounds`` are reported
-    as not done and keep their input codes, and so do rows whose support exceeds
-    ``max_support`` atoms (the solve would be costly and the iterate is far from sparse).
-
-    The solve is float64. The off-support test first uses a float32 product ``a G`` with a
-    rigorous bound on its error: rounding ``a`` and ``G`` to float32 and summing the ``|S|``
-    nonzero terms in any order moves ``(a G)_j`` by at most ``(|S| + 3) u sum_k |a_k| |G_kj|``
-    with ``u = 2^-24`` (Higham, *Accuracy and Stability of Numerical Algorithms*, 2nd ed., sec.
-    3.1 and 4.2), and ``|G_kj| <= max_k G_kk``. A row is accepted when the test passes with twice
-    that margin and refused when it fails with it; the few rows in between get the float64
-    product. ``Gpad`` and ``G32`` (the padded Gram matrix and ``G`` in float32) may be handed in
-    by a caller that finishes many batches; with a thread ``pool`` the chunks run on it.
-
-    Returns ``(codes, done)`` with ``done`` a boolean array of shape (N,).
-    """
-    pos, codes = _certify(G, B, A, lam, kkt_tol, rounds, chunk, max_support, Gpad, G32, pool)
-    out = np.array(A, dtype=np.float64)
-    out[pos] = codes
-    done = np.zeros(A.shape[0], dtype=bool)
-    done[pos] = True
-    return out, done
-
-
 def _certify(G, B, A, lam, kkt_tol, rounds, chunk=_FINISH_CHUNK, max_support=_FINISH_MAX_SUPPORT, Gpad=None,
              G32=None, pool=None):
-    """:func:`_lasso_finish` returning only ``(certified row positions, their codes)``."""
+    """Exact Lasso solutions from approximate codes, accepted only where optimality is proven.
+
+    For each row, with support ``S`` and signs ``s`` of its code, solve
+    ``G_SS a_S = b_S - lam s`` in float64 (batched over rows) and accept ``a`` when
+    ``sign(a_S) = s``, ``|b_S - lam s - G_SS a_S| <= lam kkt_tol`` and
+    ``|b_j - G_j a| <= lam (1 + kkt_tol)`` off the support, each with the rounding bound of its
+    computation added: these are the Lasso optimality conditions, so an accepted code is a
+    minimiser (the unique one when ``G_SS`` is nonsingular). A row that fails gets a new
+    support for the next round (entries whose sign flipped leave; atoms violating the
+    off-support bound join with the sign of their correlation, as in feature-sign search); rows
+    still failing after ``rounds`` are not accepted, and neither are rows whose support exceeds
+    ``max_support`` atoms (the solve would be costly and the iterate is far from sparse).
+
+    The off-support test first uses a float32 product ``a G`` with a rigorous bound on its
+    error: rounding ``a`` and ``G`` to float32 and summing the ``|S|`` nonzero terms in any
+    order moves ``(a G)_j`` by at most ``(|S| + 3) u sum_k |a_k| |G_kj|`` with ``u = 2^-24``
+    (Higham, *Accuracy and Stability of Numerical Algorithms*, 2nd ed., sec. 3.1 and 4.2), and
+    ``|G_kj| <= max_k G_kk``. A row is accepted when the test passes with twice that margin and
+    refused when it fails with it; the rows in between get the float64 product, with the same
+    bound for ``u = 2^-53``. ``Gpad`` and ``G32`` (the padded Gram matrix and ``G`` in float32)
+    may be handed in by a caller that certifies many batches; with a thread ``pool`` the chunks
+    run on it.
+
+    Returns ``(positions of the certified rows, their codes)``.
+    """
     K = A.shape[1]
     limit = min(K, max_support)
     if Gpad is None:
@@ -393,7 +384,7 @@ class _FinishContext:
 
 
 def _finish_chunk(ctx: _FinishContext, rows, sign, Bc):
-    """Rounds of :func:`_lasso_finish` on one chunk; returns ``(certified rows, their codes)``."""
+    """Rounds of :func:`_certify` on one chunk; returns ``(certified rows, their codes)``."""
     G, K = ctx.G, ctx.G.shape[0]
     width = ctx.Gpad.shape[0]
     got_rows, got_codes = [], []

@@ -89,8 +89,8 @@ def test_fista_l1_reaches_sklearn_lasso_objective():
     np.testing.assert_allclose(ista.objective, theirs, rtol=1e-6)
 
 
-def test_lasso_finish_accepts_only_codes_meeting_the_optimality_conditions():
-    from solvers.sparse import _lasso_finish
+def test_certify_accepts_only_codes_meeting_the_optimality_conditions():
+    from solvers.sparse import _certify
 
     Phi, X = _problem(9, 20, 30, 6)
     lam = 0.5
@@ -98,16 +98,16 @@ def test_lasso_finish_accepts_only_codes_meeting_the_optimality_conditions():
     exact = code(Phi, X, "l1", lam, "fista", tol=1e-12, max_iter=20_000)
     assert exact.info["kkt_verified"] == 6
     # the exact codes are accepted unchanged
-    A, done = _lasso_finish(G, B, exact.codes, lam, 1e-9, rounds=1)
-    assert done.all()
-    np.testing.assert_allclose(A, exact.codes, atol=1e-9)
+    pos, codes = _certify(G, B, exact.codes, lam, 1e-9, rounds=1)
+    assert sorted(pos) == list(range(6))
+    np.testing.assert_allclose(codes[np.argsort(pos)], exact.codes, atol=1e-9)
     # a wrong sign pattern is refused in one round, and repaired by the support updates
     wrong = -exact.codes
-    A, done = _lasso_finish(G, B, wrong, lam, 1e-9, rounds=1)
-    assert not done.any()
-    np.testing.assert_array_equal(A, wrong)
-    A, done = _lasso_finish(G, B, wrong, lam, 1e-9, rounds=20)
-    np.testing.assert_allclose(A[done], exact.codes[done], atol=1e-9)
+    pos, _ = _certify(G, B, wrong, lam, 1e-9, rounds=1)
+    assert pos.size == 0
+    pos, codes = _certify(G, B, wrong, lam, 1e-9, rounds=20)
+    assert pos.size > 0
+    np.testing.assert_allclose(codes, exact.codes[pos], atol=1e-9)
 
 
 def _kkt_violation(G, b, a, lam):
