@@ -424,7 +424,7 @@ def _finish_chunk(ctx: _FinishContext, rows, sign, Bc):
         scale = ctx.gmax * absum  # bounds sum_k |G_kj| |a_k| for every atom j
         err64 = 2.0 * (count + 3) * _U64 * scale
         # on the support: the solve's own residual, in float64 with its rounding bound
-        res = np.abs(rhs - np.einsum("mij,mj->mi", Gss, aS)).max(axis=1, initial=0.0)
+        res = np.abs(rhs - np.matmul(Gss, aS[..., None])[..., 0]).max(axis=1, initial=0.0)
         on_ok = res + err64 + 2.0 * _U64 * np.abs(rhs).max(axis=1, initial=0.0) <= ctx.lam * ctx.kkt_tol
         sign_ok = solved & on_ok & (np.bincount(ri, weights=flipped, minlength=m) == 0)
         Anew = np.zeros((m, K))
