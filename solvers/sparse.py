@@ -587,6 +587,9 @@ def _proximal_gradient(prob: _Problem, accelerate: bool, max_iter, tol, init, st
     first_check = check_positive_int(first_check, "first_check")
     check_every = check_positive_int(check_every, "check_every")
     finish_rounds = check_positive_int(finish_rounds, "finish_rounds")
+    kkt_tol = float(as_float_array(kkt_tol, "kkt_tol", ndim=0))
+    if kkt_tol < 0:
+        raise ValueError(f"kkt_tol must be >= 0, found {kkt_tol!r}")
     certified = bool(polish) and prob.penalty == "l1"
     if dtype is None:
         dtype = "float32" if certified else "float64"

@@ -315,6 +315,8 @@ def test_binary_sparse_coding_is_solved_by_every_qubo_method(method):
     (lambda: code(np.eye(3), np.ones(3), "l1", 0.1, "fista", polish=False, step_scale=1.5), "polish=False"),
     (lambda: code(np.eye(3), np.ones(3), "l1", 0.1, "fista", threads=0), "threads must be >= 1, found 0"),
     (lambda: code(np.eye(3), np.ones(3), "l1", 0.1, "fista", first_check=0), "first_check must be >= 1"),
+    (lambda: code(np.eye(3), np.ones(3), "l1", 0.1, "fista", kkt_tol=-1.0), "kkt_tol must be >= 0"),
+    (lambda: code(np.eye(3), np.ones(3), "l1", 0.1, "fista", kkt_tol=np.nan), "kkt_tol must be finite"),
     (lambda: binary_sparse_coding_bqm(np.eye(3), np.ones(3), 0.0, 0.1), "alpha must be nonzero"),
     (lambda: binary_sparse_coding_bqm(np.eye(3), np.ones(4), 1.0, 0.1), r"x must have shape \(3\)"),
 ])
