@@ -728,8 +728,9 @@ def _l1_certified(prob, pool, accelerate, max_iter, tol, init, g, kkt_tol, first
     :func:`_certify` (``finish_rounds`` rounds); a certified row leaves. The blocks and the
     finish's chunks run on ``pool`` (None: in turn); they do not depend on its size. Rows stopped
     by ``tol``, or still running after ``first_check + 25 check_every`` iterations (at most
-    ``max_iter``), get a longer finish, then :func:`_feature_sign`. Returns
-    ``(codes, iterations, verified)``.
+    ``max_iter``), get a longer finish, then :func:`_feature_sign`. With ``scale_atoms`` the
+    sweeps run on unit-norm atoms (their own step ``1/L``). Returns
+    ``(codes, iterations, verified, the base step of the sweeps)``.
     """
     G, lam = prob.G, prob.lam
     N, K = prob.X.shape[0], G.shape[0]
