@@ -651,24 +651,45 @@ def _pg_loop(G64, B64, xx64, pen, lam, norms64, accelerate, max_iter, tol, A0, g
     Bact, xxact = B, xx
     F = _smooth_value(A, GA, Bact, xxact) + pen_sum(A) if accelerate else np.zeros(N, dt)
     t = np.ones(N, dtype=dt)
+    Y, GY, U = np.empty_like(A), np.empty_like(A), np.empty_like(A)  # work buffers: no allocation
+    A_new, GA_new = np.empty_like(A), np.empty_like(A)                 # of large arrays per iteration
     for it in range(1, max_iter + 1):
+        if Y.shape[0] != A.shape[0]:  # rows left the batch
+            Y, GY, U = np.empty_like(A), np.empty_like(A), np.empty_like(A)
+            A_new, GA_new = np.empty_like(A), np.empty_like(A)
         if accelerate:
             t_new = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
             beta = ((t - 1.0) / t_new)[:, None]
-            Y = A + beta * (A - A_prev)
-            GY = GA + beta * (GA - GA_prev)
+            np.subtract(A, A_prev, out=Y)
+            Y *= beta
+            Y += A
+            np.subtract(GA, GA_prev, out=GY)
+            GY *= beta
+            GY += GA
         else:
-            Y, GY = A, GA
-        A_new = prox(Y - g * (GY - Bact), pen, g, lam, norms).astype(dt, copy=False)
-        GA_new = A_new @ G
+            np.copyto(Y, A)
+            np.copyto(GY, GA)
+        np.subtract(GY, Bact, out=U)  # U = Y - g (GY - B), the gradient step
+        U *= -g
+        U += Y
+        if pen == "l1":  # soft thresholding in place
+            np.abs(U, out=A_new)
+            A_new -= dt.type(g * lam)
+            np.maximum(A_new, 0, out=A_new)
+            np.copysign(A_new, U, out=A_new)
+        else:
+            A_new[...] = prox(U, pen, g, lam, norms)
+        np.matmul(A_new, G, out=GA_new)
         if accelerate:
             F_new = _smooth_value(A_new, GA_new, Bact, xxact) + pen_sum(A_new)
             t = np.where(F_new > F, 1.0, t_new).astype(dt)
             F = F_new
-        D = A_new - A
+        D = np.subtract(A_new, A, out=U)
         conv = np.sqrt(np.einsum("ij,ij->i", D, D)) <= tol * np.maximum(
             np.sqrt(np.einsum("ij,ij->i", A_new, A_new)), np.finfo(dt).tiny)
-        A_prev, A, GA_prev, GA = A, A_new, GA, GA_new
+        # rotate the buffers: prev <- current <- new, the old prev becomes the next "new"
+        A_prev, A, A_new = A, A_new, A_prev
+        GA_prev, GA, GA_new = GA, GA_new, GA_prev
         iters[act] = it
         if np.any(conv):
             out[act[conv]] = A[conv]
