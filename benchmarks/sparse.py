@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/sparse.py            # the issue's sizes: 5,000 x 256 signals, 512 atoms
     python benchmarks/sparse.py --quick    # 1,000 signals, 10,000 patches (a smoke run)
+    python benchmarks/sparse.py --skip-coding --skip-dictionary --hard   # the hard cases only
 
 1. l1 coding (``1/2 ||x - Phi a||^2 + lam ||a||_1``) of N signals of dimension 256 on 512
    unit-norm Gaussian atoms; each signal is a combination of 20 random atoms plus noise, and
@@ -107,6 +108,42 @@ def coding(N, repeat, seed=0, quick_naive=False):
     return rows
 
 
+def hard_cases(seed=1):
+    """Problems that defeat the iterations: every code must end certified or reported."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import Lasso
+
+    from reference.sparse import objective
+    from solvers.sparse import code
+
+    rng = np.random.default_rng(seed)
+    P = rng.normal(size=(16, 8))
+    D = rng.normal(size=(16, 32))
+    cases = [
+        ("Gaussian atoms, norms about 4", rng.normal(size=(16, 64)), 40, 0.1),
+        ("8 groups of 8 near-copies", np.repeat(P, 8, axis=1) + 0.01 * rng.normal(size=(16, 64)), 40, 0.05),
+        ("duplicated atoms", np.concatenate([D, D], axis=1), 20, 0.1),
+        ("lam = 1e-4, 64 x 256", rng.normal(size=(64, 256)), 30, 1e-4),
+        ("atom norms 0.1 to 10", rng.normal(size=(32, 48)) * rng.uniform(0.1, 10, size=48), 700, 0.3),
+    ]
+    print("hard cases (peer: scikit-learn Lasso, tol 1e-14, one signal at a time):")
+    for name, Phi, N, lam in cases:
+        X = rng.normal(size=(N, Phi.shape[0]))
+        t0 = time.perf_counter()
+        res = code(Phi, X, "l1", lam, "fista")
+        t = time.perf_counter() - t0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            n = Phi.shape[0]
+            ref = np.array([objective(Phi, x, Lasso(alpha=lam / n, fit_intercept=False, tol=1e-14,
+                                                    max_iter=200_000).fit(Phi, x).coef_, "l1", lam) for x in X])
+        rel = (res.objective - ref) / np.abs(ref)
+        print(f"  {name:32s} {t:7.3f} s  {res.status:32s} objective vs scikit-learn: worst {rel.max():+.1e}, "
+              f"best {rel.min():+.1e}")
+
+
 def dictionary_pass(n_patches, seed=0):
     from reference.dictionary import learn_dictionary
     from reference.patches import natural_patches
@@ -128,9 +165,12 @@ def main(argv=None):
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--skip-dictionary", action="store_true")
     p.add_argument("--skip-coding", action="store_true")
+    p.add_argument("--hard", action="store_true", help="also the hard cases (feature-sign search)")
     a = p.parse_args(argv)
     if not a.skip_coding:
         coding(1000 if a.quick else 5000, a.repeat, quick_naive=a.quick)
+    if a.hard:
+        hard_cases()
     if not a.skip_dictionary:
         dictionary_pass(10_000 if a.quick else 100_000)
 
