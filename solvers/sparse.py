@@ -477,16 +477,17 @@ def _feature_sign(Phi, X, A, lam, kkt_tol, max_rounds):
     objective, computed from the residual in float64, so the search ends and never returns a
     code worse than its start. A row is done when its code passes the optimality test of
     :func:`_certify` (correlations from the residual, in float64); a row that stops moving or
-    reaches ``max_rounds`` is not done and keeps its best code.
+    reaches ``max_rounds`` is not done and keeps its best code. A row that stopped moving before
+    its search settled (no violator left, to rounding) is searched again from zero.
 
     Returns ``(codes, done)``.
     """
     out = np.array(A, dtype=np.float64)
     done = np.zeros(A.shape[0], dtype=bool)
     for i in range(A.shape[0]):
-        out[i], done[i] = _feature_sign_row(Phi, X[i], out[i], lam, kkt_tol, max_rounds)
-        if not done[i]:  # e.g. a start whose support is dependent: the classic start from zero
-            a, ok = _feature_sign_row(Phi, X[i], np.zeros_like(out[i]), lam, kkt_tol, max_rounds)
+        out[i], done[i], settled = _feature_sign_row(Phi, X[i], out[i], lam, kkt_tol, max_rounds)
+        if not settled:  # it stopped moving before the end: try the classic start from zero
+            a, ok, _ = _feature_sign_row(Phi, X[i], np.zeros_like(out[i]), lam, kkt_tol, max_rounds)
             if ok or _value(Phi, X[i], a, lam) < _value(Phi, X[i], out[i], lam):
                 out[i], done[i] = a, ok
     return out, done
@@ -504,15 +505,18 @@ def _feature_sign_row(Phi, x, a, lam, kkt_tol, max_rounds):
         r = x - Phi[:, S] @ v
         return 0.5 * (r @ r) + lam * np.abs(v).sum()
 
-    def independent(S):  # Phi_S has full column rank (to rounding)
-        if S.size > Phi.shape[0]:
-            return False
-        d = np.abs(np.diag(np.linalg.qr(Phi[:, S], mode="r")))
-        return S.size == 0 or d.min() > 1e-10 * d.max()
+    from scipy.linalg import qr
 
     a = a.copy()
     S0 = np.flatnonzero(a)
-    if not (value(S0, a[S0]) < 0.5 * (x @ x) and independent(S0)):
+    if S0.size:
+        # keep an independent part of the start's support: the columns QR with pivoting ranks first
+        R, piv = qr(Phi[:, S0], mode="r", pivoting=True)
+        d = np.abs(np.diag(R))
+        rank = int(np.count_nonzero(d > 1e-10 * d.max()))
+        a[S0[piv[rank:]]] = 0.0
+        S0 = np.flatnonzero(a)
+    if not value(S0, a[S0]) < 0.5 * (x @ x):
         a[:] = 0.0  # the classic start
     absPhi = np.abs(Phi)
     for _ in range(max_rounds):
@@ -530,7 +534,8 @@ def _feature_sign_row(Phi, x, a, lam, kkt_tol, max_rounds):
             j = int(np.argmax(off))
             if off[j] <= max(lam * (1 + kkt_tol), lam + err[j]):  # no violator left, to rounding
                 # certified only if the conditions hold with the whole rounding bound
-                return a, bool(np.all(on_gap + err[S] <= lam * kkt_tol) and np.all(off + err <= lam * (1 + kkt_tol)))
+                certified = np.all(on_gap + err[S] <= lam * kkt_tol) and np.all(off + err <= lam * (1 + kkt_tol))
+                return a, bool(certified), True
             sj = np.sign(c[j])
             if S.size:
                 Q, R = np.linalg.qr(Phi[:, S])
@@ -548,12 +553,12 @@ def _feature_sign_row(Phi, x, a, lam, kkt_tol, max_rounds):
                     ratio = np.where(a[S] * dS < 0, -a[S] / dS, np.inf)
                 k = int(np.argmin(ratio))
                 if not np.isfinite(ratio[k]):
-                    return a, False
+                    return a, False, False
                 Sj = np.append(S, j)
                 moved = np.append(a[S] + ratio[k] * dS, ratio[k] * sj)
                 moved[k] = 0.0
                 if not value(Sj, moved) < value(Sj, a[Sj]):
-                    return a, False
+                    return a, False, False
                 a[Sj] = moved
                 continue
             S = np.sort(np.append(S, j))
@@ -561,7 +566,7 @@ def _feature_sign_row(Phi, x, a, lam, kkt_tol, max_rounds):
         # optimum on S with signs theta: Phi_S^T (x - Phi_S v) = lam theta_S, by QR of Phi_S
         Q, R = np.linalg.qr(Phi[:, S])
         if S.size > Phi.shape[0] or np.min(np.abs(np.diag(R)), initial=np.inf) <= 1e-12 * np.max(np.abs(np.diag(R))):
-            return a, False
+            return a, False, False
         z = solve_triangular(R, lam * theta[S], trans="T")
         xs = solve_triangular(R, Q.T @ x - z)
         aS = a[S]
@@ -572,12 +577,12 @@ def _feature_sign_row(Phi, x, a, lam, kkt_tol, max_rounds):
         values = [value(S, aS + t * d) for t in steps]
         best = int(np.argmin(values))
         if not values[best] < value(S, aS):
-            return a, False
+            return a, False, False
         t = steps[best]
         new = aS + t * d
         new[cross == t] = 0.0  # the coefficient that crossed zero leaves
         a[S] = new
-    return a, False
+    return a, False, False
 
 
 # ---------------------------------------------------------------------------------- ISTA / FISTA
