@@ -615,7 +615,7 @@ def _proximal_gradient(prob: _Problem, accelerate: bool, max_iter, tol, init, st
     if certified:
         # every product of the call runs on the pool's threads, the BLAS libraries on one thread
         # each (BLAS threads left spinning beside the pool would slow it down)
-        with _thread_pool(threads) as pool:
+        with _thread_pool(min(threads, -(-N // _L1_BLOCK))) as pool:  # one block: no pool, BLAS as set
             g = _step(prob, step)
             out, iters, verified, g = _l1_certified(prob, pool, accelerate, max_iter, tol, A0, g, kkt_tol,
                                                     first_check, check_every, finish_rounds, np.dtype(dtype),
