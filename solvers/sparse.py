@@ -51,12 +51,12 @@ import numpy as np
 from reference._validation import as_float_array, check_positive_int
 from reference.penalties import PENALTIES, penalty_elementwise, prox
 from reference.sparse import (
+    _objective,
     atom_norms,
     check_dictionary,
     check_lambda,
     check_penalty,
     check_signals,
-    _objective,
 )
 
 from ._registry import resolve_options
@@ -641,7 +641,7 @@ def _pg_loop(G64, B64, xx64, pen, lam, norms64, accelerate, max_iter, tol, A0, g
     which keeps the nonconvex penalties monotone. Returns ``(codes, iterations, converged)``.
     """
     G, B, xx, norms = G64.astype(dt), B64.astype(dt), xx64.astype(dt), norms64.astype(dt)
-    N, K = B.shape
+    N = B.shape[0]
     out = np.array(A0, dtype=np.float64)
     iters = np.zeros(N, dtype=np.int64)
     done = np.zeros(N, dtype=bool)
@@ -792,7 +792,7 @@ def _l1_certified(prob, pool, accelerate, max_iter, tol, init, g, kkt_tol, first
     while rows.size and done_it < budget:
         start, n_it = done_it, min(first_check if done_it == 0 else check_every, budget - done_it)
 
-        def sweep(sl):
+        def sweep(sl):  # used at once, in this iteration of the loop
             Bs = Bact[sl] if dinv is None else Bact[sl] * dinv
             return _l1_sweep(A[sl], Y[sl], t[sl], ratio[sl], first_len[sl], Bs, M, gamma, lamv, diag, start,
                              n_it, accelerate, step_scale, tol, jacobi=init is None and start == 0)
