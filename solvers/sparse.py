@@ -488,14 +488,10 @@ def _feature_sign(Phi, X, A, lam, kkt_tol, max_rounds):
         out[i], done[i], settled = _feature_sign_row(Phi, X[i], out[i], lam, kkt_tol, max_rounds)
         if not settled:  # it stopped moving before the end: try the classic start from zero
             a, ok, _ = _feature_sign_row(Phi, X[i], np.zeros_like(out[i]), lam, kkt_tol, max_rounds)
-            if ok or _value(Phi, X[i], a, lam) < _value(Phi, X[i], out[i], lam):
+            f_new, f_old = _objective(Phi, X[[i, i]], np.stack([a, out[i]]), "l1", lam)
+            if ok or f_new < f_old:
                 out[i], done[i] = a, ok
     return out, done
-
-
-def _value(Phi, x, a, lam):
-    r = x - Phi @ a
-    return 0.5 * (r @ r) + lam * np.abs(a).sum()
 
 
 def _feature_sign_row(Phi, x, a, lam, kkt_tol, max_rounds):
