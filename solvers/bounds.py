@@ -39,6 +39,28 @@ __all__ = ["Bounds", "box_qp_bound", "convex_shift", "lower_bounds", "roof_duali
 _SAFETY = 1e-9  # relative slack subtracted from every bound (safe direction)
 
 
+def _pow2_scale(P: np.ndarray, q: np.ndarray, c: float) -> float:
+    """A power of two ``s`` with ``s * max(|P|, |q|, |c|)`` in ``[0.5, 1)`` (1 for a zero model).
+
+    Multiplying a model by ``s`` is exact in floating point, except for entries that become
+    subnormal; those change by less than ``2^-1074 / s``, far inside the relative ``1e-9``
+    slack of every bound. So bounds of the rescaled model divided by ``s`` are bounds of the
+    original one, and the fixed-point conversion of roof duality and the factor of the tree stay
+    away from underflow and overflow.
+    """
+    m = max(float(np.max(np.abs(P), initial=0.0)), float(np.max(np.abs(q), initial=0.0)), abs(float(c)))
+    if not np.isfinite(m):
+        raise ValueError("the model's coefficients must be finite")
+    if m == 0.0:
+        return 1.0
+    return float(np.ldexp(1.0, -int(np.frexp(m)[1])))
+
+
+def _unscale_bound(bound: float, s: float) -> float:
+    """``bound / s`` rounded down (``s`` a power of two: exact unless the result is subnormal)."""
+    return float(np.nextafter(bound / s, -np.inf))
+
+
 def _energy_scale(P: np.ndarray, q: np.ndarray, c: float) -> float:
     """A magnitude of the energies over the box: ``sum |P| + sum |q| + |c|``."""
     return float(np.abs(P).sum() + np.abs(q).sum() + abs(c))
@@ -74,6 +96,8 @@ def _box_qp_bound(P, q, c, max_iter: int = 2000) -> tuple[float, np.ndarray]:
     n = P.shape[0]
     if n == 0:
         return float(c), np.zeros(0)
+    s = _pow2_scale(P, q, c)
+    P, q, c = P * s, q * s, float(c) * s
     form = least_squares_form(P, q, c, order="natural")
     res = lsq_linear(form.R, form.y, bounds=(0.0, 1.0), method="bvls", max_iter=int(max_iter))
     x = np.clip(res.x, 0.0, 1.0)
@@ -84,7 +108,11 @@ def _box_qp_bound(P, q, c, max_iter: int = 2000) -> tuple[float, np.ndarray]:
     g = 2 * Ax + b
     bound = fx - float(g @ x) + float(np.minimum(g, 0.0).sum())
     A_scale = float(np.abs(P).sum()) + n * d
-    return bound - _SAFETY * (A_scale + float(np.abs(b).sum()) + abs(c)), x
+    bound = bound - _SAFETY * (A_scale + float(np.abs(b).sum()) + abs(c))
+    if not np.isfinite(bound):
+        raise ValueError("the box-QP bound of this model is not finite (its dynamic range exceeds "
+                         "float64); use method='exhaustive'")
+    return _unscale_bound(bound, s), x
 
 
 def box_qp_bound(bqm: BQM, max_iter: int = 2000) -> float:
@@ -125,9 +153,13 @@ def _roof_duality(P, q, c, strict: bool = True) -> tuple[float, dict]:
                           "(pip install dwave-preprocessing)") from None
     if P.shape[0] == 0:
         return float(c), {}
+    # dwave-preprocessing converts the coefficients to fixed point: rescale them to [0.5, 1)
+    # by a power of two first (issue 15, 9b: below about 1e-290 its integer scaling overflowed).
+    s = _pow2_scale(P, q, c)
+    P, q, c = P * s, q * s, float(c) * s
     lb, fixed = roof_duality(_index_dimod(P, q, c), strict=bool(strict))
     fixed = {int(i): int(val) for i, val in fixed.items()}
-    return float(lb) - _SAFETY * _energy_scale(P, q, c), fixed
+    return _unscale_bound(float(lb) - _SAFETY * _energy_scale(P, q, c), s), fixed
 
 
 def roof_duality_bound(bqm: BQM, strict: bool = True) -> tuple[float, dict]:

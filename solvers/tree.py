@@ -97,7 +97,12 @@ def _shift_for(w: np.ndarray, q: np.ndarray) -> float:
 def _schur_order(A: np.ndarray) -> np.ndarray:
     """Greedy V-BLAST order: position n-1 (root) gets argmax 1/(A^-1)_ii, and so on."""
     n = A.shape[0]
-    M = cho_solve(cho_factor(A), np.eye(n))
+    with np.errstate(all="ignore"):  # a nearly singular A only spoils the order, never the result
+        return _schur_greedy(cho_solve(cho_factor(A), np.eye(n)))
+
+
+def _schur_greedy(M: np.ndarray) -> np.ndarray:
+    n = M.shape[0]
     remaining = list(range(n))
     from_root = []
     for _ in range(n):
@@ -131,9 +136,15 @@ def least_squares_form(P, q, c, order: str = "schur", eigenvalues=None) -> Least
     b = (q - d)[perm]
     y = solve_triangular(L, -b / 2, lower=True)
     R = np.ascontiguousarray(L.T)
-    c0 = float(c - y @ y)
-    norm_A = float(np.max(np.abs(w))) + d if n else 0.0
-    scale = n * norm_A + float(y @ y) + abs(float(c)) + float(np.abs(b).sum())
+    with np.errstate(over="ignore", invalid="ignore"):
+        yy = float(y @ y)
+        c0 = float(c - yy)
+        norm_A = float(np.max(np.abs(w))) + d if n else 0.0
+        scale = n * norm_A + yy + abs(float(c)) + float(np.abs(b).sum())
+    if not (np.isfinite(scale) and np.isfinite(c0) and np.isfinite(R).all() and np.isfinite(y).all()):
+        # issue 15, 9a: ||q||^2 / ||P|| beyond float64 (a NaN bound would prune everything)
+        raise ValueError("the least-squares factor of this model is not finite: the ratio "
+                         "||q||^2 / ||P|| exceeds the float64 range; use method='exhaustive'")
     return LeastSquaresForm(perm=perm, R=R, y=y, c0=c0, shift=float(d), eps=_EPS * scale)
 
 
@@ -243,7 +254,7 @@ def _search(form: LeastSquaresForm, Pp, qp, c, pool: _Pool, *, rows: bool, batch
             stack.clear()
             break
         k, D, T, V, B = stack.pop()
-        keep = B < pool.threshold + eps
+        keep = ~(B >= pool.threshold + eps)  # a NaN bound never prunes
         if not keep.all():
             D, T, V, B = D[keep], T[keep], V[keep], B[keep]
         if D.size == 0:
@@ -267,7 +278,7 @@ def _search(form: LeastSquaresForm, Pp, qp, c, pool: _Pool, *, rows: bool, batch
         if j == 0:
             thr = pool.threshold + eps
             for x, Dx in ((0, D0), (1, D1)):
-                cand = Dx + c0 < thr
+                cand = ~(Dx + c0 >= thr)
                 if cand.any():
                     Vc = V[cand].copy()
                     Vc[:, 0] = x
@@ -285,7 +296,7 @@ def _search(form: LeastSquaresForm, Pp, qp, c, pool: _Pool, *, rows: bool, batch
         else:
             B0, B1 = D0 + c0, D1 + c0
         thr = pool.threshold + eps
-        k0, k1 = B0 < thr, B1 < thr
+        k0, k1 = ~(B0 >= thr), ~(B1 >= thr)
         V1 = V[k1].copy()
         V1[:, j] = 1
         Bc = np.concatenate([B0[k0], B1[k1]])
@@ -296,6 +307,8 @@ def _search(form: LeastSquaresForm, Pp, qp, c, pool: _Pool, *, rows: bool, batch
                       np.concatenate([T0[k0], T1[k1]])[order],
                       np.concatenate([V[k0], V1])[order], Bc[order]))
     open_bound = min((float(e[4].min()) for e in stack if e[4].size), default=np.inf) - eps
+    if any(np.isnan(e[4]).any() for e in stack):  # an unknown bound proves nothing
+        open_bound = -np.inf
     return not stack, status, open_bound, nodes, form_error
 
 
@@ -336,7 +349,7 @@ def tree_search(P, q, c=0.0, *, order: str = "schur", bound: str = "rows", num_s
     -------
     TreeSearch
     """
-    from .bounds import _box_qp_bound
+    from .bounds import _box_qp_bound, _pow2_scale, _unscale_bound
 
     t0 = time.perf_counter()
     n = P.shape[0]
@@ -344,6 +357,9 @@ def tree_search(P, q, c=0.0, *, order: str = "schur", bound: str = "rows", num_s
     if n == 0:
         return TreeSearch(np.zeros((1, 0), dtype=np.int8), np.array([float(c)]), True, float(c),
                           "optimal", 1)
+    P0, q0, c00 = P, q, float(c)
+    s = _pow2_scale(P, q, c)  # exact rescaling: the factor stays inside the float64 range
+    P, q, c = P * s, q * s, float(c) * s
     w = np.linalg.eigvalsh(P)
     form = least_squares_form(P, q, c, order=order, eigenvalues=w)
     perm = form.perm
@@ -376,14 +392,20 @@ def tree_search(P, q, c=0.0, *, order: str = "schur", bound: str = "rows", num_s
         deadline=deadline, stop_at=stop_at)
     states = np.empty_like(pool.V)
     states[:, perm] = pool.V
-    best = float(pool.E[0])
+    X = states.astype(np.float64)  # energies of the original model, in float64
+    E = np.einsum("ij,ij->i", X @ P0, X) + X @ q0 + c00
+    idx = np.argsort(E, kind="stable")
+    states, E = states[idx], E[idx]
+    best = float(E[0])
     if finished:
         lower = best
     else:
-        lower = min(best, max(open_bound, lb_root))
-    info = {"nodes": nodes, "order": order, "bound": bound, "shift": form.shift, "eps": form.eps,
-            "form_error": form_error, "root_bound": lb_root, "seconds": time.perf_counter() - t0}
-    return TreeSearch(states, pool.E.copy(), finished, float(lower), status, nodes, info)
+        lower = min(best, _unscale_bound(max(open_bound, lb_root), s))
+    info = {"nodes": nodes, "order": order, "bound": bound, "shift": form.shift / s,
+            "eps": form.eps / s, "form_error": form_error / s,
+            "root_bound": lb_root / s,
+            "seconds": time.perf_counter() - t0}
+    return TreeSearch(states, E, finished, float(lower), status, nodes, info)
 
 
 # ---------------------------------------------------------------------------- registration
