@@ -82,7 +82,7 @@ def convex_shift(P: np.ndarray, eigenvalues: np.ndarray | None = None) -> float:
     return float(max(0.0, -float(w[0])) + margin)
 
 
-def _box_qp_bound(P, q, c, max_iter: int = 2000) -> tuple[float, np.ndarray]:
+def _box_qp_bound(P, q, c, max_iter: int = 2000, diagonal=None) -> tuple[float, np.ndarray]:
     """Certified lower bound of the box-QP relaxation and the box point it was certified at.
 
     The convex form used is the tree search's exact rewrite ``||R v - y||^2 + c0`` (``A = R^T R
@@ -98,16 +98,17 @@ def _box_qp_bound(P, q, c, max_iter: int = 2000) -> tuple[float, np.ndarray]:
         return float(c), np.zeros(0)
     s = _pow2_scale(P, q, c)
     P, q, c = P * s, q * s, float(c) * s
-    form = least_squares_form(P, q, c, order="natural")
+    form = least_squares_form(P, q, c, order="natural",
+                              diagonal=None if diagonal is None else diagonal * s)
     res = lsq_linear(form.R, form.y, bounds=(0.0, 1.0), method="bvls", max_iter=int(max_iter))
     x = np.clip(res.x, 0.0, 1.0)
-    d = form.shift
+    d = form.diagonal  # A = P + diag(d), positive definite
     b = q - d
     Ax = P @ x + d * x
     fx = float(x @ Ax + b @ x + c)
     g = 2 * Ax + b
     bound = fx - float(g @ x) + float(np.minimum(g, 0.0).sum())
-    A_scale = float(np.abs(P).sum()) + n * d
+    A_scale = float(np.abs(P).sum()) + float(np.abs(d).sum())
     bound = bound - _SAFETY * (A_scale + float(np.abs(b).sum()) + abs(c))
     if not np.isfinite(bound):
         raise ValueError("the box-QP bound of this model is not finite (its dynamic range exceeds "

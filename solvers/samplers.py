@@ -111,8 +111,9 @@ class ExhaustiveSampler(_ExactSampler):
 class TreeSampler(_ExactSampler):
     """Exact sampler by branch and bound on the triangular factor (:mod:`solvers.tree`).
 
-    Parameters of ``sample``: ``num_states`` (default 1), ``max_nodes`` (default 5e7),
-    ``time_limit`` (seconds, default None), ``order`` and ``bound`` (see
+    Parameters of ``sample``: ``num_states`` (default 1), ``max_nodes`` (default None: 5e7
+    unless a ``time_limit`` is given alone), ``time_limit`` (seconds, default None), ``order`` and
+    ``bound`` (see
     :func:`solvers.tree.tree_search`). On a limit the best states found are returned with
     ``info["optimal"] == False`` and ``info["lower_bound"]`` the proven bound.
     """
@@ -121,12 +122,14 @@ class TreeSampler(_ExactSampler):
                   "bound": list(BOUNDS)}
     properties = {"exact": True, "orders": list(ORDERS), "bounds": list(BOUNDS)}
 
-    def _solve(self, model, num_states, max_nodes=50_000_000, time_limit=None, order="schur",
+    def _solve(self, model, num_states, max_nodes=None, time_limit=None, order="schur",
                bound="rows"):
-        from .tree import _check_options
+        from .tree import DEFAULT_MAX_NODES, _check_options
 
         _check_options({"max_nodes": max_nodes, "time_limit": time_limit, "order": order,
-                        "bound": bound, "batch": 512})
+                        "bound": bound, "batch": 512, "diagonal": "sdp"})
+        if max_nodes is None and time_limit is None:
+            max_nodes = DEFAULT_MAX_NODES
         res = tree_search(model.P, model.q, model.c, order=order, bound=bound,
                           num_states=num_states, max_nodes=max_nodes, time_limit=time_limit)
         info = {"optimal": res.optimal, "lower_bound": res.lower_bound, "status": res.status,

@@ -52,13 +52,18 @@ from reference._validation import check_positive_int
 
 from ._registry import Outcome, register
 
-__all__ = ["TreeSearch", "tree_search", "least_squares_form", "nearest_plane", "ORDERS", "BOUNDS"]
+__all__ = ["TreeSearch", "tree_search", "least_squares_form", "nearest_plane", "ORDERS", "BOUNDS",
+           "DIAGONALS", "DEFAULT_MAX_NODES"]
 
 ORDERS = ("schur", "natural")
+DIAGONALS = ("sdp", "uniform")
+#: Node limit of ``solve(..., "tree")`` when neither ``max_nodes`` nor ``time_limit`` is given.
+DEFAULT_MAX_NODES = 50_000_000
 BOUNDS = ("rows", "plain")
 _MU = 1e-6  # lambda_min of the shifted matrix, relative to ||P||_2
 _EPS = 1e-9  # pruning slack, relative to the energy scale
-_ROOT_BOUND_TIMED_MAX = 256  # with a time limit, no root box-QP bound above this size
+_ROOT_BOUND_TIMED_MAX = 256
+_SDP_MAX = 512  # above: the uniform shift (the Newton steps cost O(n^3) each)  # with a time limit, no root box-QP bound above this size
 
 
 # ---------------------------------------------------------------------------- the factor
@@ -85,6 +90,7 @@ class LeastSquaresForm:
     c0: float
     shift: float
     eps: float
+    diagonal: np.ndarray | None = None  # the whole diagonal moved: A = P + diag(diagonal)
 
 
 def _shift_for(w: np.ndarray, q: np.ndarray) -> float:
@@ -114,25 +120,41 @@ def _schur_greedy(M: np.ndarray) -> np.ndarray:
     return np.array(from_root[::-1], dtype=np.int64)
 
 
-def least_squares_form(P, q, c, order: str = "schur", eigenvalues=None) -> LeastSquaresForm:
-    """The exact least-squares rewrite of a BQM (trusted float64 input), see the module docs."""
+def _make_pd(P, q, w):
+    """``(d, P + d I)`` with ``lambda_min = mu`` (rounding checked by a Cholesky factorisation)."""
     n = P.shape[0]
-    w = np.linalg.eigvalsh(P) if eigenvalues is None else eigenvalues
     d = _shift_for(w, q)
     for _ in range(60):
         A = P + d * np.eye(n)
         try:
-            L = np.linalg.cholesky(A)
-            break
+            np.linalg.cholesky(A)
+            return d, A
         except np.linalg.LinAlgError:  # rounding in lambda_min: move further in
             d = 2 * d if d > 0 else _MU
-    else:  # pragma: no cover - a finite matrix always becomes PD
-        raise RuntimeError("could not make P positive definite")
-    if order == "natural":
-        perm = np.arange(n)
-    else:
-        perm = _schur_order(A)
-        L = np.linalg.cholesky(A[np.ix_(perm, perm)])
+    raise RuntimeError("could not make P positive definite")  # pragma: no cover
+
+
+def least_squares_form(P, q, c, order: str = "schur", eigenvalues=None,
+                       diagonal=None) -> LeastSquaresForm:
+    """The exact least-squares rewrite of a BQM (trusted float64 input), see the module docs.
+
+    ``diagonal`` (optional, shape (n,)): a diagonal ``u`` moved first (``P + diag u``,
+    ``q - u``; e.g. :func:`solvers.diagonal.sdp_diagonal`); the uniform shift ``d`` is then
+    added on top so that ``lambda_min(A) >= mu``, and ``diagonal`` of the form is ``u + d``.
+    The ``"schur"`` order is always chosen on the uniformly shifted ``P`` (measured: fewer
+    nodes than ordering on ``P + diag u``, docs/exact.md).
+    """
+    n = P.shape[0]
+    w = np.linalg.eigvalsh(P) if eigenvalues is None else eigenvalues
+    d, A = _make_pd(P, q, w)
+    u = np.zeros(n)
+    perm = np.arange(n) if order == "natural" else _schur_order(A)
+    if diagonal is not None:
+        u = np.asarray(diagonal, dtype=np.float64)
+        P, q = P + np.diag(u), q - u
+        w = np.linalg.eigvalsh(P)
+        d, A = _make_pd(P, q, w)
+    L = np.linalg.cholesky(A[np.ix_(perm, perm)])
     b = (q - d)[perm]
     y = solve_triangular(L, -b / 2, lower=True)
     R = np.ascontiguousarray(L.T)
@@ -145,7 +167,8 @@ def least_squares_form(P, q, c, order: str = "schur", eigenvalues=None) -> Least
         # issue 15, 9a: ||q||^2 / ||P|| beyond float64 (a NaN bound would prune everything)
         raise ValueError("the least-squares factor of this model is not finite: the ratio "
                          "||q||^2 / ||P|| exceeds the float64 range; use method='exhaustive'")
-    return LeastSquaresForm(perm=perm, R=R, y=y, c0=c0, shift=float(d), eps=_EPS * scale)
+    return LeastSquaresForm(perm=perm, R=R, y=y, c0=c0, shift=float(d), eps=_EPS * scale,
+                            diagonal=u + d)
 
 
 def nearest_plane(R: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -314,11 +337,13 @@ def _search(form: LeastSquaresForm, Pp, qp, c, pool: _Pool, *, rows: bool, batch
 
 def tree_search(P, q, c=0.0, *, order: str = "schur", bound: str = "rows", num_states: int = 1,
                 max_nodes=None, time_limit=None, batch: int = 512, initial=None,
-                root_bound: bool = True) -> TreeSearch:
+                root_bound: bool = True, diagonal: str = "sdp") -> TreeSearch:
     """Exact minimum (or ``num_states`` lowest states) of ``v^T P v + q^T v + c`` over {0,1}^n.
 
     Any symmetric ``P`` is accepted: semidefinite and indefinite ones are handled by the exact
-    diagonal shift (module docs). Inputs are trusted (validated float64 from a :class:`BQM`).
+    diagonal rewrite (module docs). Inputs are trusted (validated float64 from a :class:`BQM`).
+    BLAS runs on one thread here (threadpoolctl): the matrices are small, and a shared machine
+    made multi-threaded OpenBLAS up to 100x slower on them (docs/exact.md).
 
     Parameters
     ----------
@@ -344,12 +369,27 @@ def tree_search(P, q, c=0.0, *, order: str = "schur", bound: str = "rows", num_s
         stops as soon as the incumbent meets it, and a limit reports the larger bound. With a
         ``time_limit`` the root bound is skipped above 256 variables: its bounded least squares
         alone can take longer than the limit there (tens of seconds at n = 400).
+    diagonal : {"sdp", "uniform"}, default="sdp"
+        The diagonal moved into ``P`` (module docs, point 1): ``"sdp"`` the one maximising the
+        continuous bound (:func:`solvers.diagonal.sdp_diagonal`; up to 512 variables, uniform
+        above), ``"uniform"`` the smallest uniform shift.
 
     Returns
     -------
     TreeSearch
     """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _tree_search(P, q, c, order=order, bound=bound, num_states=num_states,
+                            max_nodes=max_nodes, time_limit=time_limit, batch=batch,
+                            initial=initial, root_bound=root_bound, diagonal=diagonal)
+
+
+def _tree_search(P, q, c, *, order, bound, num_states, max_nodes, time_limit, batch, initial,
+                 root_bound, diagonal) -> TreeSearch:
     from .bounds import _box_qp_bound, _pow2_scale, _unscale_bound
+    from .diagonal import sdp_diagonal
 
     t0 = time.perf_counter()
     n = P.shape[0]
@@ -360,8 +400,8 @@ def tree_search(P, q, c=0.0, *, order: str = "schur", bound: str = "rows", num_s
     P0, q0, c00 = P, q, float(c)
     s = _pow2_scale(P, q, c)  # exact rescaling: the factor stays inside the float64 range
     P, q, c = P * s, q * s, float(c) * s
-    w = np.linalg.eigvalsh(P)
-    form = least_squares_form(P, q, c, order=order, eigenvalues=w)
+    u = sdp_diagonal(P, q) if diagonal == "sdp" and n <= _SDP_MAX else None
+    form = least_squares_form(P, q, c, order=order, diagonal=u)
     perm = form.perm
     Pp = P[np.ix_(perm, perm)]
     qp = q[perm]
@@ -383,7 +423,7 @@ def tree_search(P, q, c=0.0, *, order: str = "schur", bound: str = "rows", num_s
     lb_root = -np.inf
     stop_at = -np.inf
     if root_bound and (time_limit is None or n <= _ROOT_BOUND_TIMED_MAX):
-        lb_root = _box_qp_bound(P, q, c)[0]
+        lb_root = _box_qp_bound(P, q, c, diagonal=u)[0]
         if k == 1:
             stop_at = lb_root
     deadline = None if time_limit is None else t0 + float(time_limit)
@@ -422,6 +462,8 @@ def _check_options(opts: dict) -> None:
                 or not np.isfinite(tl) or tl <= 0:
             raise ValueError(f"time_limit must be a positive number of seconds or None, found {tl!r}")
     check_positive_int(opts["batch"], "batch")
+    if opts["diagonal"] not in DIAGONALS:
+        raise ValueError(f"diagonal must be one of {list(DIAGONALS)}, found {opts['diagonal']!r}")
 
 
 def _check(n: int, opts: dict) -> None:
@@ -429,13 +471,17 @@ def _check(n: int, opts: dict) -> None:
 
 
 @register("tree", kind="qubo", exact=True, check=_check,
-          options={"max_nodes": 50_000_000, "time_limit": None, "order": "schur", "bound": "rows",
-                   "batch": 512},
+          options={"max_nodes": None, "time_limit": None, "order": "schur", "bound": "rows",
+                   "batch": 512, "diagonal": "sdp"},
           summary="exact: branch and bound on the triangular factor (any QUBO, via a diagonal "
-                  "shift); proves optimality or returns its bound")
-def _tree(bqm, max_nodes, time_limit, order, bound, batch) -> Outcome:
+                  "rewrite); proves optimality or returns its bound")
+def _tree(bqm, max_nodes, time_limit, order, bound, batch, diagonal) -> Outcome:
+    # Limits mean what they say: a time_limit given alone governs (no hidden node limit); with
+    # neither limit the deterministic DEFAULT_MAX_NODES applies.
+    if max_nodes is None and time_limit is None:
+        max_nodes = DEFAULT_MAX_NODES
     res = tree_search(bqm.P, bqm.q, bqm.c, order=order, bound=bound, max_nodes=max_nodes,
-                      time_limit=time_limit, batch=int(batch))
+                      time_limit=time_limit, batch=int(batch), diagonal=diagonal)
     info = {key: res.info[key] for key in ("nodes", "shift", "root_bound")}
     return Outcome(x=res.states[0], optimal=res.optimal, lower_bound=res.lower_bound,
                    status="optimal" if res.optimal else res.status, info=info)
