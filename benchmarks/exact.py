@@ -11,6 +11,19 @@ Usage (each part can be run alone)::
     python benchmarks/exact.py prove  [--sizes 24 32 48 64] [--rows 10] [--limit 60]
     python benchmarks/exact.py quality [--sizes 64 128] [--rows 4] [--limit 120]
     python benchmarks/exact.py bqp    [--limit 60]
+    python benchmarks/exact.py peers  [--sizes 64 128] [--rows 10] [--limit 60]
+                                      [--families ar1 lowrank mixing mlp] [--peers gurobi scip]
+
+``peers`` runs, on the same per-row QUBOs, the tree (``time_limit`` alone, one BLAS thread),
+Gurobi (gurobipy, one thread, ``MIPGap`` 1e-9) and SCIP (pyscipopt, one thread, gap 0), each with
+the same time limit, and prints rows proven, median and worst seconds, the tree's nodes, and the
+ratio peer/tree on rows both prove. A missing peer is skipped with a message naming it
+(install them into a separate environment, never as test dependencies). Families (``N = 4n``
+samples, 4-bit per-row grid): ``ar1`` the layer above; ``mixing`` ``X = Z A + 0.1 E`` (``A``
+Gaussian ``n x n`` over ``sqrt(n)``), weights ``N(0, 0.01)``, scale at 0.9 of min-max;
+``lowrank`` ``X = Z B + 0.1 E`` with ``B`` of rank ``n/8``, same weights and grid; ``mlp`` rows of
+a numpy MLP ``[64, 128, 10]`` trained on the digits (n = 64: layer 0, n = 128: layer 1, inputs
+from 4n training images, the MSE grid).
 
 Ratios are printed against peers measured in the same run: ``exhaustive`` (where feasible) and a
 plain Python depth-first Schnorr-Euchner search in natural order (:func:`python_tree`).
@@ -28,7 +41,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reference import fit_grid  # noqa: E402
+from reference import Grid, fit_grid  # noqa: E402
 from solvers import LayerProblem, method_names, solve  # noqa: E402
 from solvers.orlib import read_bqp  # noqa: E402
 from solvers.tree import least_squares_form, tree_search  # noqa: E402
@@ -45,6 +58,138 @@ def correlated_layer(n: int, rows: int = 10, seed: int = 0, rho: float = 0.9) ->
     X = (rng.normal(size=(4 * n, n)) @ np.linalg.cholesky(C).T)[:, rng.permutation(n)]
     W = rng.normal(size=(rows, n)) / np.sqrt(n)
     return LayerProblem(W, fit_grid(W, bits=4), X=X, name=f"ar1-{n}")
+
+
+def _scaled_grid_layer(X, n, rows, rng, name):
+    W = rng.normal(size=(rows, n)) * 0.1
+    return LayerProblem(W, Grid(0.9 * np.abs(W).max(axis=1) / 7, -8, 7), X=X, name=name)
+
+
+def mixing_layer(n: int, rows: int = 10, seed: int = 0) -> LayerProblem:
+    """``X = Z A + 0.1 E`` (module docstring)."""
+    rng = np.random.default_rng(seed)
+    A = rng.normal(size=(n, n)) / np.sqrt(n)
+    X = rng.normal(size=(4 * n, n)) @ A + 0.1 * rng.normal(size=(4 * n, n))
+    return _scaled_grid_layer(X, n, rows, rng, f"mixing-{n}")
+
+
+def lowrank_layer(n: int, rows: int = 10, seed: int = 0) -> LayerProblem:
+    """``X = Z B + 0.1 E`` with ``B`` of rank ``n/8`` (module docstring)."""
+    rng = np.random.default_rng(seed)
+    r = max(2, n // 8)
+    X = rng.normal(size=(4 * n, r)) @ rng.normal(size=(r, n)) / np.sqrt(r) + 0.1 * rng.normal(size=(4 * n, n))
+    return _scaled_grid_layer(X, n, rows, rng, f"lowrank-{n}")
+
+
+def mlp_layer(n: int, rows: int = 10, seed: int = 0) -> LayerProblem:
+    """Rows of a trained numpy MLP [64, 128, 10] on the digits: layer 0 (n = 64) or 1 (n = 128)."""
+    from reference.digits import load_digits
+    from reference.network import train_mlp
+    from solvers.hessian import local_loss_layer
+
+    if n not in (64, 128):
+        raise SystemExit("the mlp family has n = 64 (layer 0) or n = 128 (layer 1)")
+    data = load_digits()
+    net = train_mlp(data.X_train, data.y_train, [64, 128, 10], seed=seed, epochs=30)
+    layer = 0 if n == 64 else 1
+    X = data.X_train[: 4 * n]
+    W = net.weights[layer][:rows]
+    A = net.layer_inputs(X)[layer]
+    return LayerProblem(W, fit_grid(W, bits=4), X=A, name=f"mlp-{n}")
+
+
+FAMILIES = {"ar1": correlated_layer, "lowrank": lowrank_layer, "mixing": mixing_layer, "mlp": mlp_layer}
+
+
+def gurobi_solve(bqm, limit):
+    """Peer: Gurobi MIQP, binary variables, one thread. Returns (energy, proven, seconds)."""
+    import gurobipy as gp
+
+    with gp.Env(params={"OutputFlag": 0}) as env, gp.Model(env=env) as m:
+        m.Params.Threads, m.Params.TimeLimit, m.Params.MIPGap = 1, limit, 1e-9
+        x = m.addMVar(bqm.n, vtype=gp.GRB.BINARY)
+        m.setObjective(x @ bqm.P @ x + bqm.q @ x + bqm.c, gp.GRB.MINIMIZE)
+        t0 = time.perf_counter()
+        m.optimize()
+        dt = time.perf_counter() - t0
+        e = bqm.energy(np.round(x.X).astype(np.int8)) if m.SolCount else float("inf")
+        return e, m.Status == gp.GRB.OPTIMAL, dt
+
+
+def scip_solve(bqm, limit):
+    """Peer: SCIP, binary variables, epigraph of the quadratic objective, one thread."""
+    import pyscipopt as ps
+
+    m = ps.Model()
+    m.hideOutput()
+    m.setParam("limits/time", limit)
+    m.setParam("limits/gap", 0.0)
+    m.setParam("parallel/maxnthreads", 1)
+    n = bqm.n
+    x = [m.addVar(vtype="B") for _ in range(n)]
+    z = m.addVar(lb=None, ub=None)
+    P = bqm.P
+    quad = ps.quicksum(P[i, i] * x[i] for i in range(n)) + ps.quicksum(
+        2 * P[i, j] * x[i] * x[j] for i in range(n) for j in range(i + 1, n) if P[i, j] != 0)
+    m.addCons(z >= quad + ps.quicksum(float(bqm.q[i]) * x[i] for i in range(n)))
+    m.setObjective(z + bqm.c, "minimize")
+    t0 = time.perf_counter()
+    m.optimize()
+    dt = time.perf_counter() - t0
+    sol = m.getBestSol() if m.getNSols() else None
+    e = bqm.energy(np.array([round(m.getSolVal(sol, v)) for v in x], dtype=np.int8)) if sol else float("inf")
+    return e, m.getStatus() == "optimal", dt
+
+
+PEERS = {"gurobi": ("gurobipy", gurobi_solve), "scip": ("pyscipopt", scip_solve)}
+
+
+def peers(sizes, rows, limit, families, peer_names):
+    import importlib.util
+
+    active = []
+    for name in peer_names:
+        module, fn = PEERS[name]
+        if importlib.util.find_spec(module) is None:
+            print(f"# peer {name} skipped: the package '{module}' is not installed")
+        else:
+            active.append((name, fn))
+    print(f"## rows proven within {limit} s, one thread each (tree: time_limit alone, diagonal=sdp)")
+    warm = correlated_layer(16, 1).row_bqm(0)
+    tree_search(warm.P, warm.q, warm.c)
+    for n in sizes:
+        for fam in families:
+            problem = FAMILIES[fam](n, rows)
+            t_tree, nodes, ok_tree = [], [], []
+            peer_res = {name: [] for name, _ in active}
+            for k in range(problem.n_rows):
+                bqm = problem.row_bqm(k)
+                t0 = time.perf_counter()
+                r = tree_search(bqm.P, bqm.q, bqm.c, time_limit=limit)
+                t_tree.append(time.perf_counter() - t0)
+                nodes.append(r.nodes)
+                ok_tree.append(r.optimal)
+                for name, fn in active:
+                    e, ok, dt = fn(bqm, limit)
+                    if ok and r.optimal:  # two proofs must agree
+                        assert abs(e - r.energies[0]) <= 1e-6 * abs(r.energies[0]) + 1e-12, (name, e, r.energies[0])
+                    peer_res[name].append((ok, dt))
+                print(f"  {fam}-{n} row {k}: tree {'optimal' if r.optimal else 'open':7s} {t_tree[-1]:7.2f} s "
+                      f"{r.nodes:>12,d} nodes; " + "; ".join(
+                          f"{name} {'optimal' if ok else 'open':7s} {dt:7.2f} s" for name, (ok, dt) in
+                          ((nm, v[-1]) for nm, v in peer_res.items())), flush=True)
+            m = len(t_tree)
+            line = (f"{fam:8s} n={n:<4d} tree {sum(ok_tree)}/{m} proven, median {statistics.median(t_tree):6.2f} s, "
+                    f"worst {max(t_tree):6.2f} s, nodes median {statistics.median(nodes):>12,.0f}")
+            for name, res in peer_res.items():
+                both = [res[i][1] / t_tree[i] for i in range(m) if res[i][0] and ok_tree[i]]
+                only_tree = [i for i in range(m) if ok_tree[i] and not res[i][0]]
+                only_peer = [i for i in range(m) if res[i][0] and not ok_tree[i]]
+                ratio = f"{statistics.median(both):.1f}x" if both else "n/a"
+                line += (f" | {name} {sum(ok for ok, _ in res)}/{m} proven, median "
+                         f"{statistics.median(dt for _, dt in res):6.2f} s, {name}/tree on rows both prove "
+                         f"{ratio}, only tree {only_tree}, only {name} {only_peer}")
+            print(line, flush=True)
 
 
 def python_tree(P, q, c, time_limit=None):
@@ -180,7 +325,9 @@ def bqp(limit):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("part", choices=["prove", "quality", "bqp"])
+    ap.add_argument("part", choices=["prove", "quality", "bqp", "peers"])
+    ap.add_argument("--families", nargs="+", choices=sorted(FAMILIES), default=sorted(FAMILIES))
+    ap.add_argument("--peers", nargs="*", choices=sorted(PEERS), default=sorted(PEERS))
     ap.add_argument("--sizes", type=int, nargs="+")
     ap.add_argument("--rows", type=int)
     ap.add_argument("--limit", type=float, default=60.0, help="time limit per row / instance (s)")
@@ -191,6 +338,8 @@ def main(argv=None):
         prove(a.sizes or [24, 32, 48, 64], a.rows or 10, a.limit, a.nat_limit)
     elif a.part == "quality":
         quality(a.sizes or [64, 128], a.rows or 4, a.limit)
+    elif a.part == "peers":
+        peers(a.sizes or [64, 128], a.rows or 10, a.limit, a.families, a.peers)
     else:
         bqp(a.limit)
 

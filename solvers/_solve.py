@@ -6,6 +6,8 @@ import time
 
 import numpy as np
 
+from reference._validation import check_positive_int
+
 from ._registry import METHODS, Method, Outcome, method_names
 from .anneal import sampler_method
 from .bqm import BQM
@@ -45,21 +47,48 @@ def _row_seeds(seed, n_rows: int):
     return [int(ch.generate_state(1, dtype=np.uint32)[0] & 0x7FFFFFFF) for ch in children]
 
 
-def _per_row(problem: LayerProblem, m: Method, opts: dict) -> Outcome:
+def _run_row(name: str, bqm: BQM, row_opts: dict) -> Outcome:
+    """One row in a worker process (the method is looked up by name there)."""
+    return METHODS[name].run(bqm, **row_opts)
+
+
+def _row_outcomes(problem: LayerProblem, m: Method, opts: dict, workers: int) -> list:
+    """Each row's Outcome (None for a row without variables), rows in parallel processes when
+    ``workers > 1``. Every row gets the same options and seed whatever the number of workers,
+    so results depend on the workers only through wall-clock limits (``time_limit``)."""
     seeds = _row_seeds(opts.get("seed"), problem.n_rows) if "seed" in opts else None
-    states, statuses, bounds = [], [], []
-    optimal = True
+    jobs = []
     for k in range(problem.n_rows):
         bqm = problem.row_bqm(k)
-        if bqm.n == 0:
+        row_opts = dict(opts)
+        if seeds is not None:
+            row_opts["seed"] = seeds[k]
+        jobs.append((bqm, row_opts))
+    todo = [k for k, (bqm, _) in enumerate(jobs) if bqm.n > 0]
+    outs = [None] * len(jobs)
+    if workers > 1 and len(todo) > 1 and METHODS.get(m.name) is m:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(min(workers, len(todo))) as pool:  # as reference.harness
+            futures = {k: pool.submit(_run_row, m.name, *jobs[k]) for k in todo}
+            for k, fut in futures.items():
+                outs[k] = fut.result()
+    else:
+        for k in todo:
+            outs[k] = m.run(jobs[k][0], **jobs[k][1])
+    return jobs, outs
+
+
+def _per_row(problem: LayerProblem, m: Method, opts: dict, workers: int = 1) -> Outcome:
+    states, statuses, bounds = [], [], []
+    optimal = True
+    jobs, outs = _row_outcomes(problem, m, opts, workers)
+    for (bqm, _), out in zip(jobs, outs):
+        if out is None:
             states.append(np.zeros(0, dtype=np.int8))
             statuses.append("optimal")
             bounds.append(bqm.c)
             continue
-        row_opts = dict(opts)
-        if seeds is not None:
-            row_opts["seed"] = seeds[k]
-        out = m.run(bqm, **row_opts)
         states.append(out.x)
         statuses.append(out.status)
         optimal &= out.optimal
@@ -71,7 +100,7 @@ def _per_row(problem: LayerProblem, m: Method, opts: dict) -> Outcome:
                    info={"row_status": statuses, "row_lower_bounds": bounds})
 
 
-def solve(problem, method="exhaustive", **options) -> Result:
+def solve(problem, method="exhaustive", *, workers=1, **options) -> Result:
     """Minimise a rounding problem or a QUBO with the named method.
 
     Parameters
@@ -81,6 +110,10 @@ def solve(problem, method="exhaustive", **options) -> Result:
         layer methods (``nearest``, ``floor``, ``ceil``, ``stochastic``) act on it whole.
     method : str or dimod.Sampler, default="exhaustive"
         A name from :func:`solvers.method_names`, or any dimod sampler object.
+    workers : int or None, default=1
+        Processes solving the rows of a layer in parallel (QUBO methods named by a string;
+        None: one per core). The result is the same for any number of workers (each row gets
+        the same options and seed); only a ``time_limit`` makes it depend on the machine.
     **options
         The method's own options; an unknown one is an error listing those it accepts.
 
@@ -89,13 +122,18 @@ def solve(problem, method="exhaustive", **options) -> Result:
     Result
         ``energy`` is recomputed by the problem in float64 (the local loss for a layer).
     """
+    if workers is None:
+        from .exhaustive import _n_threads
+
+        workers = _n_threads(None)
+    workers = check_positive_int(workers, "workers")
     problem = _as_problem(problem)
     m = _resolve(method)
     opts = m.resolve_options(options)
     if isinstance(problem, LayerProblem):
         if m.kind == "qubo":
             m.check_size(problem.max_row_vars, opts)
-            run = lambda: _per_row(problem, m, opts)  # noqa: E731
+            run = lambda: _per_row(problem, m, opts, workers)  # noqa: E731
         else:
             run = lambda: m.run(problem, **opts)  # noqa: E731
         energy_of = problem.loss
