@@ -52,10 +52,11 @@ def _run_row(name: str, bqm: BQM, row_opts: dict) -> Outcome:
     return METHODS[name].run(bqm, **row_opts)
 
 
-def _row_outcomes(problem: LayerProblem, m: Method, opts: dict, workers: int) -> list:
-    """Each row's Outcome (None for a row without variables), rows in parallel processes when
-    ``workers > 1``. Every row gets the same options and seed whatever the number of workers,
-    so results depend on the workers only through wall-clock limits (``time_limit``)."""
+def _row_outcomes(problem: LayerProblem, m: Method, opts: dict, workers: int) -> tuple[list, list]:
+    """``(jobs, outcomes)``: each row with its options, and its Outcome (None for a row without
+    variables), in parallel processes when ``workers > 1``. Every row gets the same options and
+    seed whatever the number of workers, so results depend on the workers only through
+    wall-clock limits (``time_limit``)."""
     seeds = _row_seeds(opts.get("seed"), problem.n_rows) if "seed" in opts else None
     jobs = []
     for k in range(problem.n_rows):

@@ -88,6 +88,8 @@ def _box_qp_bound(P, q, c, max_iter: int = 2000, diagonal=None) -> tuple[float, 
     The convex form used is the tree search's exact rewrite ``||R v - y||^2 + c0`` (``A = R^T R
     = P + d I`` positive definite, equal to ``E`` on binary points); its box minimum is found by
     bounded-variable least squares (scipy's ``lsq_linear``) and then certified as above.
+    ``diagonal``: the vector ``u`` of the rewrite ``P + diag u`` (the tree's SDP-dual diagonal);
+    None for the uniform shift. The certificate holds for any ``u``.
     """
     from scipy.optimize import lsq_linear
 

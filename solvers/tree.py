@@ -12,6 +12,10 @@ The math (docs/exact.md has the proofs and measurements):
 
    .. math:: E(v) = \\|R v - y\\|^2 + c_0, \\qquad c_0 = c - \\|y\\|^2 .
 
+   By default (``diagonal="sdp"``) a vector ``u`` is moved first, ``P + diag(u)``, ``q - u``,
+   with ``u`` the SDP-dual diagonal of :mod:`solvers.diagonal` (the one maximising the
+   continuous bound, Billionnet and Elloumi); ``d`` is then added on top. Any ``u`` gives an
+   exact rewrite, so the search is exact whatever the accuracy of ``u``.
 2. **Tree.** Variables are fixed from the last (``v_{n-1}``, the root) to the first. At a node
    with ``v_k .. v_{n-1}`` fixed, rows ``i >= k`` of ``R v - y`` are known; the partial cost
    ``D = sum_{i >= k} (R_i v - y_i)^2`` grows by ``(R_jj x - t_j)^2`` when ``v_j = x`` is fixed,
