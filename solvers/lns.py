@@ -205,8 +205,9 @@ def lns(bqm, *, window: int = 16, max_window: int = 32, window_nodes: int = 20_0
         st.x[K] += d
         st.Px += P[:, K] @ d
         # descend with windows smaller than max_window (which would only undo the kick), seeded
-        # in the kicked group's neighbourhood, growing from kick + 2 to twice that
-        region = coupling_window(C, int(K[0]), min(n, 8 * kick))
+        # in the kicked group's neighbourhood, growing from kick + 2 to twice that (enumerated)
+        region = coupling_window(C, int(K[0]), min(n, 4 * kick))
+        top = min(n, max(kick + 2, min(_ENUMERATE, 2 * (kick + 2))))
         kk = min(n, kick + 2)
         while True:
             covered = np.zeros(n, dtype=bool)
@@ -217,9 +218,9 @@ def lns(bqm, *, window: int = 16, max_window: int = 32, window_nodes: int = 20_0
                     covered[S] = True
                     moved |= st.step(S)
             if not moved:
-                if kk >= min(n, 2 * (kick + 2)):
+                if kk >= top:
                     break
-                kk = min(n, 2 * (kick + 2), int(np.ceil(kk * 1.5)))
+                kk = min(top, int(np.ceil(kk * 1.5)))
         if _energy(P, q, st.x) >= e0 - st.tol:
             st.x, st.Px = x0, Px0
         else:
