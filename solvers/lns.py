@@ -200,15 +200,16 @@ def lns(bqm, *, window: int = 16, max_window: int = 32, window_nodes: int = 20_0
     while done < kicks and not st.spent:
         done += 1
         x0, Px0, e0 = st.x.copy(), st.Px.copy(), _energy(P, q, st.x)
-        K = coupling_window(C, int(rng.integers(n)), min(kick, n))
+        size = min(n, kick + 2 * ((done - 1) % 3))  # kick, kick + 2, kick + 4 in turn
+        K = coupling_window(C, int(rng.integers(n)), size)
         d = 1 - 2 * st.x[K]
         st.x[K] += d
         st.Px += P[:, K] @ d
         # descend with windows smaller than max_window (which would only undo the kick), seeded
         # in the kicked group's neighbourhood, growing from kick + 2 to twice that (enumerated)
-        region = coupling_window(C, int(K[0]), min(n, 4 * kick))
-        top = min(n, max(kick + 2, min(_ENUMERATE, 2 * (kick + 2))))
-        kk = min(n, kick + 2)
+        region = coupling_window(C, int(K[0]), min(n, 4 * size))
+        top = min(n, max(size + 2, min(_ENUMERATE, 2 * (size + 2))))
+        kk = min(n, size + 2)
         while True:
             covered = np.zeros(n, dtype=bool)
             moved = False
