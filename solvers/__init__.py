@@ -5,7 +5,7 @@ registered names are :func:`method_names`. Sparse coders have their own front do
 :func:`solvers.sparse.code`.
 """
 
-from . import adaround, anneal, baselines, exhaustive, hessian, rounding, sequential, sparse, tree  # noqa: F401  (each registers its methods)
+from . import adaround, anneal, baselines, exhaustive, hessian, lns, rounding, sequential, sparse, tree  # noqa: F401  (each registers its methods)
 from ._registry import METHODS, method_names
 from ._solve import solve
 from .bounds import Bounds, lower_bounds

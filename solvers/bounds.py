@@ -157,7 +157,7 @@ def _roof_duality(P, q, c, strict: bool = True) -> tuple[float, dict]:
     if P.shape[0] == 0:
         return float(c), {}
     # dwave-preprocessing converts the coefficients to fixed point: rescale them to [0.5, 1)
-    # by a power of two first (issue 15, 9b: below about 1e-290 its integer scaling overflowed).
+    # by a power of two first (below about 1e-290 its integer scaling overflowed).
     s = _pow2_scale(P, q, c)
     P, q, c = P * s, q * s, float(c) * s
     lb, fixed = roof_duality(_index_dimod(P, q, c), strict=bool(strict))

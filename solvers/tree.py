@@ -168,7 +168,7 @@ def least_squares_form(P, q, c, order: str = "schur", eigenvalues=None,
         norm_A = float(np.max(np.abs(w))) + d if n else 0.0
         scale = n * norm_A + yy + abs(float(c)) + float(np.abs(b).sum())
     if not (np.isfinite(scale) and np.isfinite(c0) and np.isfinite(R).all() and np.isfinite(y).all()):
-        # issue 15, 9a: ||q||^2 / ||P|| beyond float64 (a NaN bound would prune everything)
+        # ||q||^2 / ||P|| beyond float64 (a NaN bound would prune everything)
         raise ValueError("the least-squares factor of this model is not finite: the ratio "
                          "||q||^2 / ||P|| exceeds the float64 range; use method='exhaustive'")
     return LeastSquaresForm(perm=perm, R=R, y=y, c0=c0, shift=float(d), eps=_EPS * scale,
