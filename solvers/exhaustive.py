@@ -56,10 +56,20 @@ def _n_threads(threads):
 
 
 def exhaustive_minimum(P: np.ndarray, q: np.ndarray, c: float, threads=None) -> tuple[np.ndarray, float]:
-    """``(argmin state as int8, min energy)`` of ``v^T P v + q^T v + c`` over {0,1}^n (trusted input)."""
+    """``(argmin state as int8, min energy)`` of ``v^T P v + q^T v + c`` over {0,1}^n (trusted input).
+
+    The scan's own threads do the parallel work; BLAS runs on one thread meanwhile (its products
+    here are small, and a second BLAS pool per scan thread only oversubscribes the cores)."""
     n = P.shape[0]
     if n == 0:
         return np.zeros(0, dtype=np.int8), float(c)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _minimum(P, q, c, n, threads)
+
+
+def _minimum(P, q, c, n, threads):
     b = min(n, _MID_BITS)
     a = min(n - b, _LOW_BITS)
     h = n - a - b
