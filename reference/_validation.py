@@ -13,7 +13,9 @@ import numbers
 import numpy as np
 
 __all__ = [
+    "TINY",
     "as_float_array",
+    "check_tolerance",
     "as_int_scalar",
     "as_per_row",
     "check_bits",
@@ -49,6 +51,21 @@ def as_float_array(value, name: str, ndim: int | None = None, shape=None) -> np.
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
         raise ValueError(f"{name} must be finite, found {bad} NaN or inf entries")
     return arr
+
+
+#: Below this magnitude (2^-969, about 2e-292) a product of two float64 numbers can fall into the
+#: subnormal range and lose precision: quantities that must be squared are refused below it.
+TINY = 2.0 ** -969
+
+
+def check_tolerance(value, name: str) -> float:
+    """A tolerance: a finite real number >= 0 (a NaN would make every comparison pass)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a finite number >= 0, found {value!r}")
+    v = float(value)
+    if not np.isfinite(v) or v < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, found {v!r}")
+    return v
 
 
 def as_int_scalar(value, name: str) -> int:

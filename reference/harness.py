@@ -19,7 +19,15 @@ import numpy as np
 
 from .store import task_key
 
-__all__ = ["Task", "problem_hash", "problem_kind", "make_tasks", "run_task", "run_tasks", "aggregate"]
+__all__ = ["Task", "problem_hash", "problem_kind", "make_tasks", "run_task", "run_tasks", "aggregate",
+           "SchedulerError", "SCHEDULER_TIMEOUT"]
+
+#: Seconds to wait for a Dask scheduler before giving up with :class:`SchedulerError`.
+SCHEDULER_TIMEOUT = 10
+
+
+class SchedulerError(ValueError):
+    """The Dask scheduler given cannot be reached."""
 
 
 def problem_kind(problem) -> str:
@@ -81,16 +89,21 @@ def make_tasks(problems, methods, seed, method_options=None):
 
     Layer methods do not apply to raw QUBOs and are left out for them. A QUBO method whose size
     check refuses the problem (``exhaustive`` above its limit) gets a ``skipped`` record.
+    Problems of the same content and repeated methods are run once (results are keyed by content).
     Returns ``(tasks, skipped_records)``.
     """
     from solvers import METHODS
 
     method_options = method_options or {}
     tasks, skipped = [], []
+    hashes = set()
     for prob in problems:
         kind = problem_kind(prob)
         h = problem_hash(prob)
-        for name in methods:
+        if h in hashes:
+            continue
+        hashes.add(h)
+        for name in dict.fromkeys(methods):
             m = METHODS[name]
             if kind == "qubo" and m.kind == "layer":
                 continue
@@ -213,7 +226,12 @@ def _run_dask(todo, scheduler, jobs, finish):
         raise ImportError(
             "--scheduler needs the optional package 'distributed' (pip install 'qubo-reference[dask]')"
         ) from None
-    with Client(scheduler) as client:
+    try:
+        client = Client(scheduler, timeout=SCHEDULER_TIMEOUT)
+    except (OSError, TimeoutError, ValueError, TypeError) as exc:
+        raise SchedulerError(f"cannot connect to {scheduler!r} within {SCHEDULER_TIMEOUT} s "
+                             f"({type(exc).__name__}: {exc})") from None
+    with client:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})), jobs)
         futures = [client.submit(_run_chunk, chunk, pure=False) for chunk in _chunks(todo, 8 * n_workers)]
         for fut in as_completed(futures):
@@ -234,16 +252,17 @@ def aggregate(problems, records, methods) -> list[dict]:
 
     ``gap = (value - optimum) / |optimum|`` against the best proven-optimal value among that
     problem's records; ``None`` when none is proven. Layer problems report ``loss``, raw QUBOs
-    ``energy``.
+    ``energy``. Records are matched by the problem's content hash alone (the name a record was
+    stored under is a label; the table shows the problem's current name), one per method.
     """
     out = []
     by_hash: dict = {}
     for rec in records:
-        by_hash.setdefault((rec["problem_hash"], rec["problem"]), []).append(rec)
+        by_hash.setdefault(rec["problem_hash"], {}).setdefault(rec["method"], rec)
     for prob in problems:
         kind = problem_kind(prob)
         order = {m: i for i, m in enumerate(methods)}
-        recs = sorted(by_hash.get((problem_hash(prob), prob_name(prob)), []), key=lambda r: order.get(r["method"], 1 << 30))
+        recs = sorted(by_hash.get(problem_hash(prob), {}).values(), key=lambda r: order.get(r["method"], 1 << 30))
         proven = [r["value"] for r in recs if r["optimal"] and r["value"] is not None]
         optimum = min(proven) if proven else None
         value_key = "loss" if kind == "layer" else "energy"
