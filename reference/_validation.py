@@ -61,7 +61,7 @@ TINY = 2.0 ** -969
 def check_tolerance(value, name: str) -> float:
     """A tolerance: a finite real number >= 0 (a NaN would make every comparison pass)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a finite number >= 0, found {value!r}")
+        raise TypeError(f"{name} must be a finite number >= 0, found {describe(value)}")
     v = float(value)
     if not np.isfinite(v) or v < 0:
         raise ValueError(f"{name} must be a finite number >= 0, found {v!r}")
@@ -81,7 +81,15 @@ def as_int_scalar(value, name: str) -> int:
             return int(x)
         if isinstance(x, float) and np.isfinite(x) and float(x).is_integer():
             return int(x)
-    raise ValueError(f"{name} must be an integer, found {value!r}")
+    raise ValueError(f"{name} must be an integer, found {describe(value)}")
+
+
+def describe(value) -> str:
+    """A short one-line description of ``value`` for an error message (arrays by shape and dtype)."""
+    if isinstance(value, np.ndarray) and value.ndim > 0:
+        return f"an array of shape {value.shape} and dtype {value.dtype}"
+    text = " ".join(repr(value).split())
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def check_positive_int(value, name: str, minimum: int = 1, maximum: int | None = None) -> int:

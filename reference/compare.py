@@ -201,6 +201,7 @@ def _distinct(problems) -> list:
 
 
 def _fail(msg: str) -> int:
+    msg = " ".join(str(msg).split())  # one line, whatever the message held
     print(f"error: {msg}", file=sys.stderr)
     return 2
 

@@ -254,7 +254,10 @@ def fit_grid(W, bits=4, symmetric: bool = True, per_row: bool = True, method: st
     if W.shape[0] == 0 or W.shape[1] == 0:
         raise ValueError(f"W must have at least one row and one column, found shape {W.shape}")
     bits = check_bits(bits)
-    if method not in ("mse", "minmax"):
+    for name, flag in (("symmetric", symmetric), ("per_row", per_row)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise TypeError(f"{name} must be True or False, found {flag!r}")
+    if not isinstance(method, str) or method not in ("mse", "minmax"):
         raise ValueError(f"method must be one of ['minmax', 'mse'], found {method!r}")
     n_candidates = check_positive_int(n_candidates, "n_candidates")
     qmin, qmax = symmetric_range(bits) if symmetric else asymmetric_range(bits)

@@ -64,6 +64,8 @@ def _read_npz(path: str) -> dict:
         raise ProblemFileError(f"{path}: is a .npy file (one array), not a .npz file; save the layer with "
                                "numpy.savez(path, W=W, X=X, ...)")
     if not zipfile.is_zipfile(path):
+        if head.startswith(b"PK"):
+            raise ProblemFileError(f"{path}: not a readable .npz file (a truncated or corrupted zip archive)")
         raise ProblemFileError(f"{path}: not a .npz file (numpy.savez writes a zip archive of arrays)")
     try:
         with zipfile.ZipFile(path) as zf:

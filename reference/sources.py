@@ -162,7 +162,7 @@ def load_config(path: str):
         if any(not 0 <= r < 1 for r in rhos):
             raise ProblemFileError(f"{path}: sweep key 'rho' must lie in [0, 1), found {rhos}")
         if any(not 2 <= b <= 16 for b in bits_l):
-            raise ProblemFileError(f"{path}: sweep key 'bits' must lie in [2, 16], found {bits_l}")
+            raise ProblemFileError(f"{path}: sweep key 'bits': bits must be >= 2 and <= 16, found {bits_l}")
         biggest = _numbers(out, max(fan_ins), max(spis))
         if biggest > MAX_PROBLEM_NUMBERS:
             raise ProblemFileError(

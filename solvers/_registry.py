@@ -15,36 +15,41 @@ import numbers
 
 import numpy as np
 
-from reference._validation import as_int_scalar
+from reference._validation import check_positive_int
 
 __all__ = ["Method", "Outcome", "METHODS", "register", "method_names", "resolve_options", "OPTION_CHECKS"]
 
 
-def _count(minimum: int):
+#: Largest value of a C ``int``: the samplers of dwave-samplers take their counts as one.
+C_INT_MAX = 2**31 - 1
+
+
+def _count(minimum: int, maximum: int | None = None):
     def check(value, name):
         if isinstance(value, str):
-            raise TypeError(f"option {name} must be an integer >= {minimum}, found the string {value!r}")
-        v = as_int_scalar(value, f"option {name}")
-        if v < minimum:
-            raise ValueError(f"option {name} must be an integer >= {minimum}, found {v}")
+            hi = "" if maximum is None else f" and <= {maximum}"
+            raise TypeError(f"{name} must be an integer >= {minimum}{hi}, found the string {value!r}")
+        v = check_positive_int(value, name, minimum=minimum)
+        if maximum is not None and v > maximum:
+            raise ValueError(f"{name} must be <= {maximum}, found {v}")
     return check
 
 
 def _seconds(value, name):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) \
-            or not math.isfinite(value) or value <= 0:
+            or not math.isfinite(value) or value <= 0 or value > C_INT_MAX:
         kind = TypeError if isinstance(value, str) else ValueError
-        raise kind(f"option {name} must be a positive finite number or None, found {value!r}")
+        raise kind(f"{name} must be a positive number (finite, at most {C_INT_MAX}) or None, found {value!r}")
 
 
 def _beta_range(value, name):
     if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
-        raise ValueError(f"option {name} must be a pair [hot, cold] of inverse temperatures, found {value!r}")
+        raise ValueError(f"{name} must be a pair [hot, cold] of inverse temperatures, found {value!r}")
     if any(isinstance(b, (bool, np.bool_)) or not isinstance(b, numbers.Real) for b in value):
-        raise ValueError(f"option {name} must hold two real numbers, found {value!r}")
+        raise ValueError(f"{name} must hold two real numbers, found {value!r}")
     lo, hi = (float(b) for b in value)
     if not (math.isfinite(lo) and math.isfinite(hi)) or lo <= 0 or hi < lo:
-        raise ValueError(f"option {name} must be two finite numbers 0 < hot <= cold, found {value!r}")
+        raise ValueError(f"{name} must be two finite numbers 0 < hot <= cold, found {value!r}")
 
 
 #: Checks of options that several methods share, by name; ``None`` is always accepted (it means
@@ -52,10 +57,10 @@ def _beta_range(value, name):
 #: or thread count is refused with the option named before any work starts.
 OPTION_CHECKS = {
     "seed": _count(0),
-    "threads": _count(1),
-    "num_reads": _count(1),
-    "num_sweeps": _count(1),
-    "num_restarts": _count(1),
+    "threads": _count(1, 1024),
+    "num_reads": _count(1, C_INT_MAX),
+    "num_sweeps": _count(1, C_INT_MAX),
+    "num_restarts": _count(1, C_INT_MAX),
     "max_nodes": _count(1),
     "batch": _count(1),
     "max_iter": _count(1),

@@ -53,7 +53,7 @@ def parse_bqp(text: str) -> list[BQM]:
             raise ValueError(f"bqp instance {inst + 1}: the entry count must lie in [0, n (n + 1) / 2] == "
                              f"[0, {n * (n + 1) // 2}], found {nnz}")
         if len(tokens) - pos < 3 * nnz:  # before allocating: the entries must be there
-            raise ValueError(f"bqp instance {inst + 1}: {nnz} entries announced, but only "
+            raise ValueError(f"bqp text ends early: instance {inst + 1} announces {nnz} entries, but only "
                              f"{(len(tokens) - pos) // 3} follow")
         P = np.zeros((n, n))
         q = np.zeros(n)
