@@ -13,7 +13,11 @@ import numpy as np
 
 from reference._validation import as_float_array, as_int_scalar
 
-__all__ = ["BQM", "MAX_VARS"]
+__all__ = ["BQM", "MAX_VARS", "MAX_ENERGY"]
+
+#: Largest bound ``2 sum|P| + sum|q| + |c|`` on the energies (2^1000, about 1e301): it leaves the
+#: solvers 2^23 of headroom below float64's largest number for their own sums and shifts.
+MAX_ENERGY = 2.0**1000
 
 #: Largest model built as a dense matrix (P alone is 200 MB at this size); checked before allocating.
 MAX_VARS = 5000
@@ -69,10 +73,11 @@ class BQM:
         P = P / 2 + P.T / 2  # halves first: (P + P.T) / 2 overflows for entries near 1e308
         with np.errstate(over="ignore"):
             bound = float(2 * np.sum(np.abs(P)) + np.sum(np.abs(q)) + abs(c))
-        if not np.isfinite(bound):
+        if not bound <= MAX_ENERGY:
             raise ValueError(
-                "P, q and c are too large for float64: the sum of their absolute values (a bound on "
-                "|E(v)|) overflows, so energies could be inf or NaN; rescale the model"
+                f"P, q and c are too large for float64: 2 sum|P| + sum|q| + |c| (a bound on |E(v)|) is "
+                f"{bound:.3g}, above {MAX_ENERGY:.3g}; sums of such coefficients overflow to inf or NaN, so "
+                "rescale the model"
             )
         self.P = P
         self.q = q

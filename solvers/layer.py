@@ -26,7 +26,7 @@ __all__ = ["LayerProblem"]
 
 def _check_float_range(W, G, grid, source, X) -> None:
     """Refuse a layer whose local loss (Eq. 20) cannot be computed in float64: ``G`` overflowed or
-    underflowed from nonzero ``X``, or ``|loss| <= max|G| (n_in max|e|)^2`` overflows, or the
+    underflowed from nonzero ``X``, or ``|loss| <= max|G| (n_in max|e|)^2`` is above 2^996, or the
     coefficients ``G s^2`` of the row QUBOs underflow (every state would look optimal)."""
     gmax = float(np.max(np.abs(G), initial=0.0))
     if not np.isfinite(gmax):
@@ -46,7 +46,7 @@ def _check_float_range(W, G, grid, source, X) -> None:
     with np.errstate(divide="ignore"):
         log_hi = np.log2(gmax) + 2 * (np.log2(emax) + np.log2(n_in))
         log_lo = np.log2(gmax) + 2 * np.log2(float(np.min(s)))
-    if log_hi > 1020:
+    if log_hi > 996:  # the row models' bound is at most 5 times this: below solvers.bqm.MAX_ENERGY
         raise ValueError(f"the local loss overflows float64: max|G| == {gmax:.3g} ({source}) with weights or grid "
                          f"steps up to {emax:.3g} gives losses near 2^{log_hi:.0f}; rescale W (and its grid) or {source}")
     if W.size and log_lo < np.log2(TINY):

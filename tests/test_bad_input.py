@@ -315,14 +315,23 @@ def test_16_an_unwritable_store_and_corrupted_rows_give_one_line(tmp_path, capsy
         con.close()
         assert main(C + ["--problem", p, "--store", str(store)]) == 2
         _one_error_line(capsys, "--store", "corrupted")
+    capsys.readouterr()
+
+
+def test_16_a_read_only_store_is_one_line(tmp_path, capsys, monkeypatch):
+    """Read-only as SQLite sees it (chmod alone does not stop root, who may run the suite)."""
+    import reference.store as store_mod
+
+    W, X = _layer()
+    p = _npz(tmp_path / "a.npz", W=W, X=X)
     ro = tmp_path / "ro.db"
     sqlite3.connect(ro).close()
-    os.chmod(ro, 0o444)
-    try:  # the suite may run as root, who writes anyway; then the read-only mode of SQLite stands in
-        assert main(C + ["--problem", p, "--store", f"file:{ro}?mode=ro"]) in (0, 2)
-    finally:
-        os.chmod(ro, 0o644)
-    capsys.readouterr()
+    before = ro.read_bytes()
+    real = sqlite3.connect
+    monkeypatch.setattr(store_mod.sqlite3, "connect", lambda path: real(f"file:{path}?mode=ro", uri=True))
+    assert main(C + ["--problem", p, "--store", str(ro)]) == 2
+    _one_error_line(capsys, "--store", "readonly")
+    assert ro.read_bytes() == before
 
 
 def test_17_an_unreachable_scheduler_is_one_line(tmp_path, capsys, monkeypatch):
