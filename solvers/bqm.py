@@ -71,6 +71,10 @@ class BQM:
             if len(labels) != n or len(set(labels)) != n:
                 raise ValueError(f"labels must be {n} distinct names, found {len(labels)} ({len(set(labels))} distinct)")
         P = P / 2 + P.T / 2  # halves first: (P + P.T) / 2 overflows for entries near 1e308
+        for what, arr in (("P", P), ("q", q)):
+            if np.any((arr != 0) & (np.abs(arr) < np.finfo(np.float64).tiny)):
+                raise ValueError(f"{what} holds subnormal numbers (nonzero, below {np.finfo(np.float64).tiny:.3g}): "
+                                 "they have lost their precision in float64; rescale the model")
         with np.errstate(over="ignore"):
             bound = float(2 * np.sum(np.abs(P)) + np.sum(np.abs(q)) + abs(c))
         if not bound <= MAX_ENERGY:

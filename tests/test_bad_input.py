@@ -433,3 +433,23 @@ def test_table_columns_stay_apart_for_huge_gaps():
         {"method": "nearest", "energy": 1.0, "gap": 123456.789, "optimal": False, "seconds": 0.5, "status": "x"}]}
     line = _fmt_table(rec, "d").splitlines()[-1]
     assert "1.2346e+07 " in line and "  no" in line
+
+
+# ------------------------------------------------------------------------------ found by the fuzz suite
+def test_subnormal_coefficients_are_refused_and_names_kept():
+    """Fuzzing found a model with subnormal entries (1e-321) whose factorisation failed with a
+    LinAlgError in gptq: such numbers have lost their precision and are refused."""
+    with pytest.raises(ValueError, match="P holds subnormal"):
+        BQM(np.array([[1e-321, -1e-321], [-1e-321, 0.0]]))
+    with pytest.raises(ValueError, match="q holds subnormal"):
+        BQM(np.zeros((1, 1)), [5e-324])
+    m = BQM(np.array([[0.0, -1e-300], [-1e-300, 0.0]]), [8e-301, 8e-301], name="tiny")  # normal numbers stay
+    assert m.name == "tiny" and m.P[0, 1] == -1e-300
+
+
+def test_multi_line_messages_reach_the_cli_as_one_line(tmp_path, capsys):
+    """Fuzzing found a 2-D ``bits`` member whose repr spread the error over two lines."""
+    W, X = _layer()
+    p = _npz(tmp_path / "b.npz", W=W, X=X, bits=np.zeros((2, 1)))
+    assert main(C + ["--problem", p]) == 2
+    _one_error_line(capsys, "b.npz", "bits must be an integer", "shape (2, 1)")

@@ -25,7 +25,7 @@ import warnings
 import dimod
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -36,7 +36,8 @@ from reference.testing import (assert_rounding_within, assert_sparse_code_within
 from solvers import BQM, METHODS, LayerProblem, solve
 from solvers.sparse import SPARSE_METHODS, code
 
-FUZZ = settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
+#: Twice the profile's examples (ci: 120 a test, about 30 s for the file).
+FUZZ = settings(max_examples=settings.default.max_examples * 2, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                        HealthCheck.data_too_large, HealthCheck.filter_too_much],
                 deadline=None)
 
@@ -66,16 +67,27 @@ def scaled(shape, seed_max=2**16):
     @st.composite
     def build(draw):
         rng = np.random.default_rng(draw(st.integers(0, seed_max)))
-        a = rng.normal(size=shape) * 10.0 ** draw(st.sampled_from([-320, -300, -200, -150, -1, 0, 0, 0, 2, 150,
-                                                                   200, 300, 307]))
-        if a.size and draw(st.booleans()):
+        a = rng.normal(size=shape) * 10.0 ** draw(st.sampled_from([-320, -300, -200, -150, -100, -1, 0, 0, 0, 0, 0,
+                                                                   0, 0, 0, 2, 100, 150, 200, 300, 307]))
+        if a.size and draw(st.integers(0, 3)) == 0:
             a.flat[draw(st.integers(0, a.size - 1))] = draw(st.sampled_from(SPECIAL))
         return a
     return build()
 
 
 def maybe(valid, p_hostile=hostile_array()):
-    return st.one_of(valid, valid, p_hostile)
+    """``valid`` four times in five, else a hostile value."""
+    @st.composite
+    def build(draw):
+        return draw(p_hostile) if draw(st.integers(0, 4)) == 0 else draw(valid)
+    return build()
+
+
+def _event(text):
+    try:
+        event(text)
+    except Exception:  # outside a hypothesis test: nothing to record
+        pass
 
 
 def _quiet(fn, *args, allowed=(ValueError, TypeError), **kw):
@@ -83,9 +95,12 @@ def _quiet(fn, *args, allowed=(ValueError, TypeError), **kw):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         try:
-            return fn(*args, **kw)
-        except allowed:
+            out = fn(*args, **kw)
+        except allowed as exc:
+            _event(f"{getattr(fn, '__name__', 'call')}: {type(exc).__name__}")
             return None
+    _event(f"{getattr(fn, '__name__', 'call')}: accepted")
+    return out
 
 
 def _check_result(r, *others):
@@ -105,6 +120,7 @@ def _run_cli(capsys, args, path, jsonpath):
         code_ = main(["--jobs", "1", "--quiet", *args, "--json", str(jsonpath)])
     out = capsys.readouterr()
     assert code_ in (0, 2), code_
+    _event(f"exit {code_}")
     if code_ == 2:
         # a numpy warning while reading would be a second line on stderr
         assert not caught, [str(w.message) for w in caught]
@@ -130,23 +146,35 @@ NPZ_KEYS = ["W", "X", "scale", "qmin", "qmax", "zero_point", "bits", "w", "G"]
 
 @st.composite
 def npz_members(draw):
-    """Either random members, or a valid layer with one or two parts made hostile."""
-    if draw(st.booleans()):
-        keys = draw(st.lists(st.sampled_from(NPZ_KEYS), max_size=5, unique=True))
-        return {k: draw(hostile_array()) for k in keys}
+    """A valid layer file with, more often than not, one fault planted (or random members)."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
     out, fan_in = draw(st.integers(1, 3)), draw(st.integers(1, 5))
-    data = {"W": draw(scaled((out, fan_in))), "X": draw(scaled((draw(st.integers(1, 8)), fan_in)))}
+    data = {"W": rng.normal(size=(out, fan_in)), "X": rng.normal(size=(draw(st.integers(1, 8)), fan_in))}
     grid = draw(st.sampled_from(["bits", "grid", "none"]))
     if grid == "bits":
-        data["bits"] = draw(st.one_of(st.integers(-1, 17), hostile_array()))
+        data["bits"] = draw(st.integers(2, 6))
     elif grid == "grid":
-        data["scale"] = draw(st.one_of(st.sampled_from([0.1, 1e-300, 1e300, 0.0, -1.0]), hostile_array()))
-        data["qmin"] = draw(st.one_of(st.integers(-9, 1), hostile_array()))
-        data["qmax"] = draw(st.one_of(st.integers(-1, 9), hostile_array()))
+        data.update(scale=draw(st.sampled_from([0.1, 0.3, np.full(out, 0.2)])), qmin=-4, qmax=3)
         if draw(st.booleans()):
-            data["zero_point"] = draw(st.one_of(st.integers(-2, 3), hostile_array()))
-    for k in draw(st.lists(st.sampled_from(["W", "X"]), max_size=1)):
-        data[k] = draw(hostile_array())
+            data["zero_point"] = draw(st.integers(-4, 3))
+    fault = draw(st.sampled_from(["none", "none", "none", "random", "scaled", "hostile", "grid", "key"]))
+    if fault == "random":
+        keys = draw(st.lists(st.sampled_from(NPZ_KEYS), max_size=5, unique=True))
+        return {k: draw(hostile_array()) for k in keys}
+    if fault == "scaled":
+        k = draw(st.sampled_from(["W", "X"]))
+        data[k] = draw(scaled(data[k].shape))
+    elif fault == "hostile":
+        data[draw(st.sampled_from(sorted(data)))] = draw(hostile_array())
+    elif fault == "grid":
+        data.update({k: draw(st.one_of(st.sampled_from([0, -1, 1e-300, 1e300, 17, 1.5]), hostile_array()))
+                     for k in draw(st.lists(st.sampled_from(["scale", "qmin", "qmax", "zero_point", "bits"]),
+                                            min_size=1, max_size=2, unique=True))})
+    elif fault == "key":
+        if draw(st.booleans()):
+            data.pop(draw(st.sampled_from(sorted(data))))
+        else:
+            data[draw(st.sampled_from(["w", "G", "extra"]))] = np.ones(2)
     return data
 
 
@@ -171,19 +199,25 @@ def test_cli_survives_malformed_npz(tmp_path, capsys, members, corrupt):
 
 @st.composite
 def bqp_text(draw):
-    tok = []
-    count = draw(st.integers(-1, 2))
-    tok.append(str(count))
+    """A valid file (one triangle, 1-based) with, more often than not, one fault planted."""
+    fault = draw(st.sampled_from(["none", "none", "none", "count", "n", "nnz", "entry", "value", "token"]))
+    count = draw(st.integers(-1, 3)) if fault == "count" else draw(st.integers(1, 2))
+    tok = [str(count)]
     for _ in range(max(0, min(count, 2))):
-        n = draw(st.one_of(st.integers(-1, 6), st.sampled_from([10**6, 40000])))
-        entries = draw(st.lists(st.tuples(st.integers(0, 7), st.integers(0, 7),
-                                          st.one_of(st.sampled_from(SPECIAL), st.floats(-10, 10))),
-                                max_size=12))
-        nnz = draw(st.one_of(st.just(len(entries)), st.integers(-2, 30)))
+        n = draw(st.sampled_from([-1, 10**6, 40000, 5001])) if fault == "n" else draw(st.integers(0, 6))
+        m = min(max(n, 0), 6)  # entries for the first six variables at most
+        pairs = [(i, j) for i in range(1, m + 1) for j in range(i, m + 1)]
+        chosen = draw(st.lists(st.sampled_from(pairs), unique=True, max_size=12)) if pairs else []
+        entries = [[i, j, draw(st.floats(-10, 10))] for i, j in chosen]
+        if fault == "entry":  # a repeated, mirrored or out-of-range entry
+            entries.append([draw(st.integers(0, 8)), draw(st.integers(0, 8)), 1.0])
+        if fault == "value" and entries:
+            entries[draw(st.integers(0, len(entries) - 1))][2] = draw(st.sampled_from(SPECIAL))
+        nnz = draw(st.integers(-2, 30)) if fault == "nnz" else len(entries)
         tok += [str(n), str(nnz)]
         for i, j, v in entries:
             tok += [str(i), str(j), repr(v)]
-    if draw(st.booleans()):
+    if fault == "token":
         tok.insert(draw(st.integers(0, len(tok))), draw(st.sampled_from(["x", "1.5", "", "-", "1e999", "#"])))
     return draw(st.sampled_from([" ", "\n", "\t"])).join(tok)
 
@@ -252,9 +286,19 @@ toml_atoms = st.one_of(st.sampled_from([-1, 0, 1, 2, 3, 4, 5, 17, 10**9, 2**63 -
 toml_values = st.one_of(toml_atoms, st.lists(toml_atoms, max_size=3), st.dictionaries(st.just("k"), toml_atoms, max_size=1))
 
 
+TOML_VALID = {
+    "name": st.sampled_from(["s", "t"]), "out": st.integers(1, 3),
+    "fan_in": st.lists(st.integers(1, 5), min_size=1, max_size=2, unique=True),
+    "bits": st.lists(st.integers(2, 5), min_size=1, max_size=2, unique=True),
+    "rho": st.sampled_from([0.0, 0.5, [0.1, 0.9]]), "samples_per_input": st.sampled_from([1, 2, [1, 3]]),
+    "seeds": st.lists(st.integers(0, 3), min_size=1, max_size=2, unique=True),
+    "per_row": st.booleans(), "symmetric": st.booleans(), "typo": toml_values,
+}
+
+
 @st.composite
 def toml_text(draw):
-    form = draw(st.sampled_from(["table", "tables", "scalar", "other"]))
+    form = draw(st.sampled_from(["table", "table", "tables", "tables", "scalar", "other"]))
     if form == "scalar":
         return f"sweep = {_toml_value(draw(toml_values))}\n"
     if form == "other":
@@ -262,10 +306,12 @@ def toml_text(draw):
     tables = []
     for _ in range(draw(st.integers(1, 2)) if form == "tables" else 1):
         keys = draw(st.lists(st.sampled_from(TOML_KEYS), max_size=4, unique=True))
-        body = "".join(f"{k} = {_toml_value(draw(toml_values))}\n" for k in keys)
+        hostile = draw(st.sampled_from(keys + [None] * (len(keys) + 1)))
+        body = "".join(f"{k} = {_toml_value(draw(toml_values if k == hostile else TOML_VALID[k]))}\n"
+                       for k in keys)
         tables.append(("[[sweep]]\n" if form == "tables" else "[sweep]\n") + body)
     text = "".join(tables)
-    if draw(st.booleans()):
+    if draw(st.integers(0, 4)) == 0:
         text += draw(st.sampled_from(["=", "[sweep", "a = ", "\x00"]))
     return text
 
@@ -302,18 +348,32 @@ def test_grid_refuses_hostile_parts(scale, qmin, qmax, zero_point):
 
 @st.composite
 def layer_args(draw):
-    W = draw(maybe(scaled((2, 3))))
-    grid = draw(st.sampled_from(["fit", "tiny", "huge", "hostile"]))
-    if grid == "hostile":
-        g = draw(hostile_array())
-    else:
-        Wf = np.asarray(W, dtype=np.float64) if isinstance(W, np.ndarray) and W.dtype.kind in "fiub" else np.ones((2, 3))
-        g = _quiet(fit_grid, Wf if Wf.ndim == 2 and Wf.size else np.ones((2, 3)))
-        if g is not None and grid != "fit":
-            g = _quiet(Grid, g.scale * (1e-300 if grid == "tiny" else 1e300), g.qmin, g.qmax, g.zero_point)
-    X = draw(st.one_of(st.none(), maybe(scaled((draw(st.integers(1, 6)), 3)))))
-    G = draw(st.one_of(st.none(), st.none(), maybe(scaled((3, 3)))))
-    return W, g, X, G
+    """``(W, grid, X, G)``: a valid layer with, more often than not, one fault planted."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    W, X, G = rng.normal(size=(2, 3)), rng.normal(size=(draw(st.integers(1, 6)), 3)), None
+    fault = draw(st.sampled_from(["none", "none", "none", "none", "W", "W", "X", "X", "G", "grid", "both",
+                                  "neither"]))
+    if fault == "W":
+        W = draw(st.one_of(scaled((2, 3)), hostile_array()))
+    elif fault == "X":
+        X = draw(st.one_of(scaled(X.shape), scaled(X.shape), hostile_array()))
+    elif fault in ("G", "both"):
+        with np.errstate(all="ignore"):
+            G = draw(st.one_of(st.sampled_from([X.T @ X / X.shape[0], X, -np.eye(3), np.ones((3, 3)) * 1e-300]),
+                               scaled((3, 3)), hostile_array()))
+        X = X if fault == "both" else None
+    elif fault == "neither":
+        X = None
+    Wf = W if isinstance(W, np.ndarray) and W.ndim == 2 and W.size and W.dtype.kind == "f" else np.ones((2, 3))
+    grid = _quiet(fit_grid, Wf, bits=draw(st.integers(2, 5)), symmetric=draw(st.booleans()))
+    if fault == "grid":
+        which = draw(st.sampled_from(["tiny", "huge", "hostile"]))
+        if which == "hostile" or grid is None:
+            grid = draw(hostile_array())
+        else:
+            grid = _quiet(Grid, grid.scale * (1e-300 if which == "tiny" else 1e300), grid.qmin, grid.qmax,
+                          grid.zero_point)
+    return W, grid, X, G
 
 
 @FUZZ
@@ -332,13 +392,25 @@ def test_layer_problem_refuses_or_solves_to_a_finite_optimum(args):
 
 @st.composite
 def bqm_args(draw):
+    """``(P, q, c, labels)``: a valid model with, more often than not, one fault planted."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
     n = draw(st.integers(0, 4))
-    P = draw(maybe(scaled((n, n))))
-    if isinstance(P, np.ndarray) and P.ndim == 2 and P.shape[0] == P.shape[1] and P.dtype.kind == "f":
-        P = P + P.T if draw(st.booleans()) else P
-    q = draw(st.one_of(st.none(), maybe(scaled((n,)))))
-    c = draw(maybe(st.sampled_from(SPECIAL), hostile_scalar()))
-    labels = draw(st.one_of(st.none(), st.none(), st.just(list(range(n))), st.just(["a"] * n), hostile_scalar()))
+    A = rng.normal(size=(n, n))
+    P, q, c, labels = (A + A.T) / 2, rng.normal(size=n), float(rng.normal()), None
+    fault = draw(st.sampled_from(["none", "none", "none", "P", "P", "q", "c", "asym", "labels"]))
+    if fault == "P":
+        P = draw(st.one_of(scaled((n, n)), hostile_array()))
+        if isinstance(P, np.ndarray) and P.shape == (n, n) and P.dtype.kind == "f":
+            with np.errstate(all="ignore"):
+                P = P / 2 + P.T / 2
+    elif fault == "q":
+        q = draw(st.one_of(scaled((n,)), hostile_array()))
+    elif fault == "c":
+        c = draw(st.one_of(st.sampled_from(SPECIAL), hostile_scalar()))
+    elif fault == "asym":
+        P = A
+    elif fault == "labels":
+        labels = draw(st.one_of(st.just(["a"] * n), st.just(list(range(n + 1))), hostile_scalar()))
     return P, q, c, labels
 
 
@@ -354,14 +426,19 @@ def test_bqm_refuses_or_gives_finite_energies(args):
     assert np.all(np.isfinite(m.energies(np.eye(m.n, dtype=np.int8)))) if m.n else True
 
 
+_valid_qubo = st.dictionaries(st.tuples(st.integers(0, 3), st.integers(0, 3)),
+                              st.one_of(st.floats(-10, 10), st.integers(-5, 5)), max_size=6)
+_hostile_qubo = st.dictionaries(
+    st.one_of(st.tuples(st.integers(-1, 4), st.integers(-1, 4)), st.tuples(st.integers(0, 3)),
+              st.tuples(st.integers(0, 2), st.integers(0, 2), st.integers(0, 2)),
+              st.sampled_from([None, 3, "ab", 1.5, (0.5, 1), (True, 0), (0, 10**9)])),
+    st.one_of(st.floats(), st.sampled_from(SPECIAL), st.sampled_from([None, "x", "1", [1], 1 + 1j, _OBJ])),
+    max_size=5)
+
+
 @FUZZ
-@given(Q=st.one_of(
-    st.dictionaries(st.one_of(st.tuples(st.integers(-1, 4), st.integers(-1, 4)), hostile_scalar().filter(
-        lambda v: isinstance(v, (int, float, str, bytes, complex)) or v is None), st.tuples(st.integers(0, 3))),
-        st.one_of(st.floats(), st.sampled_from(SPECIAL), hostile_scalar().filter(lambda v: not isinstance(v, (list, dict)))),
-        max_size=5),
-    hostile_array()),
-    offset=maybe(st.floats(-5, 5), hostile_scalar()), n=st.one_of(st.none(), hostile_scalar()))
+@given(Q=maybe(_valid_qubo, st.one_of(_hostile_qubo, hostile_array())),
+       offset=maybe(st.floats(-5, 5), hostile_scalar()), n=maybe(st.none(), hostile_scalar()))
 def test_bqm_from_qubo_refuses_hostile_dicts(Q, offset, n):
     m = _quiet(BQM.from_qubo, Q, offset, n)
     if m is not None:
@@ -406,15 +483,18 @@ def test_solve_with_every_method_and_hostile_options(mo, layer, seed):
 
 
 @FUZZ
-@given(Phi=maybe(scaled((3, 4))), X=maybe(scaled((2, 3))), penalty=maybe(st.sampled_from(["l0", "l1", "l1/2", "cel0"]),
-                                                                      hostile_scalar()),
-       lam=maybe(st.sampled_from([0.0, 0.1, 1e-300, 1e300]), hostile_scalar()),
-       method=st.sampled_from(sorted(SPARSE_METHODS) + ["nope"]),
+@given(args=st.deferred(lambda: sparse_args()),
+       penalty=maybe(st.sampled_from(["l0", "l1", "l1/2", "cel0"]), hostile_scalar()),
+       method=st.sampled_from(sorted(SPARSE_METHODS) * 3 + ["nope"]),
        opts=st.dictionaries(st.sampled_from(["max_iter", "tol", "n_nonzero", "max_atoms", "threads", "step", "init",
                                              "polish", "kkt_tol", "dtype", "bogus"]),
                             _HOSTILE_OPTION.filter(lambda v: not (isinstance(v, int) and not isinstance(v, bool)
-                                                                  and v > 50)), max_size=2))
-def test_sparse_coders_refuse_or_give_finite_objectives(Phi, X, penalty, lam, method, opts):
+                                                                  and v > 50)), max_size=2)
+       | st.just({}))
+def test_sparse_coders_refuse_or_give_finite_objectives(args, penalty, method, opts):
+    Phi, X, lam = args["Phi"], args["X"], args["lam"]
+    if method == "exact" and penalty in ("l1", "l1/2"):
+        penalty = "l0"
     r = _quiet(code, Phi, X, penalty, lam, method, **opts)
     if r is not None:
         assert np.all(np.isfinite(r.objective)) and np.all(np.isfinite(r.codes))
@@ -441,16 +521,29 @@ def test_testing_helpers_refuse_or_judge(args, pick, q_bad, rtol, atol, method):
            allowed=(ValueError, TypeError, AssertionError))
 
 
+@st.composite
+def sparse_args(draw):
+    """``(Phi, X, A, lam, max_atoms)``: valid with, more often than not, one fault planted."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    args = {"Phi": rng.normal(size=(3, 4)), "X": rng.normal(size=(2, 3)), "A": rng.normal(size=(2, 4)),
+            "lam": draw(st.sampled_from([0.0, 0.1, 1.0])), "max_atoms": None}
+    fault = draw(st.sampled_from(["none", "none", "none", "Phi", "X", "A", "lam", "max_atoms"]))
+    if fault in ("Phi", "X", "A"):
+        args[fault] = draw(st.one_of(scaled(args[fault].shape), hostile_array()))
+    elif fault == "lam":
+        args["lam"] = draw(st.one_of(st.sampled_from([1e-300, 1e300, -1.0]), hostile_scalar()))
+    elif fault == "max_atoms":
+        args["max_atoms"] = draw(st.one_of(st.integers(-1, 4), hostile_scalar()))
+    return args
+
+
 @FUZZ
-@given(Phi=maybe(scaled((3, 4))), X=maybe(scaled((2, 3))), A=maybe(scaled((2, 4))),
-       lam=maybe(st.sampled_from([0.1, 1e-300, 1e300]), hostile_scalar()),
-       rtol=maybe(st.just(0.0), hostile_scalar()), max_atoms=st.one_of(st.none(), hostile_scalar()))
-def test_sparse_testing_helpers_refuse_or_judge(Phi, X, A, lam, rtol, max_atoms):
-    rep = _quiet(sparse_code_report, Phi, X, A, lam, max_atoms=max_atoms)
+@given(args=sparse_args(), rtol=maybe(st.just(0.0), hostile_scalar()))
+def test_sparse_testing_helpers_refuse_or_judge(args, rtol):
+    rep = _quiet(sparse_code_report, **args)
     if rep is not None:
         assert np.all(np.isfinite(rep.optimum)) and np.all(rep.optimum <= rep.objective * (1 + 1e-9) + 1e-300)
-    _quiet(assert_sparse_code_within, Phi, X, A, lam, rtol=rtol, max_atoms=max_atoms,
-           allowed=(ValueError, TypeError, AssertionError))
+    _quiet(assert_sparse_code_within, rtol=rtol, **args, allowed=(ValueError, TypeError, AssertionError))
 
 
 def test_the_cli_wrapper_accepts_valid_files_of_each_kind(tmp_path, capsys):
