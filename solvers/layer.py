@@ -15,44 +15,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from reference._validation import TINY, as_float_array, as_int_scalar
+from reference._validation import as_float_array, as_int_scalar, check_loss_range
 from reference.grid import Grid, _updown
 from reference.loss import gram
 
 from .bqm import BQM
 
 __all__ = ["LayerProblem"]
-
-
-def _check_float_range(W, G, grid, source, X) -> None:
-    """Refuse a layer whose local loss (Eq. 20) cannot be computed in float64: ``G`` overflowed or
-    underflowed from nonzero ``X``, or ``|loss| <= max|G| (n_in max|e|)^2`` is above 2^996, or the
-    coefficients ``G s^2`` of the row QUBOs underflow (every state would look optimal)."""
-    gmax = float(np.max(np.abs(G), initial=0.0))
-    if not np.isfinite(gmax):
-        raise ValueError(f"X^T X / N overflows float64 (max |X| == {float(np.max(np.abs(X))):.3g}); rescale X")
-    if gmax == 0.0:
-        if X is not None and np.any(X != 0):
-            raise ValueError(f"X^T X / N underflows to 0 in float64 (max |X| == {float(np.max(np.abs(X))):.3g}); "
-                             "rescale X")
-        return  # G == 0: every rounding has loss 0
-    if gmax < TINY:
-        raise ValueError(f"{'X^T X / N' if X is not None else 'G'} is below {TINY:.3g} (max {gmax:.3g}): "
-                         f"subnormal in float64, its loss has lost precision; rescale {source}")
-    s = grid.scale
-    zr = np.abs(np.array([grid.qmin, grid.qmax], dtype=np.float64)[:, None] - grid.zero_point[None, :])
-    emax = float(np.max(np.abs(W), initial=0.0)) + float(np.max(s)) * (float(np.max(zr)) + 1.0)
-    n_in = max(1, W.shape[1])
-    with np.errstate(divide="ignore"):
-        log_hi = np.log2(gmax) + 2 * (np.log2(emax) + np.log2(n_in))
-        log_lo = np.log2(gmax) + 2 * np.log2(float(np.min(s)))
-    if log_hi > 996:  # the row models' bound is at most 5 times this: below solvers.bqm.MAX_ENERGY
-        raise ValueError(f"the local loss overflows float64: max|G| == {gmax:.3g} ({source}) with weights or grid "
-                         f"steps up to {emax:.3g} gives losses near 2^{log_hi:.0f}; rescale W (and its grid) or {source}")
-    if W.size and log_lo < np.log2(TINY):
-        raise ValueError(f"the row QUBOs' coefficients G s^2 underflow float64: max|G| == {gmax:.3g} ({source}) "
-                         f"with grid scale {float(np.min(s)):.3g} gives 2^{log_lo:.0f}; rescale W (and its grid) "
-                         f"or {source}")
 
 
 class LayerProblem:
@@ -92,7 +61,7 @@ class LayerProblem:
             X = as_float_array(X, "X", ndim=2)
             if X.shape[1] != W.shape[1]:
                 raise ValueError(f"X must have shape (N, {W.shape[1]}) to match W's {W.shape[1]} inputs, found {X.shape}")
-            with np.errstate(over="ignore", under="ignore"):  # checked by _check_float_range
+            with np.errstate(over="ignore", under="ignore"):  # checked by check_loss_range
                 G = gram(X)
         else:
             G = as_float_array(G, "G", shape=(W.shape[1], W.shape[1]))
@@ -103,7 +72,7 @@ class LayerProblem:
                 raise ValueError("G must be positive semidefinite (a Gram matrix X^T X / N)")
             G = (G + G.T) / 2
         grid.per_row(W.shape[0])  # validates the grid's length against W
-        _check_float_range(W, G, grid, "X" if X is not None else "G", X)
+        check_loss_range(W, G, grid, X)
         ud = _updown(W, grid)
         self.W = W
         self.G = G
