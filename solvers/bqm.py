@@ -28,8 +28,9 @@ def check_n_vars(n, name: str) -> int:
     if n < 0:
         raise ValueError(f"{name} must be >= 0, found {n}")
     if n > MAX_VARS:
+        size = f"{8 * n * n / 2**30:.1f} GiB" if n < 10**9 else "more than 7 EiB"
         raise ValueError(f"{name} == {n} is above the limit of {MAX_VARS} variables of a dense model "
-                         f"({8 * n * n / 2**30:.1f} GiB for P alone)")
+                         f"({size} for P alone)")
     return n
 
 

@@ -1156,8 +1156,10 @@ def _exact(prob, max_atoms):
     n = prob.Phi.shape[0]
     lam = prob.lam
     limit = min(K, n)
-    if lam > 0:
-        limit = min(limit, int(math.floor(float(np.max(prob.xx, initial=0.0)) / (2 * lam))))
+    if lam > 0:  # a support larger than ||x||^2 / (2 lam) costs more than the empty one
+        ratio = float(np.max(prob.xx, initial=0.0)) / (2 * lam)
+        if ratio < limit:  # an inf ratio (a subnormal lam) leaves the limit as it is
+            limit = int(math.floor(ratio))
     best, sup, visited = exact_l0(prob.G, prob.B, prob.xx, lam, limit)
     A = _ls_on_supports(prob.Phi, prob.X, sup)
     return _Out(A, int(sup.sum(1).max(initial=0)), True, optimal=True, status="optimal",

@@ -453,3 +453,17 @@ def test_multi_line_messages_reach_the_cli_as_one_line(tmp_path, capsys):
     p = _npz(tmp_path / "b.npz", W=W, X=X, bits=np.zeros((2, 1)))
     assert main(C + ["--problem", p]) == 2
     _one_error_line(capsys, "b.npz", "bits must be an integer", "shape (2, 1)")
+
+
+def test_huge_counts_and_subnormal_lambdas_do_not_overflow_python_ints():
+    """Fuzzing found ``n=1e300`` (OverflowError while writing the message) and ``lam=5e-324``
+    (``int(inf)`` in the exact l0 solver's support limit)."""
+    with pytest.raises(ValueError, match="above the limit"):
+        BQM.from_qubo({}, n=1e300)
+    rng = np.random.default_rng(0)
+    Phi, X = rng.normal(size=(3, 4)), rng.normal(size=(2, 3))
+    r = code(Phi, X, "l0", 5e-324, "exact")
+    # with lam that small the optimum fits X exactly: Phi (3 x 4) has rank 3, so some 3 atoms span R^3
+    assert np.linalg.matrix_rank(Phi) == 3
+    assert np.all(r.objective <= 1e-20) and r.optimal
+    np.testing.assert_allclose(r.codes @ Phi.T, X, atol=1e-9)
