@@ -128,14 +128,22 @@ def prob_name(problem) -> str:
 
 
 def run_task(task: Task) -> dict:
-    """Solve one task; the record holds the recomputed value (loss or energy) and the facts."""
+    """Solve one task; the record holds the recomputed value (loss or energy) and the facts.
+
+    A method that refuses the problem at run time (ValueError, e.g. a factor that is not finite)
+    gives a record with a null value and the status ``refused: <reason>``, like a size skip."""
     from solvers import solve
 
     opts = dict(task.options)
     if task.seed is not None:
         opts["seed"] = task.seed
-    r = solve(task.problem, task.method, **opts)
     rec = _base_record(task)
+    try:
+        r = solve(task.problem, task.method, **opts)
+    except (ValueError, ArithmeticError) as exc:  # the method cannot handle this problem: say so
+        rec.update({"kind": problem_kind(task.problem), "value": None, "optimal": False, "lower_bound": None,
+                    "seconds": 0.0, "status": "refused: " + " ".join(str(exc).split())})
+        return rec
     rec.update({"kind": problem_kind(task.problem), "value": r.energy, "optimal": r.optimal,
                 "lower_bound": r.lower_bound, "seconds": r.seconds, "status": r.status})
     return rec

@@ -467,3 +467,24 @@ def test_huge_counts_and_subnormal_lambdas_do_not_overflow_python_ints():
     assert np.linalg.matrix_rank(Phi) == 3
     assert np.all(r.objective <= 1e-20) and r.optimal
     np.testing.assert_allclose(r.codes @ Phi.T, X, atol=1e-9)
+
+
+def test_a_method_that_refuses_a_problem_at_run_time_is_reported_not_a_traceback(tmp_path, monkeypatch):
+    """A ValueError raised by a method while it runs (say, a factor that is not finite) becomes that
+    method's row, ``refused: <reason>``, with no value and no optimum; the other methods still run."""
+    import dataclasses
+
+    import solvers._registry as registry
+
+    def boom(bqm, **opts):
+        raise ValueError("the triangular factor is not finite")
+
+    monkeypatch.setitem(registry.METHODS, "tree", dataclasses.replace(registry.METHODS["tree"], run=boom))
+    f = tmp_path / "q.txt"
+    f.write_text("1\n2 2\n1 1 3\n1 2 -1\n")
+    out = tmp_path / "o.json"
+    assert main(["--jobs", "1", "--methods", "exhaustive,tree", "--qubo", str(f), "--json", str(out)]) == 0
+    by = {r["method"]: r for r in json.loads(out.read_text())["problems"][0]["results"]}
+    assert by["tree"]["status"] == "refused: the triangular factor is not finite"
+    assert by["tree"]["energy"] is None and not by["tree"]["optimal"]
+    assert by["exhaustive"]["optimal"] and by["exhaustive"]["energy"] == -3.0  # maximises 3 x1 - 2 x1 x2: 3 at (1, 0)
