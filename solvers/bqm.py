@@ -13,23 +13,23 @@ import numpy as np
 
 from reference._validation import as_float_array, as_int_scalar
 
-__all__ = ["BQM", "MAX_VARS", "MAX_ENERGY"]
+__all__ = ["BQM", "MAX_DENSE_VARS", "MAX_ENERGY"]
 
 #: Largest bound ``2 sum|P| + sum|q| + |c|`` on the energies (2^1000, about 1e301): it leaves the
 #: solvers 2^23 of headroom below float64's largest number for their own sums and shifts.
 MAX_ENERGY = 2.0**1000
 
 #: Largest model built as a dense matrix (P alone is 200 MB at this size); checked before allocating.
-MAX_VARS = 5000
+MAX_DENSE_VARS = 5000
 
 
 def check_n_vars(n, name: str) -> int:
-    """A variable count ``0 <= n <= MAX_VARS``, checked before a dense (n, n) matrix is allocated."""
+    """A variable count ``0 <= n <= MAX_DENSE_VARS``, checked before a dense (n, n) matrix is allocated."""
     if n < 0:
         raise ValueError(f"{name} must be >= 0, found {n}")
-    if n > MAX_VARS:
+    if n > MAX_DENSE_VARS:
         size = f"{8 * n * n / 2**30:.1f} GiB" if n < 10**9 else "more than 7 EiB"
-        raise ValueError(f"{name} == {n} is above the limit of {MAX_VARS} variables of a dense model "
+        raise ValueError(f"{name} == {n} is above the limit of {MAX_DENSE_VARS} variables of a dense model "
                          f"({size} for P alone)")
     return n
 

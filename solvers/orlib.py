@@ -6,7 +6,7 @@ Format: the first token is the number of instances; each instance is ``n nnz`` f
 As a minimisation QUBO (``E = -objective``): ``Q_ii = -q_ii``, ``Q_ij = -2 q_ij`` (i < j), i.e.
 the :class:`~solvers.BQM` with ``P_ij = -q_ij`` off the diagonal and ``q_i = -q_ii``.
 
-Refused (ValueError): a count below 1, an instance above :data:`solvers.bqm.MAX_VARS` variables or
+Refused (ValueError): a count below 1, an instance above :data:`solvers.bqm.MAX_DENSE_VARS` variables or
 announcing more entries than follow (both before any allocation), an index outside ``1..n``, a
 coefficient that is not finite, and an entry given twice, directly or mirrored (``(i, j)`` and
 ``(j, i)``): a full-matrix file would otherwise count every off-diagonal entry twice.

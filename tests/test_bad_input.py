@@ -418,9 +418,9 @@ def test_27_an_orlib_header_is_checked_before_allocating(tmp_path, capsys):
 
 
 def test_a_dimod_model_above_the_dense_limit_is_refused():
-    from solvers.bqm import MAX_VARS
+    from solvers.bqm import MAX_DENSE_VARS
 
-    bqm = dimod.BinaryQuadraticModel({i: 1.0 for i in range(MAX_VARS + 1)}, {}, 0.0, "BINARY")
+    bqm = dimod.BinaryQuadraticModel({i: 1.0 for i in range(MAX_DENSE_VARS + 1)}, {}, 0.0, "BINARY")
     with pytest.raises(ValueError, match="above the limit"):
         BQM.from_dimod(bqm)
 
