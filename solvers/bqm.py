@@ -48,6 +48,9 @@ class BQM:
         Names of the variables (kept through dimod conversions); default ``0 .. n-1``.
     name : str, optional
         A name for tables and result files.
+
+    Refused (ValueError): NaN or inf, subnormal coefficients (their precision is lost), and
+    models whose bound ``2 sum|P| + sum|q| + |c|`` on ``|E(v)|`` exceeds :data:`MAX_ENERGY`.
     """
 
     __slots__ = ("P", "q", "c", "labels", "name")
