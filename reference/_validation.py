@@ -13,7 +13,10 @@ import numbers
 import numpy as np
 
 __all__ = [
+    "TINY",
     "as_float_array",
+    "check_tolerance",
+    "check_loss_range",
     "as_int_scalar",
     "as_per_row",
     "check_bits",
@@ -51,6 +54,21 @@ def as_float_array(value, name: str, ndim: int | None = None, shape=None) -> np.
     return arr
 
 
+#: Below this magnitude (2^-969, about 2e-292) a product of two float64 numbers can fall into the
+#: subnormal range and lose precision: quantities that must be squared are refused below it.
+TINY = 2.0 ** -969
+
+
+def check_tolerance(value, name: str) -> float:
+    """A tolerance: a finite real number >= 0 (a NaN would make every comparison pass)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a finite number >= 0, found {describe(value)}")
+    v = float(value)
+    if not np.isfinite(v) or v < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, found {v!r}")
+    return v
+
+
 def as_int_scalar(value, name: str) -> int:
     """Return ``value`` as a Python int; refuse non-integral or non-finite numbers."""
     if isinstance(value, (bool, np.bool_)):
@@ -64,7 +82,15 @@ def as_int_scalar(value, name: str) -> int:
             return int(x)
         if isinstance(x, float) and np.isfinite(x) and float(x).is_integer():
             return int(x)
-    raise ValueError(f"{name} must be an integer, found {value!r}")
+    raise ValueError(f"{name} must be an integer, found {describe(value)}")
+
+
+def describe(value) -> str:
+    """A short one-line description of ``value`` for an error message (arrays by shape and dtype)."""
+    if isinstance(value, np.ndarray) and value.ndim > 0:
+        return f"an array of shape {value.shape} and dtype {value.dtype}"
+    text = " ".join(repr(value).split())
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def check_positive_int(value, name: str, minimum: int = 1, maximum: int | None = None) -> int:
@@ -97,3 +123,35 @@ def as_per_row(value, name: str, n_rows: int, integer: bool = False) -> np.ndarr
     if integer and not np.all(arr == np.round(arr)):
         raise ValueError(f"{name} must hold integers, found non-integral values")
     return arr
+
+
+def check_loss_range(W, G, grid, X=None) -> None:
+    """Refuse a layer whose local loss (Eq. 20) cannot be computed in float64: ``G`` overflowed or
+    underflowed from nonzero ``X``, or ``|loss| <= max|G| (n_in max|e|)^2`` is above 2^996, or the
+    coefficients ``G s^2`` of the row QUBOs underflow (every state would look optimal)."""
+    source = "X" if X is not None else "G"
+    gmax = float(np.max(np.abs(G), initial=0.0))
+    if not np.isfinite(gmax):
+        raise ValueError(f"X^T X / N overflows float64 (max |X| == {float(np.max(np.abs(X))):.3g}); rescale X")
+    if gmax == 0.0:
+        if X is not None and np.any(X != 0):
+            raise ValueError(f"X^T X / N underflows to 0 in float64 (max |X| == {float(np.max(np.abs(X))):.3g}); "
+                             "rescale X")
+        return  # G == 0: every rounding has loss 0
+    if gmax < TINY:
+        raise ValueError(f"{'X^T X / N' if X is not None else 'G'} is below {TINY:.3g} (max {gmax:.3g}): "
+                         f"subnormal in float64, its loss has lost precision; rescale {source}")
+    s = grid.scale
+    zr = np.abs(np.array([grid.qmin, grid.qmax], dtype=np.float64)[:, None] - grid.zero_point[None, :])
+    emax = float(np.max(np.abs(W), initial=0.0)) + float(np.max(s)) * (float(np.max(zr)) + 1.0)
+    n_in = max(1, W.shape[1])
+    with np.errstate(divide="ignore"):
+        log_hi = np.log2(gmax) + 2 * (np.log2(emax) + np.log2(n_in))
+        log_lo = np.log2(gmax) + 2 * np.log2(float(np.min(s)))
+    if log_hi > 996:  # the row models' bound is at most 5 times this: below solvers.bqm.MAX_ENERGY
+        raise ValueError(f"the local loss overflows float64: max|G| == {gmax:.3g} ({source}) with weights or grid "
+                         f"steps up to {emax:.3g} gives losses near 2^{log_hi:.0f}; rescale W (and its grid) or {source}")
+    if W.size and log_lo < np.log2(TINY):
+        raise ValueError(f"the row QUBOs' coefficients G s^2 underflow float64: max|G| == {gmax:.3g} ({source}) "
+                         f"with grid scale {float(np.min(s)):.3g} gives 2^{log_lo:.0f}; rescale W (and its grid) "
+                         f"or {source}")

@@ -49,6 +49,11 @@ def run_problem(problem, methods, seed: int = 0) -> dict:
     return aggregate([problem], run_tasks(tasks) + skipped, methods)[0]
 
 
+def _pct(x) -> str:
+    """A percentage that fits an 11-character column (scientific notation from 1e6 %)."""
+    return f"{x:.4f}" if abs(x) < 1e6 else f"{x:.4e}"
+
+
 def _fmt_table(rec: dict, desc: str) -> str:
     value_key = "loss" if rec["kind"] == "layer" else "energy"
     head = f"{rec['name']}: {desc}"
@@ -56,7 +61,7 @@ def _fmt_table(rec: dict, desc: str) -> str:
     for r in rec["results"]:
         v = r[value_key]
         val = "-" if v is None else f"{v:.10g}" if value_key == "energy" else f"{v:.9e}"
-        gap = "-" if r["gap"] is None else f"{100 * r['gap']:.4f}"
+        gap = "-" if r["gap"] is None else _pct(100 * r["gap"])
         opt = "yes" if r["optimal"] else "no"
         status = r["status"] if len(r["status"]) <= 60 else r["status"][:57] + "..."
         lines.append(f"  {r['method']:<14}{val:>17}{gap:>12}  {opt:<8}{r['seconds']:>9.3f}  {status}")
@@ -83,7 +88,7 @@ def _summary(records: list[dict], methods: list[str]) -> str:
             continue
         g = 100 * np.asarray(gaps)
         at_opt = int(np.sum(g <= 1e-10))
-        lines.append(f"  {name:<14}{len(g):>9}{g.mean():>12.4f}{np.median(g):>12.4f}{g.max():>12.4f}"
+        lines.append(f"  {name:<14}{len(g):>9}{_pct(g.mean()):>12}{_pct(np.median(g)):>12}{_pct(g.max()):>12}"
                      f"{f'{at_opt}/{len(g)}':>10}")
     if len(lines) == 2:
         lines.append("  (no problem has a proven optimum)")
@@ -181,7 +186,26 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _distinct(problems) -> list:
+    """The problems with distinct content, in order. Results are keyed by content, so a problem met
+    again (the same file under two names, overlapping sweeps) would only double the table's rows:
+    it is reported once, under its first name, and a note on stderr says so."""
+    from .harness import problem_hash, prob_name
+
+    first, out = {}, []
+    for p in problems:
+        h = problem_hash(p)
+        if h in first:
+            print(f"note: {prob_name(p)} has the same content as {prob_name(first[h])}; reported once, as "
+                  f"{prob_name(first[h])}", file=sys.stderr)
+            continue
+        first[h] = p
+        out.append(p)
+    return out
+
+
 def _fail(msg: str) -> int:
+    msg = " ".join(str(msg).split())  # one line, whatever the message held
     print(f"error: {msg}", file=sys.stderr)
     return 2
 
@@ -196,10 +220,10 @@ def _default_jobs() -> int:
 def main(argv=None) -> int:
     from solvers import METHODS
 
-    from .harness import aggregate, make_tasks, run_tasks
+    from .harness import SchedulerError, aggregate, make_tasks, run_tasks
     from .problem_files import ProblemFileError, load_layer
     from .sources import load_config, load_qubo_file
-    from .store import ResultStore
+    from .store import ResultStore, StoreError
     from .suites import REPORTS, SUITES
 
     args = _parser().parse_args(argv)
@@ -208,6 +232,9 @@ def main(argv=None) -> int:
         unknown = [m for m in methods if m not in METHODS]
         if unknown or not methods:
             return _fail(f"--methods: unknown method(s) {unknown}; choose from {sorted(METHODS)}")
+        twice = sorted({m for m in methods if methods.count(m) > 1})
+        if twice:
+            return _fail(f"--methods: {twice} given more than once")
     else:
         methods = default_methods()
     jobs = _default_jobs() if args.jobs is None else args.jobs
@@ -215,6 +242,12 @@ def main(argv=None) -> int:
         return _fail(f"--jobs must be >= 1, found {jobs}")
     if args.tree_nodes < 1:
         return _fail(f"--tree-nodes must be >= 1, found {args.tree_nodes}")
+    if args.seed < 0:
+        return _fail(f"--seed must be >= 0, found {args.seed}")
+    for flag, paths in (("--problem", args.problem), ("--qubo", args.qubo), ("--config", args.config)):
+        twice = sorted({p for p in paths if paths.count(p) > 1})
+        if twice:
+            return _fail(f"{flag}: {twice} given more than once")
     problems = []
     try:
         for path in args.problem:
@@ -230,6 +263,7 @@ def main(argv=None) -> int:
     for s in suites:
         if s in SUITES:
             problems.extend(SUITES[s](args.seed))
+    problems = _distinct(problems)
     reports = {}
     for s in suites:
         if s in REPORTS:
@@ -261,6 +295,10 @@ def main(argv=None) -> int:
             recs = run_tasks(tasks, jobs=jobs, scheduler=args.scheduler, store=store, progress=progress)
         except ImportError as exc:
             return _fail(str(exc))
+        except StoreError as exc:
+            return _fail(f"--store: {exc}")
+        except SchedulerError as exc:
+            return _fail(f"--scheduler: {exc}")
     except KeyboardInterrupt:
         held = "" if store is None else f"; finished results are in {args.store}, rerun to resume"
         print(f"\ninterrupted{held}", file=sys.stderr)

@@ -228,6 +228,7 @@ def fit_grid(W, bits=4, symmetric: bool = True, per_row: bool = True, method: st
     Parameters
     ----------
     W : array of shape (out, in)
+        At least one row and one column.
     bits : int, default=4
         From 2 to 16.
     symmetric : bool, default=True
@@ -241,32 +242,47 @@ def fit_grid(W, bits=4, symmetric: bool = True, per_row: bool = True, method: st
         ``"mse"`` (the paper's choice): the min-max range shrunk by ``alpha`` in
         ``{1, ..., n_candidates} / n_candidates``, keeping the ``alpha`` that minimises the
         weight error of round-to-nearest ``||W - W_nearest||_F^2`` (per row or for the tensor;
-        the smallest such ``alpha`` on ties).
+        the smallest such ``alpha`` on ties). The errors are computed on ``W`` divided by its
+        range, so they neither underflow nor overflow at any magnitude of ``W``.
     n_candidates : int, default=100
 
     A row (or tensor) that is entirely zero is represented exactly by any scale; it gets scale 1.
+    Weights whose range overflows float64, or so small that a candidate scale would be subnormal
+    (below about 1e-304 at 4 bits), are refused.
     """
     W = _as_weights(W)
+    if W.shape[0] == 0 or W.shape[1] == 0:
+        raise ValueError(f"W must have at least one row and one column, found shape {W.shape}")
     bits = check_bits(bits)
-    if method not in ("mse", "minmax"):
+    for name, flag in (("symmetric", symmetric), ("per_row", per_row)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise TypeError(f"{name} must be True or False, found {flag!r}")
+    if not isinstance(method, str) or method not in ("mse", "minmax"):
         raise ValueError(f"method must be one of ['minmax', 'mse'], found {method!r}")
     n_candidates = check_positive_int(n_candidates, "n_candidates")
     qmin, qmax = symmetric_range(bits) if symmetric else asymmetric_range(bits)
     axis = 1 if per_row else None
     if symmetric:
-        span = np.max(np.abs(W), axis=axis, keepdims=True) if W.size else np.zeros((1, 1))
+        span = np.max(np.abs(W), axis=axis, keepdims=True)
         wmin = None
     else:
         wmin = np.minimum(np.min(W, axis=axis, keepdims=True), 0.0)
         wmax = np.maximum(np.max(W, axis=axis, keepdims=True), 0.0)
-        span = wmax - wmin
+        with np.errstate(over="ignore"):
+            span = wmax - wmin
     span = span.reshape(-1, 1)
+    if not np.all(np.isfinite(span)):
+        raise ValueError("W's range (max - min) overflows float64; rescale W")
     zero = span == 0
+    smallest = np.finfo(np.float64).tiny * n_candidates * max(qmax - qmin, 1)
+    if np.any(~zero & (span < smallest)):
+        raise ValueError(f"W's largest magnitude {float(span[~zero].min()):.3g} (in a row) is below "
+                         f"{smallest:.3g}: a grid's scale would be subnormal in float64; rescale W")
     span = np.where(zero, 1.0, span)
     if wmin is not None:
         wmin = np.where(zero, 0.0, wmin.reshape(-1, 1))
 
-    def grid_at(alpha):
+    def grid_at(alpha, span, wmin):
         if symmetric:
             s = alpha * span / qmax
             z = np.zeros_like(s)
@@ -276,17 +292,20 @@ def fit_grid(W, bits=4, symmetric: bool = True, per_row: bool = True, method: st
         return np.where(zero, 1.0, s), np.where(zero, 0.0 if symmetric else qmin, z)
 
     if method == "minmax":
-        s, z = grid_at(1.0)
+        s, z = grid_at(1.0, span, wmin)
     else:
-        rows = W if per_row else W.reshape(1, -1)
+        # Search in units of each row's range (rows / span lie in [-1, 1]); the chosen alpha is then
+        # applied to the range itself, exactly as minmax does.
+        rows = (W if per_row else W.reshape(1, -1)) / span
+        unit = np.ones_like(span)
+        wmin_n = None if wmin is None else wmin / span
         best_err = np.full((rows.shape[0],), np.inf)
-        s = np.empty((rows.shape[0], 1))
-        z = np.empty((rows.shape[0], 1))
+        alpha = np.ones((rows.shape[0], 1))
         for j in range(1, n_candidates + 1):
-            s_j, z_j = grid_at(j / n_candidates)
+            s_j, z_j = grid_at(j / n_candidates, unit, wmin_n)
             err = _nearest_error(rows, s_j, z_j, qmin, qmax)
             better = err < best_err
             best_err = np.where(better, err, best_err)
-            s[better] = s_j[better]
-            z[better] = z_j[better]
+            alpha[better] = j / n_candidates
+        s, z = grid_at(alpha, span, wmin)
     return Grid(s.reshape(-1), qmin, qmax, z.reshape(-1))

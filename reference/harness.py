@@ -19,7 +19,15 @@ import numpy as np
 
 from .store import task_key
 
-__all__ = ["Task", "problem_hash", "problem_kind", "make_tasks", "run_task", "run_tasks", "aggregate"]
+__all__ = ["Task", "problem_hash", "problem_kind", "make_tasks", "run_task", "run_tasks", "aggregate",
+           "SchedulerError", "SCHEDULER_TIMEOUT"]
+
+#: Seconds to wait for a Dask scheduler before giving up with :class:`SchedulerError`.
+SCHEDULER_TIMEOUT = 10
+
+
+class SchedulerError(ValueError):
+    """The Dask scheduler given cannot be reached."""
 
 
 def problem_kind(problem) -> str:
@@ -81,16 +89,21 @@ def make_tasks(problems, methods, seed, method_options=None):
 
     Layer methods do not apply to raw QUBOs and are left out for them. A QUBO method whose size
     check refuses the problem (``exhaustive`` above its limit) gets a ``skipped`` record.
+    Problems of the same content and repeated methods are run once (results are keyed by content).
     Returns ``(tasks, skipped_records)``.
     """
     from solvers import METHODS
 
     method_options = method_options or {}
     tasks, skipped = [], []
+    hashes = set()
     for prob in problems:
         kind = problem_kind(prob)
         h = problem_hash(prob)
-        for name in methods:
+        if h in hashes:
+            continue
+        hashes.add(h)
+        for name in dict.fromkeys(methods):
             m = METHODS[name]
             if kind == "qubo" and m.kind == "layer":
                 continue
@@ -115,14 +128,22 @@ def prob_name(problem) -> str:
 
 
 def run_task(task: Task) -> dict:
-    """Solve one task; the record holds the recomputed value (loss or energy) and the facts."""
+    """Solve one task; the record holds the recomputed value (loss or energy) and the facts.
+
+    A method that refuses the problem at run time (ValueError, e.g. a factor that is not finite)
+    gives a record with a null value and the status ``refused: <reason>``, like a size skip."""
     from solvers import solve
 
     opts = dict(task.options)
     if task.seed is not None:
         opts["seed"] = task.seed
-    r = solve(task.problem, task.method, **opts)
     rec = _base_record(task)
+    try:
+        r = solve(task.problem, task.method, **opts)
+    except (ValueError, ArithmeticError) as exc:  # the method cannot handle this problem: say so
+        rec.update({"kind": problem_kind(task.problem), "value": None, "optimal": False, "lower_bound": None,
+                    "seconds": 0.0, "status": "refused: " + " ".join(str(exc).split())})
+        return rec
     rec.update({"kind": problem_kind(task.problem), "value": r.energy, "optimal": r.optimal,
                 "lower_bound": r.lower_bound, "seconds": r.seconds, "status": r.status})
     return rec
@@ -213,7 +234,12 @@ def _run_dask(todo, scheduler, jobs, finish):
         raise ImportError(
             "--scheduler needs the optional package 'distributed' (pip install 'qubo-reference[dask]')"
         ) from None
-    with Client(scheduler) as client:
+    try:
+        client = Client(scheduler, timeout=SCHEDULER_TIMEOUT)
+    except (OSError, TimeoutError, ValueError, TypeError) as exc:
+        raise SchedulerError(f"cannot connect to {scheduler!r} within {SCHEDULER_TIMEOUT} s "
+                             f"({type(exc).__name__}: {exc})") from None
+    with client:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})), jobs)
         futures = [client.submit(_run_chunk, chunk, pure=False) for chunk in _chunks(todo, 8 * n_workers)]
         for fut in as_completed(futures):
@@ -234,16 +260,17 @@ def aggregate(problems, records, methods) -> list[dict]:
 
     ``gap = (value - optimum) / |optimum|`` against the best proven-optimal value among that
     problem's records; ``None`` when none is proven. Layer problems report ``loss``, raw QUBOs
-    ``energy``.
+    ``energy``. Records are matched by the problem's content hash alone (the name a record was
+    stored under is a label; the table shows the problem's current name), one per method.
     """
     out = []
     by_hash: dict = {}
     for rec in records:
-        by_hash.setdefault((rec["problem_hash"], rec["problem"]), []).append(rec)
+        by_hash.setdefault(rec["problem_hash"], {}).setdefault(rec["method"], rec)
     for prob in problems:
         kind = problem_kind(prob)
         order = {m: i for i, m in enumerate(methods)}
-        recs = sorted(by_hash.get((problem_hash(prob), prob_name(prob)), []), key=lambda r: order.get(r["method"], 1 << 30))
+        recs = sorted(by_hash.get(problem_hash(prob), {}).values(), key=lambda r: order.get(r["method"], 1 << 30))
         proven = [r["value"] for r in recs if r["optimal"] and r["value"] is not None]
         optimum = min(proven) if proven else None
         value_key = "loss" if kind == "layer" else "energy"

@@ -26,17 +26,59 @@ class ProblemFileError(ValueError):
     """A problem file that cannot be used; the message names the file and the problem."""
 
 
+#: Largest array read from a layer file (2^27 numbers, 1 GiB in float64); checked from its header.
+MAX_ELEMENTS = 2**27
+
+
+def _check_members(path: str, zf: zipfile.ZipFile) -> None:
+    """Check every member's header (shape, dtype) against its stored size before numpy reads it."""
+    for info in zf.infolist():
+        if not info.filename.endswith(".npy"):
+            continue
+        key = info.filename[:-4]
+        with zf.open(info) as fh:
+            try:
+                version = np.lib.format.read_magic(fh)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                    np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(fh)
+            except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
+                raise ProblemFileError(f"{path}: member {key!r} is not a readable array ({exc})") from None
+        if dtype.hasobject:
+            raise ProblemFileError(f"{path}: member {key!r} holds Python objects (pickled data), which are never loaded")
+        count = int(np.prod(shape, dtype=object))
+        if count > MAX_ELEMENTS:
+            raise ProblemFileError(f"{path}: member {key!r} claims shape {shape}, above the limit of "
+                                   f"{MAX_ELEMENTS} numbers an array")
+        if count * dtype.itemsize > info.file_size:
+            raise ProblemFileError(f"{path}: member {key!r} claims shape {shape} ({count * dtype.itemsize} bytes) "
+                                   f"but holds {info.file_size} bytes")
+
+
 def _read_npz(path: str) -> dict:
     if not os.path.isfile(path):
         raise ProblemFileError(f"{path}: no such file")
+    with open(path, "rb") as fh:
+        head = fh.read(6)
+    if head == b"\x93NUMPY":
+        raise ProblemFileError(f"{path}: is a .npy file (one array), not a .npz file; save the layer with "
+                               "numpy.savez(path, W=W, X=X, ...)")
+    if not zipfile.is_zipfile(path):
+        if head.startswith(b"PK"):
+            raise ProblemFileError(f"{path}: not a readable .npz file (a truncated or corrupted zip archive)")
+        raise ProblemFileError(f"{path}: not a .npz file (numpy.savez writes a zip archive of arrays)")
     try:
+        with zipfile.ZipFile(path) as zf:
+            _check_members(path, zf)
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
+    except ProblemFileError:
+        raise
     except ValueError as exc:
         if "pickle" in str(exc).lower():
             raise ProblemFileError(f"{path}: holds Python objects (pickled data), which are never loaded") from None
         raise ProblemFileError(f"{path}: not a readable .npz file ({exc})") from None
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+    except (OSError, zipfile.BadZipFile, EOFError, KeyError, NotImplementedError, RuntimeError) as exc:
         raise ProblemFileError(f"{path}: not a readable .npz file ({exc.__class__.__name__}: {exc})") from None
 
 
@@ -53,6 +95,8 @@ def load_layer(path: str):
         raise ProblemFileError(f"{path}: missing key(s) {missing}")
     try:
         W = as_float_array(data["W"], "W", ndim=2)
+        if W.shape[0] == 0 or W.shape[1] == 0:
+            raise ValueError(f"W must have at least one row and one column, found shape {W.shape}")
         X = as_float_array(data["X"], "X", ndim=2)
         if X.shape[1] != W.shape[1]:
             raise ValueError(f"X has {X.shape[1]} columns but W has {W.shape[1]} inputs")

@@ -78,7 +78,14 @@ SWEEP_KEYS = {
 }
 
 
-def _as_list(value, key, path, kind):
+#: Limits of a sweep file, checked from its keys before any layer is built: problems in one file,
+#: and numbers held by one problem (W, X and G) and by all of a file's problems together.
+MAX_SWEEP_PROBLEMS = 2000
+MAX_PROBLEM_NUMBERS = 2**24
+MAX_SWEEP_NUMBERS = 2**27
+
+
+def _as_list(value, key, path, kind, minimum=None):
     vals = value if isinstance(value, list) else [value]
     if not vals:
         raise ProblemFileError(f"{path}: sweep key {key!r} is an empty list")
@@ -87,7 +94,15 @@ def _as_list(value, key, path, kind):
             raise ProblemFileError(f"{path}: sweep key {key!r} must hold integers, found {v!r}")
         if kind is float and (isinstance(v, bool) or not isinstance(v, (int, float))):
             raise ProblemFileError(f"{path}: sweep key {key!r} must hold numbers, found {v!r}")
+        if minimum is not None and v < minimum:
+            raise ProblemFileError(f"{path}: sweep key {key!r} must hold values >= {minimum}, found {v!r}")
+    if len(set(vals)) != len(vals):
+        raise ProblemFileError(f"{path}: sweep key {key!r} repeats a value ({vals}); each problem would be doubled")
     return vals
+
+
+def _numbers(out, fan_in, spi) -> int:
+    return out * fan_in + spi * fan_in * fan_in + fan_in * fan_in  # W, X, G
 
 
 def load_config(path: str):
@@ -97,6 +112,10 @@ def load_config(path: str):
     ``samples_per_input`` (N = that times fan_in), ``seeds``; scalars ``out`` (rows),
     ``per_row``, ``symmetric``, ``name``. Layers come from
     :func:`reference.suites.correlated_layer` with the paper's MSE grid.
+
+    Refused before any layer is built: a repeated value in a list, a problem given by two
+    tables, negative seeds, more than :data:`MAX_SWEEP_PROBLEMS` problems, a layer of more than
+    :data:`MAX_PROBLEM_NUMBERS` numbers, or more than :data:`MAX_SWEEP_NUMBERS` in all.
     """
     try:
         import tomllib
@@ -119,17 +138,21 @@ def load_config(path: str):
     if unknown_top or "sweep" not in cfg:
         raise ProblemFileError(f"{path}: expected a [sweep] table (found {sorted(cfg) or 'nothing'})")
     sweeps = cfg["sweep"] if isinstance(cfg["sweep"], list) else [cfg["sweep"]]
-    problems = []
-    for sw in sweeps:
+    if not sweeps or not all(isinstance(sw, dict) for sw in sweeps):
+        raise ProblemFileError(f"{path}: 'sweep' must be a table [sweep] or tables [[sweep]], found {cfg['sweep']!r}")
+    plans, seen, total, numbers = [], {}, 0, 0
+    for t, sw in enumerate(sweeps, 1):
         unknown = sorted(set(sw) - set(SWEEP_KEYS))
         if unknown:
             raise ProblemFileError(f"{path}: unknown sweep key(s) {unknown}; allowed: {sorted(SWEEP_KEYS)}")
         s = {**SWEEP_KEYS, **sw}
-        fan_ins = _as_list(s["fan_in"], "fan_in", path, int)
+        if not isinstance(s["name"], str) or not s["name"]:
+            raise ProblemFileError(f"{path}: sweep key 'name' must be a non-empty string, found {s['name']!r}")
+        fan_ins = _as_list(s["fan_in"], "fan_in", path, int, minimum=1)
         bits_l = _as_list(s["bits"], "bits", path, int)
         rhos = _as_list(s["rho"], "rho", path, float)
-        spis = _as_list(s["samples_per_input"], "samples_per_input", path, int)
-        seeds = _as_list(s["seeds"], "seeds", path, int)
+        spis = _as_list(s["samples_per_input"], "samples_per_input", path, int, minimum=1)
+        seeds = _as_list(s["seeds"], "seeds", path, int, minimum=0)
         out = s["out"]
         if isinstance(out, bool) or not isinstance(out, int) or out < 1:
             raise ProblemFileError(f"{path}: sweep key 'out' must be an integer >= 1, found {out!r}")
@@ -138,15 +161,36 @@ def load_config(path: str):
                 raise ProblemFileError(f"{path}: sweep key {key!r} must be true or false, found {s[key]!r}")
         if any(not 0 <= r < 1 for r in rhos):
             raise ProblemFileError(f"{path}: sweep key 'rho' must lie in [0, 1), found {rhos}")
-        if any(f < 1 for f in fan_ins) or any(m < 1 for m in spis):
-            raise ProblemFileError(f"{path}: fan_in and samples_per_input must be >= 1")
-        for fan_in, bits, rho, spi, seed in itertools.product(fan_ins, bits_l, rhos, spis, seeds):
-            rng = np.random.default_rng([seed, fan_in, bits, spi, int(round(rho * 1000))])
-            W, X = correlated_layer(out, fan_in, spi * fan_in, rng, rho=rho)
-            try:
-                grid = fit_grid(W, bits=bits, per_row=s["per_row"], symmetric=s["symmetric"])
-            except ValueError as exc:
-                raise ProblemFileError(f"{path}: {exc}") from None
-            name = f"{s['name']}-in{fan_in}-b{bits}-rho{rho:g}-spi{spi}-seed{seed}"
+        if any(not 2 <= b <= 16 for b in bits_l):
+            raise ProblemFileError(f"{path}: sweep key 'bits': bits must be >= 2 and <= 16, found {bits_l}")
+        biggest = _numbers(out, max(fan_ins), max(spis))
+        if biggest > MAX_PROBLEM_NUMBERS:
+            raise ProblemFileError(
+                f"{path}: sweep {t} ('out', 'fan_in', 'samples_per_input') gives a layer of {biggest:,} numbers "
+                f"(W, X and G), above the limit of {MAX_PROBLEM_NUMBERS:,} a problem")
+        count = len(fan_ins) * len(bits_l) * len(rhos) * len(spis) * len(seeds)
+        total += count
+        numbers += sum(_numbers(out, f, m) for f in fan_ins for m in spis) * len(bits_l) * len(rhos) * len(seeds)
+        if total > MAX_SWEEP_PROBLEMS:
+            raise ProblemFileError(f"{path}: the sweep(s) give {total:,} problems or more, above the limit of "
+                                   f"{MAX_SWEEP_PROBLEMS:,} a file (problems are built before the run); split the file")
+        if numbers > MAX_SWEEP_NUMBERS:
+            raise ProblemFileError(f"{path}: the sweep(s) hold {numbers:,} numbers or more, above the limit of "
+                                   f"{MAX_SWEEP_NUMBERS:,} (1 GiB) a file; split the file")
+        for combo in itertools.product(fan_ins, bits_l, rhos, spis, seeds):
+            name = "{}-in{}-b{}-rho{:g}-spi{}-seed{}".format(s["name"], *combo[:2], combo[2], *combo[3:])
+            key = (out, s["per_row"], s["symmetric"], combo)
+            if name in seen or key in seen:
+                raise ProblemFileError(f"{path}: sweep {t} repeats problem {name} of sweep {seen.get(name, seen.get(key))}")
+            seen[name] = seen[key] = t
+            plans.append((s, out, combo, name))
+    problems = []
+    for s, out, (fan_in, bits, rho, spi, seed), name in plans:
+        rng = np.random.default_rng([seed, fan_in, bits, spi, int(round(rho * 1000))])
+        W, X = correlated_layer(out, fan_in, spi * fan_in, rng, rho=rho)
+        try:
+            grid = fit_grid(W, bits=bits, per_row=s["per_row"], symmetric=s["symmetric"])
             problems.append(LayerProblem(W, grid, X=X, name=name))
+        except ValueError as exc:
+            raise ProblemFileError(f"{path}: {name}: {exc}") from None
     return problems

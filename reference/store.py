@@ -15,7 +15,11 @@ import sqlite3
 import time
 from importlib import metadata
 
-__all__ = ["ResultStore", "task_key", "package_versions", "PROJECT_VERSION"]
+__all__ = ["ResultStore", "StoreError", "task_key", "package_versions", "PROJECT_VERSION"]
+
+
+class StoreError(ValueError):
+    """A file that is not a usable results store of this project, or a corrupted row in one."""
 
 
 def _version(dist: str) -> str | None:
@@ -56,20 +60,49 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+_COLUMNS = {
+    "results": ["key", "problem_hash", "problem_name", "method", "options", "seed", "version", "record", "finished"],
+    "meta": ["name", "value"],
+}
+
+#: Keys and types every stored record must have (a row without them is corrupted).
+_RECORD = {"problem_hash": str, "method": str, "kind": str, "optimal": bool, "status": str,
+           "seconds": (int, float)}
+
+
+def _existing_schema(db) -> dict:
+    """``{table: [columns]}`` of the file, read without writing (DatabaseError if not SQLite)."""
+    tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    return {t: [r[1] for r in db.execute(f'PRAGMA table_info("{t}")')] for t in tables}
+
+
 class ResultStore:
-    """SQLite file of finished tasks. Use as a context manager or call :meth:`close`."""
+    """SQLite file of finished tasks. Use as a context manager or call :meth:`close`.
+
+    A file that is not SQLite, or an SQLite file with tables other than this store's, is refused
+    with :class:`StoreError` before anything is written to it (it is left byte for byte as it was).
+    """
 
     def __init__(self, path: str):
         self.path = path
+        self._db = None
         try:
             self._db = sqlite3.connect(path)
+            schema = _existing_schema(self._db)
+            if schema and schema != {t: c for t, c in _COLUMNS.items() if t in schema}:
+                raise StoreError(f"{path}: not a results store of this project (it has tables "
+                                 f"{sorted(schema)}); give a new file or one written by this command")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise ValueError(f"{path}: not a usable results store ({exc})") from None
-        versions = json.dumps(package_versions(), sort_keys=True)
-        with self._db:
-            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('versions', ?)", (versions,))
+            versions = json.dumps(package_versions(), sort_keys=True)
+            with self._db:
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('versions', ?)", (versions,))
+        except StoreError:
+            self.close()
+            raise
+        except sqlite3.Error as exc:
+            self.close()
+            raise StoreError(f"{path}: not a usable results store ({exc})") from None
 
     def __enter__(self):
         return self
@@ -78,25 +111,49 @@ class ResultStore:
         self.close()
 
     def close(self) -> None:
-        self._db.close()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def _record(self, text, key) -> dict:
+        try:
+            rec = json.loads(text)
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"{self.path}: the row of task {key[:12]} is corrupted ({exc}); delete the "
+                             "row or use a new store") from None
+        bad = not isinstance(rec, dict) or any(not isinstance(rec.get(k), t) for k, t in _RECORD.items())
+        if not bad:
+            v = rec.get("value")
+            bad = v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)))
+        if bad:
+            raise StoreError(f"{self.path}: the row of task {key[:12]} is corrupted (not a complete record); "
+                             "delete the row or use a new store")
+        return rec
 
     def get(self, key: str) -> dict | None:
-        row = self._db.execute("SELECT record FROM results WHERE key = ?", (key,)).fetchone()
-        return None if row is None else json.loads(row[0])
+        """The stored record of ``key`` (None if absent); StoreError if its row is corrupted."""
+        try:
+            row = self._db.execute("SELECT record FROM results WHERE key = ?", (key,)).fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot read the store ({exc})") from None
+        return None if row is None else self._record(row[0], key)
 
     def put(self, key: str, record: dict) -> None:
         """Insert one finished task and commit at once (a key already present is kept)."""
-        with self._db:
-            self._db.execute(
-                "INSERT OR IGNORE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (key, record["problem_hash"], record.get("problem"), record["method"],
-                 json.dumps(record.get("options", {}), sort_keys=True), record.get("seed"),
-                 PROJECT_VERSION, json.dumps(record, sort_keys=True), time.time()),
-            )
+        try:
+            with self._db:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (key, record["problem_hash"], record.get("problem"), record["method"],
+                     json.dumps(record.get("options", {}), sort_keys=True), record.get("seed"),
+                     PROJECT_VERSION, json.dumps(record, sort_keys=True), time.time()),
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot write the store ({exc})") from None
 
     def rows(self) -> list[dict]:
         """Every stored record, ordered by key."""
-        return [json.loads(r[0]) for r in self._db.execute("SELECT record FROM results ORDER BY key")]
+        return [self._record(r[1], r[0]) for r in self._db.execute("SELECT key, record FROM results ORDER BY key")]
 
     def versions(self) -> dict:
         row = self._db.execute("SELECT value FROM meta WHERE name = 'versions'").fetchone()

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import as_float_array
+from ._validation import as_float_array, check_tolerance
 
 __all__ = [
     "RoundingReport",
@@ -141,7 +141,9 @@ def assert_rounding_within(W, grid, *, X=None, G=None, q=None, W_hat=None, rtol:
 
     Raises AssertionError with the loss, the optimum, the gap and the rows that lose most when it
     is not, or when the optimum could not be proven. Returns the :class:`RoundingReport`.
+    ``rtol`` and ``atol`` must be finite and >= 0 (a NaN would let every rounding pass).
     """
+    rtol, atol = check_tolerance(rtol, "rtol"), check_tolerance(atol, "atol")
     rep = rounding_report(W, grid, X=X, G=G, q=q, W_hat=W_hat, method=method, time_limit=time_limit)
     if rep.optimum is None:
         raise AssertionError(f"the oracle could not prove the optimum within its limit: {rep}")
@@ -209,7 +211,9 @@ def sparse_code_report(Phi, X, A, lam, max_atoms: int | None = None) -> SparseRe
 def assert_sparse_code_within(Phi, X, A, lam, rtol: float = 0.0, atol: float = 0.0,
                               max_atoms: int | None = None) -> SparseReport:
     """Assert that every code's l0 objective is within ``optimum * (1 + rtol) + atol`` of its signal's
-    exact l0 optimum; the message names the worst signal, its objective, its optimum and its support."""
+    exact l0 optimum; the message names the worst signal, its objective, its optimum and its support.
+    ``rtol`` and ``atol`` must be finite and >= 0."""
+    rtol, atol = check_tolerance(rtol, "rtol"), check_tolerance(atol, "atol")
     rep = sparse_code_report(Phi, X, A, lam, max_atoms=max_atoms)
     limit = rep.optimum * (1 + rtol) + atol
     bad = rep.objective > limit * (1 + 1e-12) + 1e-300

@@ -145,13 +145,19 @@ def solve(problem, method="exhaustive", *, workers=1, **options) -> Result:
                 f"{method_names('qubo')}"
             )
         m.check_size(problem.n, opts)
-        run = lambda: m.run(problem, **opts)  # noqa: E731
+        if problem.n == 0:  # no variable: the one (empty) state is optimal, whatever the method
+            run = lambda: Outcome(x=np.zeros(0, dtype=np.int8), optimal=True, status="optimal")  # noqa: E731
+        else:
+            run = lambda: m.run(problem, **opts)  # noqa: E731
         energy_of = problem.energy
     t0 = time.perf_counter()
     out = run()
     seconds = time.perf_counter() - t0
     x = np.asarray(out.x, dtype=np.int8)
     energy = float(energy_of(x))
+    if not np.isfinite(energy):  # never report a NaN or an overflow, let alone call it optimal
+        raise ValueError(f"method {m.name!r}: the energy of its state is {energy} in float64; the problem's "
+                         "coefficients are too large for its energies to be computed")
     lower = energy if out.optimal else out.lower_bound
     if lower is not None:
         lower = float(min(lower, energy))

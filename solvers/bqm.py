@@ -11,9 +11,27 @@ from __future__ import annotations
 
 import numpy as np
 
-from reference._validation import as_float_array
+from reference._validation import as_float_array, as_int_scalar
 
-__all__ = ["BQM"]
+__all__ = ["BQM", "MAX_DENSE_VARS", "MAX_ENERGY"]
+
+#: Largest bound ``2 sum|P| + sum|q| + |c|`` on the energies (2^1000, about 1e301): it leaves the
+#: solvers 2^23 of headroom below float64's largest number for their own sums and shifts.
+MAX_ENERGY = 2.0**1000
+
+#: Largest model built as a dense matrix (P alone is 200 MB at this size); checked before allocating.
+MAX_DENSE_VARS = 5000
+
+
+def check_n_vars(n, name: str) -> int:
+    """A variable count ``0 <= n <= MAX_DENSE_VARS``, checked before a dense (n, n) matrix is allocated."""
+    if n < 0:
+        raise ValueError(f"{name} must be >= 0, found {n}")
+    if n > MAX_DENSE_VARS:
+        size = f"{8 * n * n / 2**30:.1f} GiB" if n < 10**9 else "more than 7 EiB"
+        raise ValueError(f"{name} == {n} is above the limit of {MAX_DENSE_VARS} variables of a dense model "
+                         f"({size} for P alone)")
+    return n
 
 
 class BQM:
@@ -30,6 +48,9 @@ class BQM:
         Names of the variables (kept through dimod conversions); default ``0 .. n-1``.
     name : str, optional
         A name for tables and result files.
+
+    Refused (ValueError): NaN or inf, subnormal coefficients (their precision is lost), and
+    models whose bound ``2 sum|P| + sum|q| + |c|`` on ``|E(v)|`` exceeds :data:`MAX_ENERGY`.
     """
 
     __slots__ = ("P", "q", "c", "labels", "name")
@@ -53,7 +74,20 @@ class BQM:
             labels = list(labels)
             if len(labels) != n or len(set(labels)) != n:
                 raise ValueError(f"labels must be {n} distinct names, found {len(labels)} ({len(set(labels))} distinct)")
-        self.P = (P + P.T) / 2
+        P = P / 2 + P.T / 2  # halves first: (P + P.T) / 2 overflows for entries near 1e308
+        for what, arr in (("P", P), ("q", q)):
+            if np.any((arr != 0) & (np.abs(arr) < np.finfo(np.float64).tiny)):
+                raise ValueError(f"{what} holds subnormal numbers (nonzero, below {np.finfo(np.float64).tiny:.3g}): "
+                                 "they have lost their precision in float64; rescale the model")
+        with np.errstate(over="ignore"):
+            bound = float(2 * np.sum(np.abs(P)) + np.sum(np.abs(q)) + abs(c))
+        if not bound <= MAX_ENERGY:
+            raise ValueError(
+                f"P, q and c are too large for float64: 2 sum|P| + sum|q| + |c| (a bound on |E(v)|) is "
+                f"{bound:.3g}, above {MAX_ENERGY:.3g}; sums of such coefficients overflow to inf or NaN, so "
+                "rescale the model"
+            )
+        self.P = P
         self.q = q
         self.c = c
         self.labels = labels
@@ -162,21 +196,26 @@ class BQM:
         (i, j) and (j, i) both count, as in ``v^T Q v``.
         """
         if isinstance(Q, dict):
-            keys = [k for pair in Q for k in pair]
-            if any(not isinstance(k, (int, np.integer)) or k < 0 for k in keys):
-                raise ValueError("Q dict keys must be pairs of non-negative integer indices")
-            size = (max(keys) + 1 if keys else 0) if n is None else int(n)
+            for key in Q:
+                if not isinstance(key, tuple) or len(key) != 2 or any(
+                        isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 0
+                        for k in key):
+                    raise ValueError(f"Q dict keys must be pairs (i, j) of non-negative integer indices, "
+                                     f"found {key!r}")
+            keys = [int(k) for pair in Q for k in pair]
+            size = (max(keys) + 1 if keys else 0) if n is None else as_int_scalar(n, "n")
+            check_n_vars(size, "n" if n is not None else "the number of variables of Q")
             M = np.zeros((size, size))
             for (i, j), b in Q.items():
                 if max(i, j) >= size:
                     raise ValueError(f"Q names variable {max(i, j)} but n == {size}")
-                M[i, j] += float(b)
+                M[i, j] += float(as_float_array(b, f"Q[{(int(i), int(j))}]", ndim=0))
         else:
             M = as_float_array(Q, "Q", ndim=2)
             if M.shape[0] != M.shape[1]:
                 raise ValueError(f"Q must be square, found shape {M.shape}")
         M = as_float_array(M, "Q")
-        sym = (M + M.T) / 2
+        sym = M / 2 + M.T / 2
         q = np.diag(sym).copy()
         np.fill_diagonal(sym, 0.0)
         return cls(sym, q, offset)
@@ -209,6 +248,7 @@ class BQM:
         if bqm.vartype is dimod.SPIN:
             bqm = bqm.change_vartype(dimod.BINARY, inplace=False)
         labels = list(bqm.variables)
+        check_n_vars(len(labels), "the number of variables of bqm")
         vec = bqm.to_numpy_vectors(variable_order=labels)
         n = len(labels)
         P = np.zeros((n, n))

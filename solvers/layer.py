@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reference._validation import as_float_array
+from reference._validation import as_float_array, as_int_scalar, check_loss_range
 from reference.grid import Grid, _updown
 from reference.loss import gram
 
@@ -61,7 +61,8 @@ class LayerProblem:
             X = as_float_array(X, "X", ndim=2)
             if X.shape[1] != W.shape[1]:
                 raise ValueError(f"X must have shape (N, {W.shape[1]}) to match W's {W.shape[1]} inputs, found {X.shape}")
-            G = gram(X)
+            with np.errstate(over="ignore", under="ignore"):  # checked by check_loss_range
+                G = gram(X)
         else:
             G = as_float_array(G, "G", shape=(W.shape[1], W.shape[1]))
             scale = max(1.0, float(np.max(np.abs(G)))) if G.size else 1.0
@@ -71,6 +72,7 @@ class LayerProblem:
                 raise ValueError("G must be positive semidefinite (a Gram matrix X^T X / N)")
             G = (G + G.T) / 2
         grid.per_row(W.shape[0])  # validates the grid's length against W
+        check_loss_range(W, G, grid, X)
         ud = _updown(W, grid)
         self.W = W
         self.G = G
@@ -118,6 +120,7 @@ class LayerProblem:
 
     def row_bqm(self, k: int) -> BQM:
         """The row-``k`` model over its free variables (labels = column indices)."""
+        k = as_int_scalar(k, "k")
         if not 0 <= k < self.n_rows:
             raise ValueError(f"k must lie in [0, {self.n_rows}), found {k}")
         if k not in self._rows:

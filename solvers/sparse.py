@@ -253,7 +253,9 @@ def code(Phi, X, penalty: str = "l1", lam=0.1, method: str = "fista", **options)
     lam = check_lambda(lam)
     Phi = check_dictionary(Phi)
     X, single = check_signals(X, Phi.shape[0])
-    prob = _Problem(Phi, X, penalty, lam)
+    with np.errstate(over="ignore"):  # checked at once by _check_magnitudes
+        prob = _Problem(Phi, X, penalty, lam)
+    _check_magnitudes(prob)
     t0 = time.perf_counter()
     out = m.run(prob, **opts)
     seconds = time.perf_counter() - t0
@@ -269,6 +271,16 @@ def code(Phi, X, penalty: str = "l1", lam=0.1, method: str = "fista", **options)
 
 
 # ---------------------------------------------------------------------------------- helpers
+def _check_magnitudes(prob) -> None:
+    """Refuse signals or atoms whose squared norms or products overflow float64 (the objective
+    ``1/2 ||x - Phi a||^2`` could not be computed)."""
+    xmax = float(np.sqrt(np.max(prob.xx, initial=0.0)))
+    pmax = float(np.max(prob.norms, initial=0.0))
+    if not (np.isfinite(xmax) and np.isfinite(pmax * pmax) and np.isfinite(xmax * pmax)):
+        raise ValueError("X and Phi are too large for float64: squared norms ||x||^2, ||phi||^2 or "
+                         "products x^T phi overflow; rescale them")
+
+
 def _check_iter_opts(max_iter, tol):
     max_iter = check_positive_int(max_iter, "max_iter", minimum=1)
     tol = float(as_float_array(tol, "tol", ndim=0))
@@ -1139,13 +1151,15 @@ def _ls_on_supports(Phi, X, sup):
 @_register("exact", options={"max_atoms": EXACT_MAX_ATOMS}, penalties=("l0", "cel0"),
            summary="exact l0 optimum by enumerating supports (incremental Cholesky)")
 def _exact(prob, max_atoms):
-    K = prob.G.shape[0]
-    _exact_check(K, max_atoms)
+    K = prob.Phi.shape[1]
+    _exact_check(K, max_atoms)  # before the (K, K) Gram matrix is built
     n = prob.Phi.shape[0]
     lam = prob.lam
     limit = min(K, n)
-    if lam > 0:
-        limit = min(limit, int(math.floor(float(np.max(prob.xx, initial=0.0)) / (2 * lam))))
+    if lam > 0:  # a support larger than ||x||^2 / (2 lam) costs more than the empty one
+        ratio = float(np.max(prob.xx, initial=0.0)) / (2 * lam)
+        if ratio < limit:  # an inf ratio (a subnormal lam) leaves the limit as it is
+            limit = int(math.floor(ratio))
     best, sup, visited = exact_l0(prob.G, prob.B, prob.xx, lam, limit)
     A = _ls_on_supports(prob.Phi, prob.X, sup)
     return _Out(A, int(sup.sum(1).max(initial=0)), True, optimal=True, status="optimal",
