@@ -1,9 +1,19 @@
 """Reading a user's layer file (``.npz``) into a rounding problem. Files are data, never code.
 
-Keys: ``W`` (out, in) and ``X`` (N, in), required; then either a grid, ``scale`` (scalar or one per
-row) with ``qmin`` and ``qmax`` and optionally ``zero_point`` (scalar or one per row, default 0),
-or ``bits`` (2..16, default 4) to let the oracle fit the paper's grid (symmetric, per row,
-weight-MSE scale search). Any other key is refused, so a typo is not silently ignored.
+Keys: ``W`` and ``X``, required, as one of
+
+* a linear layer: ``W`` (out, in) and ``X`` (N, in);
+* a token layer: ``W`` (out, in) and ``X`` (N, T, in), the ``N*T`` tokens are the samples;
+* a convolution: ``W`` (C_out, C_in/groups, kh, kw) and ``X`` (N, C_in, H, W), with optional
+  ``stride``, ``padding`` (zeros, >= 0), ``dilation`` (each an int or two ints) and ``groups``
+  (an int dividing C_in and C_out); the problem is :class:`solvers.ConvProblem`, whose loss is
+  Eq. 20 on patches (mean over samples and output positions, summed over channels);
+
+then either a grid, ``scale`` (scalar or one per row, i.e. per output channel) with ``qmin`` and
+``qmax`` and optionally ``zero_point`` (scalar or one per row, default 0), or ``bits`` (2..16,
+default 4) to let the oracle fit the paper's grid (symmetric, per row, weight-MSE scale search).
+Any other key is refused, so a typo is not silently ignored; the conv keys are refused on a
+linear or token layer.
 """
 
 from __future__ import annotations
@@ -19,7 +29,8 @@ from .grid import Grid, fit_grid
 __all__ = ["ProblemFileError", "load_layer"]
 
 _GRID_KEYS = {"scale", "qmin", "qmax", "zero_point"}
-_ALLOWED = {"W", "X", "bits"} | _GRID_KEYS
+_CONV_KEYS = {"stride", "padding", "dilation", "groups"}
+_ALLOWED = {"W", "X", "bits"} | _GRID_KEYS | _CONV_KEYS
 
 
 class ProblemFileError(ValueError):
@@ -52,25 +63,58 @@ def load_layer(path: str):
     if missing:
         raise ProblemFileError(f"{path}: missing key(s) {missing}")
     try:
-        W = as_float_array(data["W"], "W", ndim=2)
-        X = as_float_array(data["X"], "X", ndim=2)
-        if X.shape[1] != W.shape[1]:
-            raise ValueError(f"X has {X.shape[1]} columns but W has {W.shape[1]} inputs")
-        given = _GRID_KEYS & set(data)
-        if given:
-            if "bits" in data:
-                raise ValueError("give either a grid (scale, qmin, qmax[, zero_point]) or bits, not both")
-            need = sorted({"scale", "qmin", "qmax"} - given)
-            if need:
-                raise ValueError(f"a grid needs scale, qmin and qmax; missing {need}")
-            grid = Grid(data["scale"], as_int_scalar(data["qmin"], "qmin"), as_int_scalar(data["qmax"], "qmax"),
-                        data.get("zero_point", 0))
-        else:
-            bits = as_int_scalar(data["bits"], "bits") if "bits" in data else 4
-            grid = fit_grid(W, bits=bits)
+        W = as_float_array(data["W"], "W")
+        X = as_float_array(data["X"], "X")
+        if W.ndim == 4:
+            return _conv_layer(path, data, W, X)
+        if W.ndim != 2:
+            raise ValueError(f"W must be 2-D (out, in) or 4-D (C_out, C_in/groups, kh, kw), found shape {W.shape}")
+        conv_given = sorted(_CONV_KEYS & set(data))
+        if conv_given:
+            raise ValueError(f"key(s) {conv_given} apply to a convolution (4-D W), but W is 2-D")
+        if X.ndim not in (2, 3):
+            raise ValueError(f"X must be 2-D (N, in) or, for token inputs, 3-D (N, T, in) with a 2-D W, "
+                             f"found shape {X.shape}")
+        if X.shape[-1] != W.shape[1]:
+            raise ValueError(f"X has {X.shape[-1]} columns but W has {W.shape[1]} inputs")
+        if X.shape[0] == 0 or (X.ndim == 3 and X.shape[1] == 0):
+            raise ValueError(f"X must hold at least one sample, found shape {X.shape}")
+        grid = _grid(data, W)
         name = os.path.splitext(os.path.basename(path))[0]
         return LayerProblem(W, grid, X=X, name=name)
     except ProblemFileError:
         raise
     except ValueError as exc:
         raise ProblemFileError(f"{path}: {exc}") from None
+
+
+def _grid(data: dict, W2) -> Grid:
+    """The file's grid keys, or the paper's grid fitted on ``W2`` (out, fan_in)."""
+    given = _GRID_KEYS & set(data)
+    if given:
+        if "bits" in data:
+            raise ValueError("give either a grid (scale, qmin, qmax[, zero_point]) or bits, not both")
+        need = sorted({"scale", "qmin", "qmax"} - given)
+        if need:
+            raise ValueError(f"a grid needs scale, qmin and qmax; missing {need}")
+        return Grid(data["scale"], as_int_scalar(data["qmin"], "qmin"), as_int_scalar(data["qmax"], "qmax"),
+                    data.get("zero_point", 0))
+    bits = as_int_scalar(data["bits"], "bits") if "bits" in data else 4
+    return fit_grid(W2, bits=bits)
+
+
+def _conv_layer(path: str, data: dict, W, X):
+    from solvers import ConvProblem
+
+    from .conv import conv_geometry
+
+    if X.ndim != 4:
+        raise ValueError(f"X must be 4-D (N, C_in, H, W) for a convolution (4-D W), found shape {X.shape}")
+    if X.shape[0] == 0:
+        raise ValueError(f"X must hold at least one sample, found shape {X.shape}")
+    opts = {k: data[k] for k in _CONV_KEYS if k in data}
+    geo = conv_geometry(W.shape, X.shape[1], **opts)  # every geometry refusal names its key
+    geo.output_size(X.shape[2], X.shape[3])
+    grid = _grid(data, W.reshape(W.shape[0], -1))
+    name = os.path.splitext(os.path.basename(path))[0]
+    return ConvProblem(W, grid, X, name=name, **opts)

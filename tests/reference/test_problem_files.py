@@ -1,0 +1,88 @@
+"""Conv and token layer files for ``--problem``: what is read, and every refusal (exit 2, one line)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from reference.compare import main
+from reference.conv import conv_loss
+from reference.grid import fit_grid
+from reference.problem_files import load_layer
+from solvers import ConvProblem, LayerProblem
+
+
+def _conv(rng, c_out=3, c_in=2, k=3, n=4, hw=5):
+    return rng.normal(size=(c_out, c_in, k, k)), rng.normal(size=(n, c_in, hw, hw))
+
+
+def test_conv_file_is_a_conv_problem_and_json_loss_is_the_local_loss(tmp_path):
+    rng = np.random.default_rng(0)
+    W, X = _conv(rng, c_out=4, c_in=4)
+    path = tmp_path / "dw.npz"
+    np.savez(path, W=W[:, :2], X=X, stride=2, padding=np.array([1, 0]), dilation=1, groups=2, bits=3)
+    prob = load_layer(str(path))
+    assert isinstance(prob, ConvProblem)
+    assert prob.geometry.stride == (2, 2) and prob.geometry.padding == (1, 0) and prob.geometry.groups == 2
+    out = tmp_path / "o.json"
+    assert main(["--problem", str(path), "--methods", "nearest,exhaustive", "--json", str(out), "--jobs", "1"]) == 0
+    res = {r["method"]: r for r in json.loads(out.read_text())["problems"][0]["results"]}
+    grid = fit_grid(W[:, :2].reshape(4, -1), bits=3)
+    s = grid.scale.reshape(-1, 1)
+    w_hat = s * np.round(W[:, :2].reshape(4, -1) / s)  # nearest, symmetric grid
+    w_hat = np.clip(w_hat, s * grid.qmin, s * grid.qmax).reshape(W[:, :2].shape)
+    want = conv_loss(W[:, :2], X, w_hat, stride=2, padding=(1, 0), groups=2)
+    assert res["nearest"]["loss"] == pytest.approx(want, rel=1e-10)
+    assert res["exhaustive"]["optimal"] and res["exhaustive"]["loss"] <= want * (1 + 1e-12)
+
+
+def test_conv_file_with_a_per_channel_grid(tmp_path):
+    rng = np.random.default_rng(1)
+    W, X = _conv(rng)
+    path = tmp_path / "c.npz"
+    np.savez(path, W=W, X=X, scale=np.array([0.1, 0.2, 0.3]), qmin=-8, qmax=7, padding=1)
+    prob = load_layer(str(path))
+    assert prob.grid.scale.size == 3 and prob.shape == (3, 18)
+
+
+def test_token_file_equals_the_flattened_file(tmp_path):
+    rng = np.random.default_rng(2)
+    W, X = rng.normal(size=(3, 5)), rng.normal(size=(4, 6, 5))
+    np.savez(tmp_path / "t.npz", W=W, X=X)
+    np.savez(tmp_path / "f.npz", W=W, X=X.reshape(24, 5))
+    t, f = load_layer(str(tmp_path / "t.npz")), load_layer(str(tmp_path / "f.npz"))
+    assert type(t) is LayerProblem
+    np.testing.assert_array_equal(t.G, f.G)
+
+
+def _bad():
+    rng = np.random.default_rng(3)
+    W, X = _conv(rng)
+    return [
+        (dict(W=W, X=X[:, :1]), "W must have C_in/groups = 1 input channels"),
+        (dict(W=W, X=X, groups=3), "groups must divide C_in"),
+        (dict(W=W[:, :1], X=X, groups=2, bits=3), "groups must divide C_out"),
+        (dict(W=W, X=X[:, :, :2]), "output map is empty"),
+        (dict(W=W, X=X, padding=-1), "padding must be >= 0"),
+        (dict(W=W, X=X, stride=0), "stride must be >= 1"),
+        (dict(W=W, X=X, dilation=np.array([1, 2, 3])), "dilation must be an int or two ints"),
+        (dict(W=W, X=X, groups=1.5), "groups must be an integer"),
+        (dict(W=W, X=X[:, :, :, :, None]), "X must be 4-D"),
+        (dict(W=W, X=X[:0]), "X must hold at least one sample"),
+        (dict(W=W, X=X, scale=np.array([0.1, 0.2]), qmin=-8, qmax=7), "scale"),
+        (dict(W=W[0, 0], X=X[0, 0], stride=2), "apply to a convolution"),
+        (dict(W=W[0, 0], X=np.ones((2, 3, 4))), "X has 4 columns but W has 3 inputs"),
+        (dict(W=W[0], X=X), "W must be 2-D (out, in) or 4-D"),
+        (dict(W=W[0, 0], X=np.ones((2, 3, 4, 3))), "X must be 2-D (N, in) or, for token inputs, 3-D"),
+    ]
+
+
+@pytest.mark.parametrize("content, message", _bad())
+def test_bad_conv_and_token_files_exit_2_with_one_line(tmp_path, capsys, content, message):
+    path = tmp_path / "bad.npz"
+    np.savez(path, **content)
+    assert main(["--problem", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(path) in err and message in err, err
