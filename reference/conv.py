@@ -126,20 +126,29 @@ def conv_geometry(W_shape, c_in: int, stride=1, padding=0, dilation=1, groups=1)
                         padding=_pair(padding, "padding", 0), dilation=_pair(dilation, "dilation", 1))
 
 
-def _patches_of(Xp: np.ndarray, geo: ConvGeometry, group: int, Ho: int, Wo: int) -> np.ndarray:
-    """Patches of the padded inputs ``Xp`` (n, C_in, H+2p, W+2p) for one group: (n*Ho*Wo, fan_in),
-    rows ordered (sample, i, j), columns ``(c, a, b)`` as ``W.reshape(C_out, -1)``."""
+def _im2col(Xc: np.ndarray, geo: ConvGeometry, Ho: int, Wo: int) -> np.ndarray:
+    """Patches of padded inputs ``Xc`` (n, C, H+2p, W+2p): (n, Ho, Wo, C, kh, kw)."""
     (kh, kw), (sh, sw), (dh, dw) = geo.kernel, geo.stride, geo.dilation
-    cg = geo.c_in_group
-    Xg = Xp[:, group * cg:(group + 1) * cg]
-    n = Xg.shape[0]
-    out = np.empty((n, Ho, Wo, cg, kh, kw))
+    n, C = Xc.shape[:2]
+    out = np.empty((n, Ho, Wo, C, kh, kw))
     for a in range(kh):
         for b in range(kw):
             r0, c0 = a * dh, b * dw
-            win = Xg[:, :, r0:r0 + sh * (Ho - 1) + 1:sh, c0:c0 + sw * (Wo - 1) + 1:sw]  # (n, cg, Ho, Wo)
+            win = Xc[:, :, r0:r0 + sh * (Ho - 1) + 1:sh, c0:c0 + sw * (Wo - 1) + 1:sw]  # (n, C, Ho, Wo)
             out[:, :, :, :, a, b] = win.transpose(0, 2, 3, 1)
-    return out.reshape(n * Ho * Wo, cg * kh * kw)
+    return out
+
+
+def _patches_of(Xp: np.ndarray, geo: ConvGeometry, group: int, Ho: int, Wo: int) -> np.ndarray:
+    """Patches of the padded inputs ``Xp`` (n, C_in, H+2p, W+2p) for one group: (n*Ho*Wo, fan_in),
+    rows ordered (sample, i, j), columns ``(c, a, b)`` as ``W.reshape(C_out, -1)``."""
+    cg = geo.c_in_group
+    return _im2col(Xp[:, group * cg:(group + 1) * cg], geo, Ho, Wo).reshape(-1, geo.fan_in)
+
+
+def _patches_all(Xp: np.ndarray, geo: ConvGeometry, Ho: int, Wo: int) -> np.ndarray:
+    """Patches of every group at once: (n*Ho*Wo, groups, fan_in) (channel ``g C_g + c``)."""
+    return _im2col(Xp, geo, Ho, Wo).reshape(-1, geo.groups, geo.fan_in)
 
 
 def _pad(X: np.ndarray, geo: ConvGeometry) -> np.ndarray:
@@ -224,3 +233,17 @@ def conv_loss(W, X, W_hat, stride=1, padding=0, dilation=1, groups=1) -> float:
     geo = conv_geometry(W.shape, X.shape[1], stride, padding, dilation, groups)
     R = _conv2d(X, (W - W_hat).reshape(geo.c_out, -1), geo)
     return float(np.einsum("nohw,nohw->", R, R) / (R.shape[0] * R.shape[2] * R.shape[3]))
+
+
+def _patches_adjoint(dP: np.ndarray, geo: ConvGeometry, n: int, H: int, W: int) -> np.ndarray:
+    """The adjoint of :func:`_patches_all`: patch gradients ``dP`` of shape (n*Ho*Wo, groups,
+    fan_in) scattered back onto the (unpadded) inputs, shape (n, C_in, H, W)."""
+    (kh, kw), (sh, sw), (dh, dw), (ph, pw) = geo.kernel, geo.stride, geo.dilation, geo.padding
+    Ho, Wo = geo.output_size(H, W)
+    dXp = np.zeros((n, geo.c_in, H + 2 * ph, W + 2 * pw))
+    D = dP.reshape(n, Ho, Wo, geo.c_in, kh, kw)
+    for a in range(kh):
+        for b in range(kw):
+            r0, c0 = a * dh, b * dw
+            dXp[:, :, r0:r0 + sh * (Ho - 1) + 1:sh, c0:c0 + sw * (Wo - 1) + 1:sw] += D[:, :, :, :, a, b].transpose(0, 3, 1, 2)
+    return dXp[:, :, ph:ph + H, pw:pw + W]
