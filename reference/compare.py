@@ -161,9 +161,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", action="append", default=[], metavar="FILE.toml", help="a generator sweep")
     p.add_argument("--methods", help="comma-separated method names (default: every registered method)")
     p.add_argument("--seed", type=int, default=0, help="seed for the suites and every random method (default 0)")
-    p.add_argument("--tree-nodes", type=int, default=TREE_NODES, metavar="N",
-                   help=f"node budget of the exact tree search per row (default {TREE_NODES:,}; a row that "
-                        "needs more reports its best state and a proven bound, not an optimum)")
+    p.add_argument("--tree-nodes", type=int, default=None, metavar="N",
+                   help=f"node budget of the exact tree search per row (default {TREE_NODES:,}, or the suite's own "
+                        "budget, e.g. cnn's; a row that needs more reports its best state and a proven bound, not an "
+                        "optimum)")
     p.add_argument("--jobs", type=int, default=None,
                    help="parallel worker processes (default: the number of cores; 1 runs serially)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="run the tasks on a Dask distributed cluster")
@@ -196,7 +197,7 @@ def main(argv=None) -> int:
     from .problem_files import ProblemFileError, load_layer
     from .sources import load_config, load_qubo_file
     from .store import ResultStore
-    from .suites import REPORTS, SUITES
+    from .suites import REPORTS, SUITE_OPTIONS, SUITES
 
     args = _parser().parse_args(argv)
     if args.methods:
@@ -209,7 +210,7 @@ def main(argv=None) -> int:
     jobs = _default_jobs() if args.jobs is None else args.jobs
     if jobs < 1:
         return _fail(f"--jobs must be >= 1, found {jobs}")
-    if args.tree_nodes < 1:
+    if args.tree_nodes is not None and args.tree_nodes < 1:
         return _fail(f"--tree-nodes must be >= 1, found {args.tree_nodes}")
     problems = []
     try:
@@ -223,9 +224,12 @@ def main(argv=None) -> int:
         return _fail(str(exc))
     given = args.problem or args.qubo or args.config
     suites = args.suite or ([] if given else ["default"])
+    own_options = {}  # id(problem) -> method options of the suite it came from (SUITE_OPTIONS)
     for s in suites:
         if s in SUITES:
-            problems.extend(SUITES[s](args.seed))
+            new = SUITES[s](args.seed)
+            problems.extend(new)
+            own_options.update({id(p): SUITE_OPTIONS.get(s, {}) for p in new})
     reports = {}
     for s in suites:
         if s in REPORTS:
@@ -244,7 +248,14 @@ def main(argv=None) -> int:
                 return _fail(f"cannot write output: {exc}")
         return 0
 
-    tasks, skipped = make_tasks(problems, methods, args.seed, {"tree": {"max_nodes": args.tree_nodes}})
+    tasks, skipped = [], []
+    for p in problems:
+        opts = {k: dict(v) for k, v in own_options.get(id(p), {}).items()}
+        if args.tree_nodes is not None or "tree" not in opts:
+            opts["tree"] = {"max_nodes": args.tree_nodes or TREE_NODES}
+        t, sk = make_tasks([p], methods, args.seed, opts)
+        tasks += t
+        skipped += sk
     store = None
     try:
         if args.store:

@@ -26,7 +26,7 @@ import numpy as np
 from ._validation import as_float_array, as_int_scalar
 from .grid import Grid, fit_grid
 
-__all__ = ["ProblemFileError", "load_layer"]
+__all__ = ["ProblemFileError", "load_layer", "main", "read_inputs", "read_safetensors", "write_layer"]
 
 _GRID_KEYS = {"scale", "qmin", "qmax", "zero_point"}
 _CONV_KEYS = {"stride", "padding", "dilation", "groups"}
@@ -118,3 +118,111 @@ def _conv_layer(path: str, data: dict, W, X):
     grid = _grid(data, W.reshape(W.shape[0], -1))
     name = os.path.splitext(os.path.basename(path))[0]
     return ConvProblem(W, grid, X, name=name, **opts)
+
+
+# ---------------------------------------------------------------------------- layers of real models
+def read_safetensors(path: str, tensor: str) -> np.ndarray:
+    """One tensor of a ``.safetensors`` file as float64, read without torch (needs ``safetensors``).
+
+    Refuses a missing file or tensor (naming the tensors the file holds), a non-float dtype, a
+    dtype numpy cannot hold (bfloat16: convert it to float32 first) and non-finite values.
+    """
+    if not os.path.isfile(path):
+        raise ProblemFileError(f"{path}: no such file")
+    try:
+        from safetensors import safe_open
+    except ImportError:
+        raise ImportError("reading .safetensors needs the package 'safetensors' "
+                          "(pip install 'qubo-reference[safetensors]')") from None
+    try:
+        with safe_open(path, framework="numpy") as fh:
+            names = list(fh.keys())
+            if tensor not in names:
+                shown = ", ".join(sorted(names)[:20]) + (", ..." if len(names) > 20 else "")
+                raise ProblemFileError(f"{path}: no tensor named {tensor!r}; it holds {len(names)}: {shown}")
+            arr = fh.get_tensor(tensor)
+    except ProblemFileError:
+        raise
+    except Exception as exc:  # the reader's own errors: a corrupt header, an unsupported dtype
+        raise ProblemFileError(f"{path}: cannot read tensor {tensor!r} ({exc.__class__.__name__}: {exc})") from None
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise ProblemFileError(f"{path}: tensor {tensor!r} must hold floats, found {arr.dtype}")
+    try:
+        return as_float_array(arr, tensor)
+    except ValueError as exc:
+        raise ProblemFileError(f"{path}: {exc}") from None
+
+
+def read_inputs(path: str, key: str = "X") -> np.ndarray:
+    """Calibration inputs from ``.npy`` (one array) or ``.npz`` (key ``key``, or its only array)."""
+    if not os.path.isfile(path):
+        raise ProblemFileError(f"{path}: no such file")
+    if path.endswith(".npz"):
+        data = _read_npz(path)
+        if key not in data:
+            if len(data) != 1:
+                raise ProblemFileError(f"{path}: no array named {key!r} among {sorted(data)}")
+            key = next(iter(data))
+        arr = data[key]
+    else:
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except ValueError as exc:
+            if "pickle" in str(exc).lower():
+                raise ProblemFileError(f"{path}: holds Python objects (pickled data), which are never loaded") from None
+            raise ProblemFileError(f"{path}: not a readable .npy file ({exc})") from None
+        except (OSError, EOFError) as exc:
+            raise ProblemFileError(f"{path}: not a readable .npy file ({exc.__class__.__name__}: {exc})") from None
+    try:
+        return as_float_array(arr, "X")
+    except ValueError as exc:
+        raise ProblemFileError(f"{path}: {exc}") from None
+
+
+def write_layer(out: str, weights: str, tensor: str, inputs: str, **keys) -> str:
+    """Write the ``.npz`` that ``--problem`` reads from a model's ``.safetensors`` tensor and a file
+    of captured inputs; ``keys`` are the other problem-file keys (``bits``, ``stride``, ...).
+    The file is checked by :func:`load_layer` before this returns."""
+    W = read_safetensors(weights, tensor)
+    X = read_inputs(inputs)
+    unknown = sorted(set(keys) - (_ALLOWED - {"W", "X"}))
+    if unknown:
+        raise ProblemFileError(f"unknown key(s) {unknown}")
+    np.savez(out, W=W, X=X, **{k: v for k, v in keys.items() if v is not None})
+    load_layer(out)
+    return out
+
+
+def main(argv=None) -> int:
+    """``python -m reference.problem_files``: write a layer file from a model's weights and inputs."""
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m reference.problem_files",
+                                description="Write the layer file (.npz) that python -m reference.compare --problem "
+                                            "reads, from a .safetensors tensor and captured inputs (.npy/.npz).")
+    p.add_argument("--weights", required=True, metavar="FILE.safetensors")
+    p.add_argument("--tensor", required=True, help="the weight tensor's name, e.g. layer1.0.conv1.weight")
+    p.add_argument("--inputs", required=True, metavar="FILE.npy|FILE.npz",
+                   help="the layer's inputs: (N, in), (N, T, in) or (N, C_in, H, W)")
+    p.add_argument("--out", required=True, metavar="LAYER.npz")
+    p.add_argument("--bits", type=int)
+    for k in ("stride", "padding", "dilation"):
+        p.add_argument(f"--{k}", type=int, nargs="+", metavar="N", help=f"convolution {k}: one or two ints")
+    p.add_argument("--groups", type=int)
+    args = p.parse_args(argv)
+    keys = {k: getattr(args, k) for k in ("bits", "stride", "padding", "dilation", "groups")}
+    try:
+        write_layer(args.out, args.weights, args.tensor, args.inputs, **keys)
+    except ProblemFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ImportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

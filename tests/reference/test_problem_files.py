@@ -86,3 +86,53 @@ def test_bad_conv_and_token_files_exit_2_with_one_line(tmp_path, capsys, content
     assert main(["--problem", str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and str(path) in err and message in err, err
+
+
+# ---------------------------------------------------------------------------- safetensors and captured inputs
+def test_layer_from_safetensors_and_npy_equals_the_direct_file(tmp_path):
+    from safetensors.numpy import save_file
+
+    from reference.problem_files import main as pf_main
+
+    rng = np.random.default_rng(9)
+    W, X = _conv(rng, c_out=4, c_in=2)
+    save_file({"features.0.weight": W.astype(np.float32), "features.0.bias": np.zeros(4, np.float32)},
+              str(tmp_path / "model.safetensors"))
+    np.save(tmp_path / "x.npy", X.astype(np.float32))
+    out = tmp_path / "layer.npz"
+    assert pf_main(["--weights", str(tmp_path / "model.safetensors"), "--tensor", "features.0.weight",
+                    "--inputs", str(tmp_path / "x.npy"), "--out", str(out), "--bits", "3", "--stride", "2",
+                    "--padding", "1", "0"]) == 0
+    prob = load_layer(str(out))
+    ref = ConvProblem(W.astype(np.float32), fit_grid(W.astype(np.float32).reshape(4, -1), bits=3),
+                      X.astype(np.float32), stride=2, padding=(1, 0))
+    np.testing.assert_array_equal(prob.G, ref.G)
+    np.testing.assert_array_equal(prob.W, ref.W)
+
+
+def test_safetensors_refusals(tmp_path, capsys):
+    from safetensors.numpy import save_file
+
+    from reference.problem_files import main as pf_main
+
+    save_file({"a.weight": np.ones((2, 3), np.float32), "a.index": np.ones((2, 3), np.int64)},
+              str(tmp_path / "m.safetensors"))
+    np.save(tmp_path / "x.npy", np.ones((4, 3)))
+    base = ["--weights", str(tmp_path / "m.safetensors"), "--inputs", str(tmp_path / "x.npy"),
+            "--out", str(tmp_path / "o.npz")]
+    for tensor, msg in (("b.weight", "no tensor named 'b.weight'; it holds 2: a.index, a.weight"),
+                        ("a.index", "must hold floats, found int64")):
+        assert pf_main(base + ["--tensor", tensor]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and msg in err, err
+    (tmp_path / "bad.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{garbage")
+    assert pf_main(["--weights", str(tmp_path / "bad.safetensors")] + base[2:] + ["--tensor", "a"]) == 2
+    assert "cannot read tensor" in capsys.readouterr().err
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    assert pf_main(base[:2] + ["--inputs", str(tmp_path / "obj.npy"), "--out", str(tmp_path / "o.npz"),
+                               "--tensor", "a.weight"]) == 2
+    assert "pickled data" in capsys.readouterr().err
+    np.save(tmp_path / "x4.npy", np.ones((4, 4)))
+    assert pf_main(base[:2] + ["--inputs", str(tmp_path / "x4.npy"), "--out", str(tmp_path / "o.npz"),
+                               "--tensor", "a.weight"]) == 2
+    assert "X has 4 columns but W has 3 inputs" in capsys.readouterr().err
