@@ -259,7 +259,7 @@ def main(argv=None) -> int:
     parser.add_argument("--cnn", action="store_true",
                         help="Tables 1 and 4 on the digits CNN (reference.paper_cnn) instead of the MLP; "
                              "--seeds defaults to 2 there")
-    parser.add_argument("--tree-nodes", type=int, default=100_000, help="with --cnn: tree node budget per row")
+    parser.add_argument("--tree-nodes", type=int, default=50_000, help="with --cnn: tree node budget per row")
     args = parser.parse_args(argv)
     if args.cnn:
         return _cnn_main(args)

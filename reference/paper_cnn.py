@@ -44,7 +44,7 @@ class CNNSettings:
     seeds: tuple = (0, 1)
     n_calibration: int = 256
     n_stochastic: int = 100
-    tree_nodes: int = 100_000  # per row: rows of fan-in 128-144 are not proven; the bound is reported
+    tree_nodes: int = 50_000  # per row: rows of fan-in 128-144 are not proven; the bound is reported
     anneal: dict = field(default_factory=lambda: {"num_reads": 32, "num_sweeps": 1000})
     adaround: dict = field(default_factory=lambda: {"preset": "aimet", "iterations": 10_000})
     batch_images: int = 32  # Eq. 25 mini-batches: the patches of this many images
