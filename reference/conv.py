@@ -245,5 +245,6 @@ def _patches_adjoint(dP: np.ndarray, geo: ConvGeometry, n: int, H: int, W: int) 
     for a in range(kh):
         for b in range(kw):
             r0, c0 = a * dh, b * dw
-            dXp[:, :, r0:r0 + sh * (Ho - 1) + 1:sh, c0:c0 + sw * (Wo - 1) + 1:sw] += D[:, :, :, :, a, b].transpose(0, 3, 1, 2)
+            win = (slice(None), slice(None), slice(r0, r0 + sh * (Ho - 1) + 1, sh), slice(c0, c0 + sw * (Wo - 1) + 1, sw))
+            dXp[win] += D[:, :, :, :, a, b].transpose(0, 3, 1, 2)
     return dXp[:, :, ph:ph + H, pw:pw + W]

@@ -277,7 +277,8 @@ def main(argv=None) -> int:
 def _cnn_main(args) -> int:
     from .paper_cnn import CNNSettings, format_cnn_tables, run_cnn_tables
 
-    st = CNNSettings(bits=tuple(args.bits), seeds=tuple(range(2 if args.seeds is None else args.seeds)), n_stochastic=args.stochastic,
+    seeds = tuple(range(2 if args.seeds is None else args.seeds))
+    st = CNNSettings(bits=tuple(args.bits), seeds=seeds, n_stochastic=args.stochastic,
                      tree_nodes=args.tree_nodes)
     st.adaround["iterations"] = args.iterations
     t0 = time.perf_counter()

@@ -136,7 +136,8 @@ def _run(st: CNNSettings, progress) -> dict:
                 q = net.with_weights(0, p0.w_hat(r.x))
                 draws.append((q.loss(X, y), evaluate(q), r.energy))
             for _, m, e in draws:
-                add("1", bits, "stochastic (all draws)", **m, energy=e, gap=e - opt.energy, gap_to="optimum", bound=None)
+                add("1", bits, "stochastic (all draws)", **m, energy=e, gap=e - opt.energy, gap_to="optimum",
+                    bound=None)
             _, m, e = min(draws, key=lambda d: d[0])
             add("1", bits, "stochastic (best of draws on calibration loss)", **m, energy=e, gap=e - opt.energy,
                 gap_to="optimum", bound=None)

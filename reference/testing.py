@@ -133,7 +133,8 @@ def _up_down(problem, q, W_hat, off_grid: str = "refuse"):
 
 
 def rounding_report(W, grid, *, X=None, G=None, q=None, W_hat=None, method: str = "auto",
-                    time_limit: float | None = 60.0, off_grid: str = "refuse", conv: dict | None = None) -> RoundingReport:
+                    time_limit: float | None = 60.0, off_grid: str = "refuse",
+                    conv: dict | None = None) -> RoundingReport:
     """Loss, proven optimum and gap of a rounding of ``W`` (out, in) on ``grid``.
 
     Parameters
@@ -192,7 +193,8 @@ def assert_rounding_within(W, grid, *, X=None, G=None, q=None, W_hat=None, rtol:
     """Assert that a rounding's local loss is within ``optimum * (1 + rtol) + atol``.
 
     ``off_grid`` and ``conv`` as in :func:`rounding_report` (with ``off_grid="nearest"`` the
-    deployed rounding is judged and the message also gives the off-grid count). Raises AssertionError with the loss, the optimum, the gap and the rows that lose most when it
+    deployed rounding is judged and the message also gives the off-grid count). Raises
+    AssertionError with the loss, the optimum, the gap and the rows that lose most when it
     is not, or when the optimum could not be proven. Returns the :class:`RoundingReport`.
     """
     rep = rounding_report(W, grid, X=X, G=G, q=q, W_hat=W_hat, method=method, time_limit=time_limit,

@@ -253,3 +253,19 @@ def test_grouped_relaxation_equals_one_layer_per_group():
         rg = solvers.solve(sub, "adaround", iterations=300)
         np.testing.assert_array_equal(r.x[rows], rg.x)
         assert r.info["soft_loss"] > 0
+
+
+def test_direct_convolution_oracle_agrees_with_scipy():
+    """The loops above are PyTorch's cross-correlation: check them against scipy.signal once,
+    with padding (explicit zeros), stride (subsampling) and dilation (a kernel with zeros)."""
+    from scipy.signal import correlate2d
+
+    rng = np.random.default_rng(12)
+    X, W = rng.normal(size=(2, 2, 7, 6)), rng.normal(size=(3, 2, 2, 3))
+    Wd = np.zeros((3, 2, 3, 5))
+    Wd[:, :, ::2, ::2] = W  # dilation 2 as a kernel with holes
+    Xp = np.pad(X, ((0, 0), (0, 0), (1, 1), (2, 2)))
+    want = np.array([[sum(correlate2d(Xp[n, c], Wd[o, c], mode="valid") for c in range(2))[::2, ::1]
+                      for o in range(3)] for n in range(2)])
+    got = direct_conv(X, W, stride=(2, 1), padding=(1, 2), dilation=(2, 2))
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
