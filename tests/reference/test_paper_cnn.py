@@ -17,7 +17,7 @@ from reference.paper_cnn import CNNSettings, format_cnn_tables, run_cnn_tables
 @pytest.fixture(scope="module")
 def quick_cnn():
     data = load_digits()
-    net = train_cnn(digits_images(data.X_train[:300]), data.y_train[:300], seed=0, epochs=2)
+    net = train_cnn(digits_images(data.X_train[:64]), data.y_train[:64], seed=0, epochs=1)
     return net, data
 
 
@@ -28,8 +28,8 @@ def cached(monkeypatch, quick_cnn):
 
 
 def test_cnn_tables_are_consistent(cached):
-    st = CNNSettings(bits=(2,), seeds=(0,), n_calibration=32, n_stochastic=2, tree_nodes=300,
-                     anneal={"num_reads": 2, "num_sweeps": 50}, adaround={"preset": "aimet", "iterations": 40},
+    st = CNNSettings(bits=(2,), seeds=(0,), n_calibration=16, n_stochastic=2, tree_nodes=100,
+                     anneal={"num_reads": 2, "num_sweeps": 20}, adaround={"preset": "aimet", "iterations": 20},
                      batch_images=4)
     out = run_cnn_tables(st)
     rows = out["rows"]
@@ -44,7 +44,7 @@ def test_cnn_tables_are_consistent(cached):
             assert b is None or b <= e * (1 + 1e-9)
     near = rows["1", 2, "nearest"]
     # the table's energy is Eq. 20 of the first conv on the calibration inputs, recomputed here
-    X, _ = suites.cnn_calibration(cached[1], 0, 32)
+    X, _ = suites.cnn_calibration(cached[1], 0, 16)
     net = cached[0]
     from reference.grid import fit_grid
     from solvers import solve
