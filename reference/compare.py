@@ -155,7 +155,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="built-in suite (repeatable); 'default' when no other problem source is given; "
                         f"{sorted(REPORTS)} run whole studies with their own tables")
     p.add_argument("--problem", action="append", default=[], metavar="FILE.npz",
-                   help="a layer file: keys W (out, in), X (N, in), and scale/qmin/qmax[/zero_point] or bits")
+                   help="a layer file: keys W (out, in), X (N, in) or tokens (N, T, in), or a convolution's W "
+                        "(C_out, C_in/groups, kh, kw), X (N, C_in, H, W) [stride, padding, dilation, groups]; "
+                        "and scale/qmin/qmax[/zero_point] or bits")
     p.add_argument("--qubo", action="append", default=[], metavar="FILE",
                    help="raw QUBOs: OR-Library bqp text, or dimod's serialised BQM (binary or JSON)")
     p.add_argument("--config", action="append", default=[], metavar="FILE.toml", help="a generator sweep")

@@ -183,6 +183,8 @@ def write_layer(out: str, weights: str, tensor: str, inputs: str, **keys) -> str
     """Write the ``.npz`` that ``--problem`` reads from a model's ``.safetensors`` tensor and a file
     of captured inputs; ``keys`` are the other problem-file keys (``bits``, ``stride``, ...).
     The file is checked by :func:`load_layer` before this returns."""
+    if not str(out).endswith(".npz"):
+        raise ProblemFileError(f"{out}: the output file must end with .npz")
     W = read_safetensors(weights, tensor)
     X = read_inputs(inputs)
     unknown = sorted(set(keys) - (_ALLOWED - {"W", "X"}))
@@ -217,7 +219,7 @@ def main(argv=None) -> int:
     except ProblemFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except ImportError as exc:
+    except (ImportError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {args.out}")

@@ -136,3 +136,11 @@ def test_safetensors_refusals(tmp_path, capsys):
     assert pf_main(base[:2] + ["--inputs", str(tmp_path / "x4.npy"), "--out", str(tmp_path / "o.npz"),
                                "--tensor", "a.weight"]) == 2
     assert "X has 4 columns but W has 3 inputs" in capsys.readouterr().err
+
+
+def test_write_layer_refuses_an_output_that_is_not_npz(tmp_path, capsys):
+    from reference.problem_files import main as pf_main
+
+    assert pf_main(["--weights", "w.safetensors", "--tensor", "a", "--inputs", "x.npy",
+                    "--out", str(tmp_path / "layer.bin")]) == 2
+    assert "must end with .npz" in capsys.readouterr().err
