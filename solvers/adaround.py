@@ -277,6 +277,8 @@ class Relaxation:
     def loss_of_h(self, h) -> float:
         """Local loss (Eq. 20, this project's unit, no normalisation) of the soft weights for ``h``."""
         E = self.A + self.B * h
+        if self.G.ndim == 2:
+            return float(np.einsum("ki,ij,kj->", E, self.G, E, optimize=True))
         return float(np.vdot(E, self._times_G(E, np.empty_like(E))))
 
     def _times_G(self, E, out):
