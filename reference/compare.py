@@ -163,16 +163,18 @@ def _parser() -> argparse.ArgumentParser:
                    help="built-in suite (repeatable); 'default' when no other problem source is given; "
                         f"{sorted(REPORTS)} run whole studies with their own tables")
     p.add_argument("--problem", action="append", default=[], metavar="FILE.npz",
-                   help="a layer file: keys W (out, in), X (N, in), and scale/qmin/qmax[/zero_point] or bits")
+                   help="a layer file: keys W (out, in), X (N, in) or tokens (N, T, in), or a convolution's W "
+                        "(C_out, C_in/groups, kh, kw), X (N, C_in, H, W) [stride, padding, dilation, groups]; "
+                        "and scale/qmin/qmax[/zero_point] or bits")
     p.add_argument("--qubo", action="append", default=[], metavar="FILE",
                    help="raw QUBOs: OR-Library bqp text, or dimod's serialised BQM (binary or JSON)")
     p.add_argument("--config", action="append", default=[], metavar="FILE.toml", help="a generator sweep")
     p.add_argument("--methods", help="comma-separated method names (default: every registered method)")
     p.add_argument("--seed", type=int, default=0, help="seed for the suites and every random method (default 0)")
-    p.add_argument("--tree-nodes", type=int, default=TREE_NODES, metavar="N",
-                   help=f"node budget of the exact tree search per row (default {TREE_NODES:,}, "
-                        "deterministic; a row that needs more reports its best state and a proven bound, "
-                        "not an optimum)")
+    p.add_argument("--tree-nodes", type=int, default=None, metavar="N",
+                   help=f"node budget of the exact tree search per row (default {TREE_NODES:,}, or the suite's "
+                        "own budget, e.g. cnn's; deterministic; a row that needs more reports its best state and a "
+                        "proven bound, not an optimum)")
     p.add_argument("--jobs", type=int, default=None,
                    help="parallel worker processes (default: the number of cores; 1 runs serially)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="run the tasks on a Dask distributed cluster")
@@ -224,7 +226,7 @@ def main(argv=None) -> int:
     from .problem_files import ProblemFileError, load_layer
     from .sources import load_config, load_qubo_file
     from .store import ResultStore, StoreError
-    from .suites import REPORTS, SUITES
+    from .suites import REPORTS, SUITE_OPTIONS, SUITES
 
     args = _parser().parse_args(argv)
     if args.methods:
@@ -240,7 +242,7 @@ def main(argv=None) -> int:
     jobs = _default_jobs() if args.jobs is None else args.jobs
     if jobs < 1:
         return _fail(f"--jobs must be >= 1, found {jobs}")
-    if args.tree_nodes < 1:
+    if args.tree_nodes is not None and args.tree_nodes < 1:
         return _fail(f"--tree-nodes must be >= 1, found {args.tree_nodes}")
     if args.seed < 0:
         return _fail(f"--seed must be >= 0, found {args.seed}")
@@ -260,9 +262,12 @@ def main(argv=None) -> int:
         return _fail(str(exc))
     given = args.problem or args.qubo or args.config
     suites = args.suite or ([] if given else ["default"])
+    own_options = {}  # id(problem) -> method options of the suite it came from (SUITE_OPTIONS)
     for s in suites:
         if s in SUITES:
-            problems.extend(SUITES[s](args.seed))
+            new = SUITES[s](args.seed)
+            problems.extend(new)
+            own_options.update({id(p): SUITE_OPTIONS.get(s, {}) for p in new})
     problems = _distinct(problems)
     reports = {}
     for s in suites:
@@ -282,7 +287,14 @@ def main(argv=None) -> int:
                 return _fail(f"cannot write output: {exc}")
         return 0
 
-    tasks, skipped = make_tasks(problems, methods, args.seed, {"tree": {"max_nodes": args.tree_nodes}})
+    tasks, skipped = [], []
+    for p in problems:
+        opts = {k: dict(v) for k, v in own_options.get(id(p), {}).items()}
+        if args.tree_nodes is not None or "tree" not in opts:
+            opts["tree"] = {"max_nodes": args.tree_nodes or TREE_NODES}
+        t, sk = make_tasks([p], methods, args.seed, opts)
+        tasks += t
+        skipped += sk
     store = None
     try:
         if args.store:

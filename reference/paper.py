@@ -252,11 +252,18 @@ def format_tables(out: dict) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reference.paper", description=__doc__.splitlines()[0])
     parser.add_argument("--bits", type=int, nargs="+", default=[4, 3, 2])
-    parser.add_argument("--seeds", type=int, default=5, help="number of seeds (0 .. n-1)")
+    parser.add_argument("--seeds", type=int, default=None, help="number of seeds (0 .. n-1; default 5, 2 with --cnn)")
     parser.add_argument("--iterations", type=int, default=10_000, help="AdaRound iterations per layer")
     parser.add_argument("--stochastic", type=int, default=100, help="stochastic roundings per seed")
     parser.add_argument("--full-digits", action="store_true", help="8x8 inputs (fan-in 64) instead of 4x4")
+    parser.add_argument("--cnn", action="store_true",
+                        help="Tables 1 and 4 on the digits CNN (reference.paper_cnn) instead of the MLP; "
+                             "--seeds defaults to 2 there")
+    parser.add_argument("--tree-nodes", type=int, default=50_000, help="with --cnn: tree node budget per row")
     args = parser.parse_args(argv)
+    if args.cnn:
+        return _cnn_main(args)
+    args.seeds = 5 if args.seeds is None else args.seeds
     st = PaperSettings(bits=tuple(args.bits), seeds=tuple(range(args.seeds)), downsample=not args.full_digits,
                        n_stochastic=args.stochastic)
     st.adaround["iterations"] = args.iterations
@@ -264,6 +271,19 @@ def main(argv=None) -> int:
     out = run_paper_suite(st, progress=lambda msg: print(f"# {msg} ({time.perf_counter() - t0:.0f} s)", flush=True))
     print(format_tables(out))
     print(f"Run time: {out['seconds']:.0f} s.")
+    return 0
+
+
+def _cnn_main(args) -> int:
+    from .paper_cnn import CNNSettings, format_cnn_tables, run_cnn_tables
+
+    seeds = tuple(range(2 if args.seeds is None else args.seeds))
+    st = CNNSettings(bits=tuple(args.bits), seeds=seeds, n_stochastic=args.stochastic,
+                     tree_nodes=args.tree_nodes)
+    st.adaround["iterations"] = args.iterations
+    t0 = time.perf_counter()
+    out = run_cnn_tables(st, progress=lambda msg: print(f"# {msg} ({time.perf_counter() - t0:.0f} s)", flush=True))
+    print(format_cnn_tables(out))
     return 0
 
 

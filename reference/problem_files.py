@@ -1,9 +1,19 @@
 """Reading a user's layer file (``.npz``) into a rounding problem. Files are data, never code.
 
-Keys: ``W`` (out, in) and ``X`` (N, in), required; then either a grid, ``scale`` (scalar or one per
-row) with ``qmin`` and ``qmax`` and optionally ``zero_point`` (scalar or one per row, default 0),
-or ``bits`` (2..16, default 4) to let the oracle fit the paper's grid (symmetric, per row,
-weight-MSE scale search). Any other key is refused, so a typo is not silently ignored.
+Keys: ``W`` and ``X``, required, as one of
+
+* a linear layer: ``W`` (out, in) and ``X`` (N, in);
+* a token layer: ``W`` (out, in) and ``X`` (N, T, in), the ``N*T`` tokens are the samples;
+* a convolution: ``W`` (C_out, C_in/groups, kh, kw) and ``X`` (N, C_in, H, W), with optional
+  ``stride``, ``padding`` (zeros, >= 0), ``dilation`` (each an int or two ints) and ``groups``
+  (an int dividing C_in and C_out); the problem is :class:`solvers.ConvProblem`, whose loss is
+  Eq. 20 on patches (mean over samples and output positions, summed over channels);
+
+then either a grid, ``scale`` (scalar or one per row, i.e. per output channel) with ``qmin`` and
+``qmax`` and optionally ``zero_point`` (scalar or one per row, default 0), or ``bits`` (2..16,
+default 4) to let the oracle fit the paper's grid (symmetric, per row, weight-MSE scale search).
+Any other key is refused, so a typo is not silently ignored; the conv keys are refused on a
+linear or token layer.
 """
 
 from __future__ import annotations
@@ -16,10 +26,11 @@ import numpy as np
 from ._validation import as_float_array, as_int_scalar
 from .grid import Grid, fit_grid
 
-__all__ = ["ProblemFileError", "load_layer"]
+__all__ = ["ProblemFileError", "load_layer", "main", "read_inputs", "read_safetensors", "write_layer"]
 
 _GRID_KEYS = {"scale", "qmin", "qmax", "zero_point"}
-_ALLOWED = {"W", "X", "bits"} | _GRID_KEYS
+_CONV_KEYS = {"stride", "padding", "dilation", "groups"}
+_ALLOWED = {"W", "X", "bits"} | _GRID_KEYS | _CONV_KEYS
 
 
 class ProblemFileError(ValueError):
@@ -94,27 +105,170 @@ def load_layer(path: str):
     if missing:
         raise ProblemFileError(f"{path}: missing key(s) {missing}")
     try:
-        W = as_float_array(data["W"], "W", ndim=2)
-        if W.shape[0] == 0 or W.shape[1] == 0:
-            raise ValueError(f"W must have at least one row and one column, found shape {W.shape}")
-        X = as_float_array(data["X"], "X", ndim=2)
-        if X.shape[1] != W.shape[1]:
-            raise ValueError(f"X has {X.shape[1]} columns but W has {W.shape[1]} inputs")
-        given = _GRID_KEYS & set(data)
-        if given:
-            if "bits" in data:
-                raise ValueError("give either a grid (scale, qmin, qmax[, zero_point]) or bits, not both")
-            need = sorted({"scale", "qmin", "qmax"} - given)
-            if need:
-                raise ValueError(f"a grid needs scale, qmin and qmax; missing {need}")
-            grid = Grid(data["scale"], as_int_scalar(data["qmin"], "qmin"), as_int_scalar(data["qmax"], "qmax"),
-                        data.get("zero_point", 0))
-        else:
-            bits = as_int_scalar(data["bits"], "bits") if "bits" in data else 4
-            grid = fit_grid(W, bits=bits)
+        W = as_float_array(data["W"], "W")
+        X = as_float_array(data["X"], "X")
+        if W.ndim in (2, 4) and 0 in W.shape:
+            raise ValueError(f"W must have at least one row and one column (no empty dimension), found shape {W.shape}")
+        if W.ndim == 4:
+            return _conv_layer(path, data, W, X)
+        if W.ndim != 2:
+            raise ValueError(f"W must be 2-D (out, in) or 4-D (C_out, C_in/groups, kh, kw), found shape {W.shape}")
+        conv_given = sorted(_CONV_KEYS & set(data))
+        if conv_given:
+            raise ValueError(f"key(s) {conv_given} apply to a convolution (4-D W), but W is 2-D")
+        if X.ndim not in (2, 3):
+            raise ValueError(f"X must be 2-D (N, in) or, for token inputs, 3-D (N, T, in) with a 2-D W, "
+                             f"found shape {X.shape}")
+        if X.shape[-1] != W.shape[1]:
+            raise ValueError(f"X has {X.shape[-1]} columns but W has {W.shape[1]} inputs")
+        if X.shape[0] == 0 or (X.ndim == 3 and X.shape[1] == 0):
+            raise ValueError(f"X must hold at least one sample, found shape {X.shape}")
+        grid = _grid(data, W)
         name = os.path.splitext(os.path.basename(path))[0]
         return LayerProblem(W, grid, X=X, name=name)
     except ProblemFileError:
         raise
     except ValueError as exc:
         raise ProblemFileError(f"{path}: {exc}") from None
+
+
+def _grid(data: dict, W2) -> Grid:
+    """The file's grid keys, or the paper's grid fitted on ``W2`` (out, fan_in)."""
+    given = _GRID_KEYS & set(data)
+    if given:
+        if "bits" in data:
+            raise ValueError("give either a grid (scale, qmin, qmax[, zero_point]) or bits, not both")
+        need = sorted({"scale", "qmin", "qmax"} - given)
+        if need:
+            raise ValueError(f"a grid needs scale, qmin and qmax; missing {need}")
+        return Grid(data["scale"], as_int_scalar(data["qmin"], "qmin"), as_int_scalar(data["qmax"], "qmax"),
+                    data.get("zero_point", 0))
+    bits = as_int_scalar(data["bits"], "bits") if "bits" in data else 4
+    return fit_grid(W2, bits=bits)
+
+
+def _conv_layer(path: str, data: dict, W, X):
+    from solvers import ConvProblem
+
+    from .conv import conv_geometry
+
+    if X.ndim != 4:
+        raise ValueError(f"X must be 4-D (N, C_in, H, W) for a convolution (4-D W), found shape {X.shape}")
+    if X.shape[0] == 0:
+        raise ValueError(f"X must hold at least one sample, found shape {X.shape}")
+    opts = {k: data[k] for k in _CONV_KEYS if k in data}
+    geo = conv_geometry(W.shape, X.shape[1], **opts)  # every geometry refusal names its key
+    geo.output_size(X.shape[2], X.shape[3])
+    grid = _grid(data, W.reshape(W.shape[0], -1))
+    name = os.path.splitext(os.path.basename(path))[0]
+    return ConvProblem(W, grid, X, name=name, **opts)
+
+
+# ---------------------------------------------------------------------------- layers of real models
+def read_safetensors(path: str, tensor: str) -> np.ndarray:
+    """One tensor of a ``.safetensors`` file as float64, read without torch (needs ``safetensors``).
+
+    Refuses a missing file or tensor (naming the tensors the file holds), a non-float dtype, a
+    dtype numpy cannot hold (bfloat16: convert it to float32 first) and non-finite values.
+    """
+    if not os.path.isfile(path):
+        raise ProblemFileError(f"{path}: no such file")
+    try:
+        from safetensors import safe_open
+    except ImportError:
+        raise ImportError("reading .safetensors needs the package 'safetensors' "
+                          "(pip install 'qubo-reference[safetensors]')") from None
+    try:
+        with safe_open(path, framework="numpy") as fh:
+            names = list(fh.keys())
+            if tensor not in names:
+                shown = ", ".join(sorted(names)[:20]) + (", ..." if len(names) > 20 else "")
+                raise ProblemFileError(f"{path}: no tensor named {tensor!r}; it holds {len(names)}: {shown}")
+            arr = fh.get_tensor(tensor)
+    except ProblemFileError:
+        raise
+    except Exception as exc:  # the reader's own errors: a corrupt header, an unsupported dtype
+        raise ProblemFileError(f"{path}: cannot read tensor {tensor!r} ({exc.__class__.__name__}: {exc})") from None
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise ProblemFileError(f"{path}: tensor {tensor!r} must hold floats, found {arr.dtype}")
+    try:
+        return as_float_array(arr, tensor)
+    except ValueError as exc:
+        raise ProblemFileError(f"{path}: {exc}") from None
+
+
+def read_inputs(path: str, key: str = "X") -> np.ndarray:
+    """Calibration inputs from ``.npy`` (one array) or ``.npz`` (key ``key``, or its only array)."""
+    if not os.path.isfile(path):
+        raise ProblemFileError(f"{path}: no such file")
+    if path.endswith(".npz"):
+        data = _read_npz(path)
+        if key not in data:
+            if len(data) != 1:
+                raise ProblemFileError(f"{path}: no array named {key!r} among {sorted(data)}")
+            key = next(iter(data))
+        arr = data[key]
+    else:
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except ValueError as exc:
+            if "pickle" in str(exc).lower():
+                raise ProblemFileError(f"{path}: holds Python objects (pickled data), which are never loaded") from None
+            raise ProblemFileError(f"{path}: not a readable .npy file ({exc})") from None
+        except (OSError, EOFError) as exc:
+            raise ProblemFileError(f"{path}: not a readable .npy file ({exc.__class__.__name__}: {exc})") from None
+    try:
+        return as_float_array(arr, "X")
+    except ValueError as exc:
+        raise ProblemFileError(f"{path}: {exc}") from None
+
+
+def write_layer(out: str, weights: str, tensor: str, inputs: str, **keys) -> str:
+    """Write the ``.npz`` that ``--problem`` reads from a model's ``.safetensors`` tensor and a file
+    of captured inputs; ``keys`` are the other problem-file keys (``bits``, ``stride``, ...).
+    The file is checked by :func:`load_layer` before this returns."""
+    if not str(out).endswith(".npz"):
+        raise ProblemFileError(f"{out}: the output file must end with .npz")
+    W = read_safetensors(weights, tensor)
+    X = read_inputs(inputs)
+    unknown = sorted(set(keys) - (_ALLOWED - {"W", "X"}))
+    if unknown:
+        raise ProblemFileError(f"unknown key(s) {unknown}")
+    np.savez(out, W=W, X=X, **{k: v for k, v in keys.items() if v is not None})
+    load_layer(out)
+    return out
+
+
+def main(argv=None) -> int:
+    """``python -m reference.problem_files``: write a layer file from a model's weights and inputs."""
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m reference.problem_files",
+                                description="Write the layer file (.npz) that python -m reference.compare --problem "
+                                            "reads, from a .safetensors tensor and captured inputs (.npy/.npz).")
+    p.add_argument("--weights", required=True, metavar="FILE.safetensors")
+    p.add_argument("--tensor", required=True, help="the weight tensor's name, e.g. layer1.0.conv1.weight")
+    p.add_argument("--inputs", required=True, metavar="FILE.npy|FILE.npz",
+                   help="the layer's inputs: (N, in), (N, T, in) or (N, C_in, H, W)")
+    p.add_argument("--out", required=True, metavar="LAYER.npz")
+    p.add_argument("--bits", type=int)
+    for k in ("stride", "padding", "dilation"):
+        p.add_argument(f"--{k}", type=int, nargs="+", metavar="N", help=f"convolution {k}: one or two ints")
+    p.add_argument("--groups", type=int)
+    args = p.parse_args(argv)
+    keys = {k: getattr(args, k) for k in ("bits", "stride", "padding", "dilation", "groups")}
+    try:
+        write_layer(args.out, args.weights, args.tensor, args.inputs, **keys)
+    except ProblemFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (ImportError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

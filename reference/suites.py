@@ -60,7 +60,49 @@ def default_suite(seed: int = 0):
     return problems
 
 
-SUITES = {"default": default_suite}
+_CNN_CACHE: dict = {}
+
+
+def digits_cnn(seed: int = 0):
+    """The trained digits CNN of :mod:`reference.cnn` (training seed ``seed``, 40 epochs), with
+    its data; trained once per process."""
+    if seed not in _CNN_CACHE:
+        from .cnn import digits_images, train_cnn
+        from .digits import load_digits
+
+        data = load_digits()
+        net = train_cnn(digits_images(data.X_train), data.y_train, seed=seed)
+        _CNN_CACHE[seed] = (net, data)
+    return _CNN_CACHE[seed]
+
+
+def cnn_calibration(data, seed: int = 0, n: int = 256):
+    """``n`` training images drawn without replacement (seeded), with their labels."""
+    from .cnn import digits_images
+
+    idx = np.random.default_rng([seed, 7]).choice(data.X_train.shape[0], n, replace=False)
+    return digits_images(data.X_train[idx]), data.y_train[idx]
+
+
+def cnn_suite(seed: int = 0, bits: int = 4):
+    """The four layers of the trained digits CNN (reference.cnn) under Eq. 20, inputs from 256
+    calibration images (drawn with ``seed``; the network is always trained with seed 0), on the
+    paper's grid at ``bits``: conv 3x3 1->16 (fan-in 9), conv 3x3 16->32 stride 2 (fan-in 144),
+    depthwise conv 3x3 (fan-in 9) and the dense 128->10 classifier (fan-in 128)."""
+    net, data = digits_cnn(0)
+    X, _ = cnn_calibration(data, seed)
+    inputs = net.layer_inputs(X)
+    names = ["cnn-conv1-3x3-1to16", "cnn-conv2-3x3-16to32-s2", "cnn-conv3-3x3-depthwise", "cnn-fc-128to10"]
+    return [net.layer_problem(k, X, fit_grid(net.rows(k), bits=bits), inputs=inputs[k], name=f"{names[k]}-b{bits}")
+            for k in range(net.n_layers)]
+
+
+SUITES = {"default": default_suite, "cnn": cnn_suite}
+
+#: Method options a suite brings (``--tree-nodes`` overrides the tree's): the CNN's rows of
+#: fan-in 128-144 cannot be proven, so the tree search gets a budget that keeps the suite under
+#: 5 minutes and reports its best state with a proven lower bound.
+SUITE_OPTIONS = {"cnn": {"tree": {"max_nodes": 100_000}}}
 
 
 def _paper_report(seed: int = 0, plot_dir=None):
@@ -80,6 +122,14 @@ def _sparse_report(seed: int = 0, plot_dir=None):
     return format_tables(rows), rows
 
 
+def _paper_cnn_report(seed: int = 0, plot_dir=None):
+    """Tables 1 and 4 of the paper on the digits CNN (reference.paper_cnn), seeds ``seed, seed+1``."""
+    from .paper_cnn import CNNSettings, format_cnn_tables, run_cnn_tables
+
+    out = run_cnn_tables(CNNSettings(seeds=(seed, seed + 1)))
+    return format_cnn_tables(out), out
+
+
 #: Studies that are not lists of problems: ``name -> (seed, plot_dir) -> (text, data)``, run by
 #: ``python -m reference.compare --suite NAME`` and printed as their own tables.
-REPORTS = {"paper": _paper_report, "sparse": _sparse_report}
+REPORTS = {"paper": _paper_report, "paper-cnn": _paper_cnn_report, "sparse": _sparse_report}

@@ -49,6 +49,12 @@ class RoundingReport:
     bound (equals ``optimum`` when proven). ``gap``: ``(loss - optimum) / optimum`` (None without
     an optimum; 0 when both are 0). ``method``: the exact method used. ``v``: the given rounding as
     up/down choices; ``v_opt``: an optimal one.
+
+    With ``off_grid="nearest"`` (weights handed over off the grid, as AdaRound ports return
+    ``s (floor + h)`` with ``h`` not binarised): ``off_grid`` counts the given weights that were
+    not on the grid, ``off_grid_max`` is the largest distance to the grid in steps (at most 0.5),
+    ``given_loss`` the local loss of the weights as given, and ``loss``/``v`` describe the
+    rounding a port deploys, each weight rounded to its nearest grid point.
     """
 
     loss: float
@@ -58,32 +64,62 @@ class RoundingReport:
     method: str
     v: np.ndarray
     v_opt: np.ndarray
+    off_grid: int = 0
+    off_grid_max: float = 0.0
+    given_loss: float | None = None
 
     def __str__(self) -> str:
         opt = "not proven" if self.optimum is None else f"{self.optimum:.9e}"
         gap = "-" if self.gap is None else f"{100 * self.gap:.4f} %"
         lb = "-" if self.lower_bound is None else f"{self.lower_bound:.9e}"
-        return (f"loss {self.loss:.9e}, optimum {opt} ({self.method}), gap {gap}, lower bound {lb}")
+        text = f"loss {self.loss:.9e}, optimum {opt} ({self.method}), gap {gap}, lower bound {lb}"
+        if self.off_grid:
+            text += (f"; {self.off_grid} of {self.v.size} given weights were off the grid (up to "
+                     f"{self.off_grid_max:.3g} of a step), judged as deployed (nearest grid point); the given "
+                     f"soft weights' loss is {self.given_loss:.9e}")
+        return text
 
 
-def _problem(W, grid, X, G):
-    from solvers import LayerProblem
+def _problem(W, grid, X, G, conv=None):
+    from solvers import ConvProblem, LayerProblem
 
+    if np.ndim(W) == 4:
+        if G is not None or X is None:
+            raise ValueError("a convolution (4-D W) needs its inputs X of shape (N, C_in, H, W), not G")
+        return ConvProblem(W, grid, X, **(conv or {}))
+    if conv:
+        raise ValueError(f"conv settings apply to a 4-D W (C_out, C_in/groups, kh, kw), found W of shape {np.shape(W)}")
     return LayerProblem(W, grid, X=X, G=G)
 
 
-def _up_down(problem, q, W_hat) -> np.ndarray:
+_OFF_GRID = ("refuse", "nearest")
+
+
+def _up_down(problem, q, W_hat, off_grid: str = "refuse"):
+    """The given rounding as up/down choices, with the count and largest distance (in steps) of
+    the weights that were off the grid (rounded to nearest when ``off_grid == "nearest"``)."""
     if (q is None) == (W_hat is None):
         raise ValueError("give exactly one of q (integer weights) or W_hat (quantized weights)")
+    n_off, far = 0, 0.0
     if W_hat is not None:
-        W_hat = as_float_array(W_hat, "W_hat", shape=problem.shape)
+        shape = getattr(problem, "kernel_shape", problem.shape)
+        W_hat = as_float_array(W_hat, "W_hat", shape=shape).reshape(problem.shape)
         s, z = problem.grid.per_row(problem.n_rows)
         qf = W_hat / s + z
         q = np.round(qf)
-        bad = np.abs(qf - q) > 1e-6 * np.maximum(1.0, np.abs(q))
-        if np.any(bad):
+        dist = np.abs(qf - q)
+        bad = dist > 1e-6 * np.maximum(1.0, np.abs(q))
+        n_off = int(bad.sum())
+        far = float(dist[bad].max()) if n_off else 0.0
+        if n_off and off_grid == "refuse":
             k, i = map(int, np.argwhere(bad)[0])
-            raise ValueError(f"W_hat[{k}, {i}] == {float(W_hat[k, i])!r} is not on the grid (q would be {float(qf[k, i])!r})")
+            raise ValueError(
+                f"W_hat[{k}, {i}] == {float(W_hat[k, i])!r} is not on the grid (q would be {float(qf[k, i])!r}); "
+                f"{n_off} of {bad.size} weights are off the grid, up to {far:.3g} of a step; pass "
+                f"off_grid='nearest' to judge the rounding a port deploys (each weight to its nearest grid point)"
+            )
+    elif problem.shape != np.shape(q) and getattr(problem, "kernel_shape", None) == np.shape(q):
+        q = np.reshape(q, problem.shape)
     q = as_float_array(q, "q", shape=problem.shape)
     up = q - problem.lo
     bad = ~((up == 0) | ((up == 1) & (problem.delta == 1)))
@@ -93,21 +129,30 @@ def _up_down(problem, q, W_hat) -> np.ndarray:
             f"weight [{k}, {i}] was rounded to q == {q[k, i]:g}, but its neighbours are "
             f"{problem.lo[k, i]:g} and {problem.lo[k, i] + problem.delta[k, i]:g}: not an up/down rounding"
         )
-    return up.astype(np.int8)
+    return up.astype(np.int8), n_off, far
 
 
 def rounding_report(W, grid, *, X=None, G=None, q=None, W_hat=None, method: str = "auto",
-                    time_limit: float | None = 60.0) -> RoundingReport:
+                    time_limit: float | None = 60.0, off_grid: str = "refuse",
+                    conv: dict | None = None) -> RoundingReport:
     """Loss, proven optimum and gap of a rounding of ``W`` (out, in) on ``grid``.
 
     Parameters
     ----------
-    W : array of shape (out, in)
+    W : array of shape (out, in), or (C_out, C_in/groups, kh, kw) for a convolution
     grid : reference.Grid
-    X : array of shape (N, in), or G : array of shape (in, in)
-        Calibration samples or their Gram matrix ``X^T X / N``.
-    q : integer array of shape (out, in), or W_hat : array of shape (out, in)
+    X : array of shape (N, in) or (N, T, in), or G : array of shape (in, in)
+        Calibration samples or their Gram matrix ``X^T X / N``; a convolution needs its inputs
+        ``X`` of shape (N, C_in, H, W) (the loss is Eq. 20 on patches, :class:`solvers.ConvProblem`).
+    q : integer array, or W_hat : array, of the shape of ``W``
         The rounding to judge, as integer weights or as quantized weights ``s (q - z)``.
+    off_grid : {"refuse", "nearest"}, default="refuse"
+        What to do with ``W_hat`` entries that are not on the grid. ``"refuse"`` raises
+        ValueError saying how many and how far; ``"nearest"`` judges the rounding a port deploys
+        (each weight to its nearest grid point) and reports the count, the largest distance and
+        the loss of the weights as given (:class:`RoundingReport`).
+    conv : dict, optional
+        ``stride``, ``padding``, ``dilation``, ``groups`` of a convolution (4-D ``W``).
     method : {"auto", "exhaustive", "tree"}, default="auto"
         Exact method: ``exhaustive`` when every row has at most 24 free variables, else ``tree``.
     time_limit : float or None, default=60
@@ -115,8 +160,14 @@ def rounding_report(W, grid, *, X=None, G=None, q=None, W_hat=None, method: str 
     """
     from solvers import solve
 
-    problem = _problem(W, grid, X, G)
-    v = _up_down(problem, q, W_hat)
+    if off_grid not in _OFF_GRID:
+        raise ValueError(f"off_grid must be one of {list(_OFF_GRID)}, found {off_grid!r}")
+    problem = _problem(W, grid, X, G, conv)
+    v, n_off, far = _up_down(problem, q, W_hat, off_grid)
+    given_loss = None
+    if n_off:
+        E = as_float_array(W_hat, "W_hat").reshape(problem.shape) - problem.W
+        given_loss = float(sum(E[k] @ problem._row_gram(k) @ E[k] for k in range(problem.n_rows)))
     if method == "auto":
         method = "exhaustive" if problem.max_row_vars <= EXHAUSTIVE_UP_TO else "tree"
     if method not in ("exhaustive", "tree"):
@@ -132,24 +183,29 @@ def rounding_report(W, grid, *, X=None, G=None, q=None, W_hat=None, method: str 
     else:
         gap = (loss - optimum) / optimum
     return RoundingReport(loss=loss, optimum=optimum, lower_bound=best.lower_bound, gap=gap,
-                          method=method, v=v, v_opt=best.x)
+                          method=method, v=v, v_opt=best.x, off_grid=n_off, off_grid_max=far,
+                          given_loss=given_loss)
 
 
 def assert_rounding_within(W, grid, *, X=None, G=None, q=None, W_hat=None, rtol: float = 0.0,
-                           atol: float = 0.0, method: str = "auto", time_limit: float | None = 60.0) -> RoundingReport:
+                           atol: float = 0.0, method: str = "auto", time_limit: float | None = 60.0,
+                           off_grid: str = "refuse", conv: dict | None = None) -> RoundingReport:
     """Assert that a rounding's local loss is within ``optimum * (1 + rtol) + atol``.
 
-    Raises AssertionError with the loss, the optimum, the gap and the rows that lose most when it
+    ``off_grid`` and ``conv`` as in :func:`rounding_report` (with ``off_grid="nearest"`` the
+    deployed rounding is judged and the message also gives the off-grid count). Raises
+    AssertionError with the loss, the optimum, the gap and the rows that lose most when it
     is not, or when the optimum could not be proven. Returns the :class:`RoundingReport`.
     ``rtol`` and ``atol`` must be finite and >= 0 (a NaN would let every rounding pass).
     """
     rtol, atol = check_tolerance(rtol, "rtol"), check_tolerance(atol, "atol")
-    rep = rounding_report(W, grid, X=X, G=G, q=q, W_hat=W_hat, method=method, time_limit=time_limit)
+    rep = rounding_report(W, grid, X=X, G=G, q=q, W_hat=W_hat, method=method, time_limit=time_limit,
+                          off_grid=off_grid, conv=conv)
     if rep.optimum is None:
         raise AssertionError(f"the oracle could not prove the optimum within its limit: {rep}")
     limit = rep.optimum * (1 + rtol) + atol
     if rep.loss > limit * (1 + 1e-12) + 1e-300:
-        problem = _problem(W, grid, X, G)
+        problem = _problem(W, grid, X, G, conv)
         excess = problem.row_losses(rep.v) - problem.row_losses(rep.v_opt)
         worst = np.argsort(excess)[::-1][:3]
         rows = ", ".join(f"row {int(k)} +{excess[k]:.3e}" for k in worst if excess[k] > 0)
@@ -157,6 +213,8 @@ def assert_rounding_within(W, grid, *, X=None, G=None, q=None, W_hat=None, rtol:
             f"rounding loss {rep.loss:.9e} exceeds the allowed {limit:.9e} "
             f"(optimum {rep.optimum:.9e}, gap {100 * rep.gap:.4f} %, rtol {rtol}, atol {atol}); "
             f"largest excess: {rows}"
+            + (f"; {rep.off_grid} given weights were off the grid (up to {rep.off_grid_max:.3g} of a step), "
+               f"judged as rounded to nearest" if rep.off_grid else "")
         )
     return rep
 

@@ -11,7 +11,7 @@ from ._solve import solve
 from .bounds import Bounds, lower_bounds
 from .bqm import BQM
 from .hessian import DiagonalHessianLayer
-from .layer import LayerProblem
+from .layer import ConvProblem, LayerProblem
 from .orlib import read_bqp
 from .result import Result
 from .samplers import ExhaustiveSampler, TreeSampler
@@ -21,6 +21,7 @@ from .sparse import SparseResult, binary_sparse_coding_bqm, code
 __all__ = [
     "BQM",
     "LayerProblem",
+    "ConvProblem",
     "Result",
     "METHODS",
     "method_names",

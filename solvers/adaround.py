@@ -250,7 +250,7 @@ class Relaxation:
         s, z = problem.grid.per_row(problem.n_rows)
         self.problem = problem
         self.shape = problem.shape
-        self.G = problem.G
+        self.G = problem.G  # (in, in), or (groups, in, in) for a grouped convolution (one Gram per group)
         self.X = getattr(problem, "X", None)
         # e = A + B h: the error of the soft weights (design.md section 3, "A row of the local loss")
         self.A = s * (problem.lo - z) - problem.W
@@ -277,7 +277,17 @@ class Relaxation:
     def loss_of_h(self, h) -> float:
         """Local loss (Eq. 20, this project's unit, no normalisation) of the soft weights for ``h``."""
         E = self.A + self.B * h
-        return float(np.einsum("ki,ij,kj->", E, self.G, E, optimize=True))
+        if self.G.ndim == 2:
+            return float(np.einsum("ki,ij,kj->", E, self.G, E, optimize=True))
+        return float(np.vdot(E, self._times_G(E, np.empty_like(E))))
+
+    def _times_G(self, E, out):
+        """``E G`` row by row (each row times its group's Gram matrix when ``G`` is 3-D)."""
+        if self.G.ndim == 2:
+            return np.matmul(E, self.G, out=out)
+        g = self.G.shape[0]
+        np.matmul(E.reshape(g, -1, E.shape[1]), self.G, out=out.reshape(g, -1, E.shape[1]))
+        return out
 
     def value_and_grad(self, V: np.ndarray, lam: float = 0.0, beta: float | None = None, idx=None):
         """``(J, c L, f_reg, dJ/dV)`` at ``V``.
@@ -298,7 +308,7 @@ class Relaxation:
         np.multiply(self.B, h, out=E)
         E += self.A
         if idx is None:
-            np.matmul(E, self.G, out=EG)
+            self._times_G(E, EG)
             loss = self.c * float(np.vdot(E, EG))
             scale = 2.0 * self.c
         else:

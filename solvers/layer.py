@@ -21,7 +21,18 @@ from reference.loss import gram
 
 from .bqm import BQM
 
-__all__ = ["LayerProblem"]
+__all__ = ["ConvProblem", "LayerProblem"]
+
+
+def _check_gram(G, n: int, name: str) -> np.ndarray:
+    """A symmetric positive semidefinite (n, n) matrix, symmetrised; else ValueError naming ``name``."""
+    G = as_float_array(G, name, shape=(n, n))
+    scale = max(1.0, float(np.max(np.abs(G)))) if G.size else 1.0
+    if not np.allclose(G, G.T, rtol=0, atol=1e-12 * scale):
+        raise ValueError(f"{name} must be symmetric")
+    if G.size and np.linalg.eigvalsh(G)[0] < -1e-10 * scale:
+        raise ValueError(f"{name} must be positive semidefinite (a Gram matrix X^T X / N)")
+    return (G + G.T) / 2
 
 
 class LayerProblem:
@@ -33,8 +44,10 @@ class LayerProblem:
         Full-precision weights.
     grid : reference.Grid
         Per-tensor or per-row grid (see :func:`reference.fit_grid`).
-    X : array of shape (N, in), optional
-        Calibration inputs, one sample a row. Give ``X`` or ``G``, not both.
+    X : array of shape (N, in) or (N, T, in), optional
+        Calibration inputs, one sample a row. Token inputs ``(N, T, in)`` (a transformer's
+        ``(batch, tokens, features)``) count each of the ``N*T`` tokens as a sample, the same
+        problem as ``X.reshape(N*T, in)``. Give ``X`` or ``G``, not both.
     G : array of shape (in, in), optional
         Gram matrix ``X^T X / N`` (symmetric positive semidefinite).
     name : str, optional
@@ -53,24 +66,27 @@ class LayerProblem:
 
     def __init__(self, W, grid: Grid, X=None, G=None, name: str | None = None):
         W = as_float_array(W, "W", ndim=2)
-        if not isinstance(grid, Grid):
-            raise ValueError(f"grid must be a reference.Grid, found {type(grid).__name__}")
         if (X is None) == (G is None):
-            raise ValueError("give exactly one of X (samples, shape (N, in)) or G (Gram matrix, shape (in, in))")
+            raise ValueError("give exactly one of X (samples, shape (N, in) or (N, T, in)) or G (Gram matrix, "
+                             "shape (in, in))")
         if X is not None:
-            X = as_float_array(X, "X", ndim=2)
-            if X.shape[1] != W.shape[1]:
-                raise ValueError(f"X must have shape (N, {W.shape[1]}) to match W's {W.shape[1]} inputs, found {X.shape}")
+            X = as_float_array(X, "X")
+            n_in = W.shape[1]
+            if X.ndim not in (2, 3) or X.shape[-1] != n_in:
+                raise ValueError(f"X must have shape (N, {n_in}) or, for token inputs, (N, T, {n_in}) to match "
+                                 f"W's {n_in} inputs, found {X.shape}")
+            if X.ndim == 3:  # token inputs (N, T, in): the N*T tokens are the samples
+                X = X.reshape(X.shape[0] * X.shape[1], n_in)
             with np.errstate(over="ignore", under="ignore"):  # checked by check_loss_range
                 G = gram(X)
         else:
-            G = as_float_array(G, "G", shape=(W.shape[1], W.shape[1]))
-            scale = max(1.0, float(np.max(np.abs(G)))) if G.size else 1.0
-            if not np.allclose(G, G.T, rtol=0, atol=1e-12 * scale):
-                raise ValueError("G must be symmetric")
-            if G.size and np.linalg.eigvalsh(G)[0] < -1e-10 * scale:
-                raise ValueError("G must be positive semidefinite (a Gram matrix X^T X / N)")
-            G = (G + G.T) / 2
+            G = _check_gram(G, W.shape[1], "G")
+        self._setup(W, grid, G, X, name)
+
+    def _setup(self, W, grid, G, X, name):
+        """Store validated arrays and derive the up/down variables (shared with the conv layer)."""
+        if not isinstance(grid, Grid):
+            raise ValueError(f"grid must be a reference.Grid, found {type(grid).__name__}")
         grid.per_row(W.shape[0])  # validates the grid's length against W
         check_loss_range(W, G, grid, X)
         ud = _updown(W, grid)
@@ -177,3 +193,74 @@ class LayerProblem:
     def loss(self, v) -> float:
         """Local loss of the layer (Eq. 20): the energy every method is judged by."""
         return float(self.row_losses(v).sum())
+
+
+class ConvProblem(LayerProblem):
+    """The rounding problem of a 2-D convolution under the local loss (Eq. 20 on patches).
+
+    Rows are the output channels, each over its flattened kernel ``W[o].ravel()`` (fan-in
+    ``(C_in/groups) kh kw``, PyTorch's weight layout); the samples are the input patches, so the
+    loss is, per output channel, the mean over samples and output positions of the squared output
+    error, summed over channels. Output channel ``o`` belongs to group ``o // (C_out/groups)`` and
+    its row uses that group's Gram matrix (:mod:`reference.conv`, which states the memory bound).
+
+    Parameters
+    ----------
+    W : array of shape (C_out, C_in/groups, kh, kw)
+    grid : reference.Grid
+        Per-tensor or per-output-channel grid (fit it on ``W.reshape(C_out, -1)``).
+    X : array of shape (N, C_in, H, W)
+        Calibration inputs of the layer.
+    stride, padding, dilation : int or two ints, default 1, 0, 1
+    groups : int, default 1
+        ``groups == C_in == C_out`` is a depthwise convolution.
+    name : str, optional
+
+    Attributes
+    ----------
+    W : float64 array of shape (C_out, fan_in)
+        The kernels as rows (``kernel_shape`` gives the 4-D shape back, :meth:`w_hat_4d`).
+    G : float64 array of shape (fan_in, fan_in) for ``groups == 1``, else (groups, fan_in, fan_in)
+    grams : float64 array of shape (groups, fan_in, fan_in)
+    geometry : reference.conv.ConvGeometry
+    input_shape : tuple, the shape of ``X``; ``X`` itself is not kept (``self.X`` is None, so
+        mini-batch methods run on ``G``).
+    """
+
+    def __init__(self, W, grid: Grid, X, *, stride=1, padding=0, dilation=1, groups=1, name: str | None = None):
+        from reference.conv import _check_X, conv_geometry, conv_gram
+
+        W4 = as_float_array(W, "W", ndim=4)
+        X = _check_X(X)
+        geo = conv_geometry(W4.shape, X.shape[1], stride, padding, dilation, groups)
+        geo.output_size(X.shape[2], X.shape[3])  # refuses an empty output map before any work
+        if not isinstance(grid, Grid):
+            raise ValueError(f"grid must be a reference.Grid, found {type(grid).__name__}")
+        grid.per_row(geo.c_out)
+        grams = conv_gram(X, geo)
+        G = grams[0] if geo.groups == 1 else grams
+        self.geometry = geo
+        self.kernel_shape = W4.shape
+        self.input_shape = X.shape
+        self.grams = grams
+        self._setup(W4.reshape(geo.c_out, -1), grid, G, None, name)
+        self.grams.setflags(write=False)
+
+    def __repr__(self) -> str:
+        g = self.geometry
+        nm = f"{self.name!r}, " if self.name else ""
+        return (f"ConvProblem({nm}kernel={tuple(self.kernel_shape)}, stride={g.stride}, padding={g.padding}, "
+                f"dilation={g.dilation}, groups={g.groups}, n_vars={self.n_vars}, {self.grid!r})")
+
+    def _row_gram(self, k: int) -> np.ndarray:
+        return self.grams[k // self.geometry.c_out_group]
+
+    def row_losses(self, v) -> np.ndarray:
+        """Per-channel local loss ``e_o^T G_{g(o)} e_o`` (Eq. 20 on patches), shape (C_out,)."""
+        E = self.w_hat(v) - self.W
+        Eg = E.reshape(self.geometry.groups, self.geometry.c_out_group, -1)
+        return np.einsum("gki,gij,gkj->gk", Eg, self.grams, Eg, optimize=True).ravel()
+
+    def w_hat_4d(self, v) -> np.ndarray:
+        """Quantized kernels ``s (q - z)`` in the layer's shape (C_out, C_in/groups, kh, kw)."""
+        return self.w_hat(v).reshape(self.kernel_shape)
