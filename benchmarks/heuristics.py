@@ -11,6 +11,10 @@ Families (one layer of ``--rows`` rows per family and width; inputs ``N = 4 n`` 
 
 For each layer the table gives each method's loss above the best any method found (in %) and
 its seconds. Run: ``python benchmarks/heuristics.py --widths 128,256,512,1024 --rows 2``.
+
+``--proven N`` instead compares ``lns`` with the tree's proven optimum on one-row layers of width
+``N`` (six seeds each of the mixing and AR(1) families; the tree needs up to a minute a row at
+N = 64).
 """
 
 from __future__ import annotations
@@ -59,7 +63,21 @@ def main(argv=None) -> None:
     ap.add_argument("--methods", default=",".join(HEURISTICS))
     ap.add_argument("--rows", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--proven", type=int, metavar="N", help="lns against the tree's optimum at width N")
     a = ap.parse_args(argv)
+    if a.proven:
+        for fam in ("mixing", "ar1"):
+            gaps = []
+            for seed in range(6):
+                p = family_layer(fam, a.proven, 1, seed)
+                opt = solve(p, "tree")
+                if not opt.optimal:
+                    gaps.append("unproven")
+                    continue
+                r = solve(p, "lns", seed=seed)
+                gaps.append(f"{100 * (r.energy - opt.energy) / opt.energy:.3f}%")
+            print(f"{fam:8} {a.proven:5}  lns above the proven optimum: {', '.join(gaps)}", flush=True)
+        return
     methods = a.methods.split(",")
     print("family  width  " + "  ".join(f"{m:>16}" for m in methods) + "   (loss above best %, seconds)")
     for n in (int(w) for w in a.widths.split(",")):

@@ -40,8 +40,9 @@ def test_off_grid_weights_are_counted_and_judged_as_deployed():
     assert rep.given_loss == pytest.approx(layer_loss(W, X, W_soft), rel=1e-10)
     assert rep.optimum <= rep.loss * (1 + 1e-12)
     assert "off the grid" in str(rep)
+    assert rep.loss > rep.optimum * (1 + 1e-9)  # the deployed rounding is not optimal here
     with pytest.raises(AssertionError, match="given weights were off the grid"):
-        assert_rounding_within(W, grid, X=X, W_hat=W_soft, off_grid="nearest", rtol=-0.5)
+        assert_rounding_within(W, grid, X=X, W_hat=W_soft, off_grid="nearest")
 
 
 def test_on_grid_weights_report_no_off_grid_and_bad_option_is_refused():
