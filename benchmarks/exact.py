@@ -13,7 +13,7 @@ Usage (each part can be run alone)::
     python benchmarks/exact.py bqp    [--limit 60]
     python benchmarks/exact.py diagonal [--sizes 64] [--rows 4] [--limit 60] [--max-nodes N]
     python benchmarks/exact.py peers  [--sizes 64 128] [--rows 10] [--limit 60]
-                                      [--families ar1 lowrank mixing mlp] [--peers gurobi scip]
+                                      [--families ar1 cnn lowrank mixing mlp] [--peers gurobi scip]
 
 ``peers`` runs, on the same per-row QUBOs, the tree (``time_limit`` alone, one BLAS thread),
 Gurobi (gurobipy, one thread, ``MIPGap`` 1e-9) and SCIP (pyscipopt, one thread, gap 0), each with
@@ -24,7 +24,8 @@ samples, 4-bit per-row grid): ``ar1`` the layer above; ``mixing`` ``X = Z A + 0.
 Gaussian ``n x n`` over ``sqrt(n)``), weights ``N(0, 0.01)``, scale at 0.9 of min-max;
 ``lowrank`` ``X = Z B + 0.1 E`` with ``B`` of rank ``n/8``, same weights and grid; ``mlp`` rows of
 a numpy MLP ``[64, 128, 10]`` trained on the digits (n = 64: layer 0, n = 128: layer 1, inputs
-from 4n training images, the MSE grid).
+from 4n training images, the MSE grid); ``cnn`` rows of the trained digits CNN (n = 128: the dense
+classifier, n = 144: the 3x3 16->32 convolution; the ``cnn`` suite's layers at 4 bits).
 
 Ratios are printed against peers measured in the same run: ``exhaustive`` (where feasible) and a
 plain Python depth-first Schnorr-Euchner search in natural order (:func:`python_tree`).
@@ -99,7 +100,28 @@ def mlp_layer(n: int, rows: int = 10, seed: int = 0) -> LayerProblem:
     return LayerProblem(W, fit_grid(W, bits=4), X=A, name=f"mlp-{n}")
 
 
-FAMILIES = {"ar1": correlated_layer, "lowrank": lowrank_layer, "mixing": mixing_layer, "mlp": mlp_layer}
+class _FirstRows:
+    """The first ``rows`` rows of a layer (the row QUBOs are independent under Eq. 20)."""
+
+    def __init__(self, problem, rows: int):
+        self.problem, self.n_rows = problem, min(rows, problem.n_rows)
+
+    def row_bqm(self, k: int):
+        return self.problem.row_bqm(k)
+
+
+def cnn_layer(n: int, rows: int = 10, seed: int = 0):
+    """Rows of the trained digits CNN (reference.cnn, the ``cnn`` suite's layers at 4 bits): the
+    dense classifier (n = 128, ten rows) or the 3x3 16->32 convolution (n = 144)."""
+    from reference.suites import cnn_suite
+
+    if n not in (128, 144):
+        raise SystemExit("the cnn family has n = 128 (the dense layer) or n = 144 (the 16->32 conv)")
+    return _FirstRows(cnn_suite(seed)[3 if n == 128 else 1], rows)
+
+
+FAMILIES = {"ar1": correlated_layer, "lowrank": lowrank_layer, "mixing": mixing_layer, "mlp": mlp_layer,
+            "cnn": cnn_layer}
 
 
 def gurobi_solve(bqm, limit):
