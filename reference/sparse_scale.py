@@ -64,10 +64,10 @@ class LearnTask:
 def paper_tasks(batches: int = 4000, Ks=(500, 1000), l1_Ks=(2000,), seed: int = 0, quick: bool = False):
     """The study's tasks: every penalty at every ``Ks``, then l1 alone at ``l1_Ks``.
 
-    ``quick``: 8x8 patches, 64 and 128 units (l1 also 256), 40 batches (a few seconds each).
+    ``quick``: 8x8 patches, 32 and 64 units (l1 also 128), 30 batches (about a second each).
     """
     if quick:
-        batches, Ks, l1_Ks, size = min(batches, 40), (64, 128), (256,), 8
+        batches, Ks, l1_Ks, size = min(batches, 30), (32, 64), (128,), 8
     else:
         size = 16
     tasks = [LearnTask(p, int(K), LEARN_LAM[p], int(batches), dtype=LEARN_DTYPE[p], seed=seed, size=size)
@@ -202,7 +202,7 @@ def _parser():
     p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--scheduler", default=None, help="a Dask scheduler address")
     p.add_argument("--folder", default=None, help="a folder of your own images")
-    p.add_argument("--quick", action="store_true", help="8x8 patches, small pools, 40 batches")
+    p.add_argument("--quick", action="store_true", help="8x8 patches, small pools, 30 batches")
     return p
 
 
