@@ -228,7 +228,7 @@ def save_checkpoint(path, Phi, next_batch: int, history, fingerprint: str) -> No
     """Write the learner's state as plain ``.npz`` arrays (no pickles), atomically (temp file + rename)."""
     arrays = {k: np.array([r[k] for r in history], dtype=np.float64 if k in ("error", "l0") else np.int64)
               for k in _HISTORY_KEYS}
-    tmp = f"{path}.tmp.npz"
+    tmp = f"{path}.{os.getpid()}.tmp.npz"  # one per process: two writers never share a temp file
     np.savez(tmp, Phi=np.asarray(Phi, dtype=np.float64), next_batch=np.int64(next_batch),
              fingerprint=np.array(fingerprint), **arrays)
     os.replace(tmp, path)

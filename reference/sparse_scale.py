@@ -198,6 +198,7 @@ def _parser():
     p.add_argument("--stages", default=None, help="comma-separated batch counts run in turn, e.g. 400,1000,4000")
     p.add_argument("--K", default="500,1000", help="pool sizes for every penalty (default 500,1000)")
     p.add_argument("--l1-K", default="2000", help="further pool sizes for l1 alone (default 2000)")
+    p.add_argument("--penalties", default=None, help="only these penalties (comma-separated, e.g. l1/2,l1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--scheduler", default=None, help="a Dask scheduler address")
@@ -224,6 +225,12 @@ def main(argv=None) -> int:
         if a.batches < 1 or a.jobs < 1:
             raise ValueError(f"--batches and --jobs must be >= 1, found {a.batches} and {a.jobs}")
         tasks = paper_tasks(a.batches, Ks, l1_Ks, a.seed, a.quick)
+        if a.penalties:
+            want = [p.strip() for p in a.penalties.split(",") if p.strip()]
+            unknown = sorted(set(want) - set(PENALTY_ORDER))
+            if unknown:
+                raise ValueError(f"--penalties must be among {list(PENALTY_ORDER)}, found {unknown}")
+            tasks = [t for t in tasks if t.penalty in want]
         t0, c0 = time.perf_counter(), time.process_time()
         run_learning(tasks, a.out, stages, a.jobs, a.scheduler, a.folder,
                      log=lambda r: print(f"done {r['name']} to batch {r['done_batches']}: wall {r['seconds']:.0f}s "

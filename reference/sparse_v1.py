@@ -19,9 +19,9 @@ from its checkpoint folder, optionally at an earlier stage ``batches``). For eac
    beside the mean active units the dictionary was learned at (the sparsity they are
    compared at).
 4. *Optimality* (``exact``): on held-out patches, the l0 objective of each penalty's codes
-   against the exact l0 optimum over the whole learned dictionary, at lambdas (per group of
-   patches of similar energy) where supports of three or more atoms cannot beat the empty
-   code, so that enumerating the pairs proves the optimum (:func:`solvers.sparse.exact_l0`);
+   against the exact l0 optimum over the whole learned dictionary, at ``lambda = ||x||^2 / 5.9``
+   per patch, where supports of three or more atoms cannot beat the empty code, so that
+   enumerating the pairs proves the optimum (:func:`solvers.sparse.exact_l0`);
    l1 and l1/2 at the best of :data:`_TUNE` times the lambda whose threshold matches l0's,
    raw and debiased (``lam_mult`` in the table). ``sub_exact``: the
    same at lambda 0.1 (codes of several atoms) on the 16 atoms each dictionary's own codes use
@@ -42,7 +42,7 @@ import numpy as np
 from .sparse_scale import LEARN_LAM, PENALTY_ORDER, load_learned, paper_tasks, run_learning
 from .sparse_study import _headline_rows, _interp, atom_grid
 
-__all__ = ["FREQS", "PAPER_LAM", "THETAS", "analyse", "format_tables", "pool_rows"]
+__all__ = ["FREQS", "PAPER_LAM", "THETAS", "analyse", "format_tables", "merge", "pool_rows", "precision_rows"]
 
 #: The paper notebook's lambdas in this project's convention (docs/sparse.md, "Converting lambda").
 PAPER_LAM = {"l0": 6.5e-3, "cel0": 0.45, "l1/2": 6.5e-2, "l1": 0.41}
@@ -56,8 +56,8 @@ def _config(quick):
     if quick:
         return dict(test=100, sweep=(0.25, 1.0, 4.0), exact_N=30, level=4.0,
                     phases=4, fista=dict(max_iter=500, tol=1e-4), sub_atoms=10)
-    return dict(test=1000, sweep=(0.25, 0.5, 1.0, 2.0, 4.0), exact_N=200, level=16.0,
-                phases=8, fista=dict(max_iter=3000, tol=1e-6), sub_atoms=16)
+    return dict(test=500, sweep=(0.25, 0.5, 1.0, 2.0, 4.0), exact_N=200, level=16.0,
+                phases=8, fista=dict(max_iter=1000, tol=1e-4, dtype="float32"), sub_atoms=16)
 
 
 def _curve(Phi, X, pen, K, lams, fista, paper=False):
@@ -70,7 +70,8 @@ def _curve(Phi, X, pen, K, lams, fista, paper=False):
         R = X - r.codes @ Phi.T
         rows.append({"table": "curve", "penalty": pen, "K": K, "n": X.shape[1], "lam": float(lam),
                      "paper_lam": paper, "mean_l0": float(np.mean(np.count_nonzero(r.codes, axis=1))),
-                     "rel_error": float(np.mean(np.sum(R * R, axis=1)) / xx), "converged": r.converged})
+                     "rel_error": float(np.mean(np.sum(R * R, axis=1)) / xx), "converged": r.converged,
+                     "seconds": r.seconds})
     return rows
 
 
@@ -143,8 +144,6 @@ def _shape_row(Phi, pen, K, learn_l0):
     return row, F
 
 
-_EXACT_GROUP = 10
-
 #: Multiples of the threshold-matched lambda tried for l1 and l1/2 against exact l0 (the best is kept).
 _TUNE = (0.5, 0.75, 1.0, 1.5)
 
@@ -166,53 +165,39 @@ def _matched_lambda(pen, lam):
 def _exact_rows(Phi, X, pen_dict, K, tune):
     """l0 objective of each coder against the exact optimum (supports of <= 2 atoms proven enough).
 
-    Patches sorted by energy run in groups of :data:`_EXACT_GROUP`; a group's lambda is its
-    largest ``||x||^2 / 5.9``, so ``floor(||x||^2 / (2 lam)) <= 2`` for each of its patches:
-    a support of three or more atoms costs more than the empty code, and enumerating every
-    support of up to two atoms (:func:`solvers.sparse.exact_l0`) proves the optimum.
+    Each patch is scaled to ``||x||^2 = 5.9`` and ``lam = 1`` (the l0 problem at
+    ``lam = ||x||^2 / 5.9`` for the original patch, up to the factor ``||x||^2 / 5.9`` on the
+    objective, so relative gaps are unchanged); then ``floor(||x||^2 / (2 lam)) = 2``: a support
+    of three or more atoms costs more than the empty code, and enumerating every support of up
+    to two atoms (:func:`solvers.sparse.exact_l0`) proves the optimum.
     """
     from solvers.sparse import _ls_on_supports, code, exact_l0
 
     from .sparse import objective
 
+    X = X * np.sqrt(5.9 / np.sum(X * X, axis=1))[:, None]
     xx = np.sum(X * X, axis=1)
-    order = np.argsort(xx, kind="stable")
-    G = Phi.T @ Phi
+    lam = 1.0
     t0 = time.perf_counter()
-    groups = []
-    for s0 in range(0, X.shape[0], _EXACT_GROUP):
-        idx = order[s0:s0 + _EXACT_GROUP]
-        lam = float(xx[idx].max()) / 5.9
-        f_star, sup, _ = exact_l0(G, X[idx] @ Phi, xx[idx], lam, 2)
-        if not np.allclose(objective(Phi, X[idx], _ls_on_supports(Phi, X[idx], sup), "l0", lam), f_star,
-                           rtol=1e-9, atol=1e-9):
-            raise RuntimeError("exact l0: the enumerated optimum disagrees with its recomputed objective")
-        groups.append((idx, lam, f_star, sup))
+    f_star, sup, _ = exact_l0(Phi.T @ Phi, X @ Phi, xx, lam, 2)
     exact_seconds = time.perf_counter() - t0
-    f_star = np.concatenate([g[2] for g in groups])
-    sup = np.concatenate([g[3] for g in groups])
-    lam_mean = float(np.mean([g[1] for g in groups]))
+    if not np.allclose(objective(Phi, X, _ls_on_supports(Phi, X, sup), "l0", lam), f_star, rtol=1e-9, atol=1e-9):
+        raise RuntimeError("exact l0: the enumerated optimum disagrees with its recomputed objective")
     rows = []
     for pen in PENALTY_ORDER:
         mults = (1.0,) if pen in ("l0", "cel0") else tune
         best = None
         for m in mults:
-            parts = []
-            for idx, lam, _, _ in groups:
-                A = code(Phi, X[idx], pen, _matched_lambda(pen, lam) * m, "fista", max_iter=5000, tol=1e-8).codes
-                D = _ls_on_supports(Phi, X[idx], A != 0)
-                parts.append((objective(Phi, X[idx], A, "l0", lam), objective(Phi, X[idx], D, "l0", lam), A))
-            fr, fd = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-            A = np.concatenate([p[2] for p in parts])
+            A = code(Phi, X, pen, _matched_lambda(pen, lam) * m, "fista", max_iter=5000, tol=1e-8).codes
+            fr, fd = objective(Phi, X, A, "l0", lam), objective(Phi, X, _ls_on_supports(Phi, X, A != 0), "l0", lam)
             if best is None or np.mean(fd) < np.mean(best[2]):
                 best = (m, fr, fd, A)
         m, fr, fd, A = best
-        lam = lam_mean
         for variant, f in (("raw", fr), ("debiased", fd)):
             rel = (f - f_star) / f_star
             rows.append({"table": "exact", "dictionary": pen_dict, "K": K, "coder": pen, "variant": variant,
-                         "mean_lam": lam, "lam_mult": m, "matched_lam": _matched_lambda(pen, lam), "mean_rel_gap": float(np.mean(rel)),
-                         "max_rel_gap": float(np.max(rel)),
+                         "lam_over_energy": 1 / 5.9, "lam_mult": m, "matched_lam": _matched_lambda(pen, lam),
+                         "mean_rel_gap": float(np.mean(rel)), "max_rel_gap": float(np.max(rel)),
                          "frac_optimal": float(np.mean(f <= f_star * (1 + 1e-9) + 1e-12)),
                          "mean_l0": float(np.mean(np.count_nonzero(A, axis=1))),
                          "exact_mean_l0": float(np.mean(sup.sum(axis=1))), "exact_seconds": exact_seconds,
@@ -229,7 +214,7 @@ def _sub_exact_rows(Phi, X, pen, K, tune, n_atoms=16, lam=0.1):
 
     from .sparse_study import _gap_rows
 
-    use = np.count_nonzero(code(Phi, X, pen, LEARN_LAM[pen], "fista", max_iter=3000, tol=1e-6).codes, axis=0)
+    use = np.count_nonzero(code(Phi, X, pen, LEARN_LAM[pen], "fista", max_iter=1000, tol=1e-4).codes, axis=0)
     top = np.sort(np.argsort(-use, kind="stable")[:n_atoms])
     rows = _gap_rows(Phi[:, top], X, lam, tune, 0)
     for r in rows:
@@ -237,8 +222,13 @@ def _sub_exact_rows(Phi, X, pen, K, tune, n_atoms=16, lam=0.1):
     return rows
 
 
-def analyse(folder, batches=None, quick=False, out_dir=None, seed=0, tasks=None, images=None, progress=None):
-    """Rows of every table (key ``"table"``) for the dictionaries in ``folder``; figures in ``out_dir``."""
+def analyse(folder, batches=None, quick=False, out_dir=None, seed=0, tasks=None, images=None, progress=None,
+            curves_only=False):
+    """Rows of every table (key ``"table"``) for the dictionaries in ``folder``; figures in ``out_dir``.
+
+    ``curves_only``: claim 1 alone (error against sparsity), e.g. for the larger pools; such runs
+    combine with a full one through :func:`merge`.
+    """
     from .gratings import grating_set
     from .patches import PatchStream, natural_images, whiten_images
 
@@ -265,9 +255,16 @@ def analyse(folder, batches=None, quick=False, out_dir=None, seed=0, tasks=None,
         rows.append({"table": "dictionary", "penalty": t.penalty, "K": t.K, "lam": t.lam, "batches": len(hist),
                      "presentations": len(hist) * t.batch_size, "dtype": t.dtype,
                      "learn_error": float(np.mean([h["error"] for h in tail])), "learn_l0": learn_l0})
-        say(f"{t.name}: curves")
+        say(f"{t.name}: curves ({time.perf_counter() - t_start:.0f}s)")
         rows += _curve(Phi, X, t.penalty, t.K, [t.lam * m for m in cfg["sweep"]], cfg["fista"])
         rows += _curve(Phi, X, t.penalty, t.K, [PAPER_LAM[t.penalty]], cfg["fista"], paper=True)
+        if curves_only:
+            continue
+        tight = _curve(Phi, X, t.penalty, t.K, [t.lam], dict(max_iter=5000, tol=1e-6))[0]
+        loose = next(r for r in rows[::-1] if r["table"] == "curve" and r["lam"] == t.lam and not r["paper_lam"])
+        rows.append({"table": "curve_check", "penalty": t.penalty, "K": t.K, "lam": t.lam,
+                     "rel_error": loose["rel_error"], "rel_error_tight": tight["rel_error"],
+                     "mean_l0": loose["mean_l0"], "mean_l0_tight": tight["mean_l0"]})
         say(f"{t.name}: gratings")
         tu = _tuning_rows(Phi, t.penalty, t.K, stim, cfg["fista"])
         tunings[(t.penalty, t.K)] = tu
@@ -280,16 +277,68 @@ def analyse(folder, batches=None, quick=False, out_dir=None, seed=0, tasks=None,
             say(f"{t.name}: exact l0")
             rows += _exact_rows(Phi, Xe, t.penalty, t.K, _TUNE)
             rows += _sub_exact_rows(Phi, Xe, t.penalty, t.K, _SUB_TUNE, n_atoms=cfg["sub_atoms"])
-    curves = [r for r in rows if r["table"] == "curve"]
-    rows += _headline_rows([c for c in curves if not c["paper_lam"]], error_level=0.25, sparsity_level=cfg["level"])
-    rows += pool_rows(curves, cfg["level"])
-    if out_dir is not None and dicts:
+    rows += _summary_rows(rows, cfg["level"])
+    if out_dir is not None and dicts and not curves_only:
         from .sparse_v1_figures import save_figures
 
         for path in save_figures(out_dir, dicts, rows, tunings, shapes, size, cfg["level"]):
             rows.append({"table": "figure", "path": path})
     rows.append({"table": "run", "batches": batches, "quick": bool(quick), "seed": seed,
                  "seconds": time.perf_counter() - t_start})
+    return rows
+
+
+def precision_rows(folder, K: int = 500, batches: int = 200, seed: int = 0, jobs: int = 1, images=None) -> list[dict]:
+    """float32 against float64 ISTA iterations: each penalty learned both ways from the same seed.
+
+    Rows (table ``precision``): per penalty and dtype, the mean training error and active units
+    over the last half of the run, and on held-out patches the relative error and active units
+    at the learning lambda, the fraction of oriented units (linear responses) and of Gabor-like
+    atoms. The dictionaries go to ``folder/float32`` and ``folder/float64``.
+    """
+    from dataclasses import replace
+
+    from .gratings import grating_set
+    from .patches import PatchStream, natural_images, whiten_images
+    from .sparse_scale import LearnTask
+
+    base = [LearnTask(p, K, LEARN_LAM[p], batches, seed=seed) for p in PENALTY_ORDER]
+    stim = grating_set(16, THETAS, FREQS, 8)
+    X = PatchStream(whiten_images(natural_images(images)), 1000, 16, seed=(seed, 4), block=1000).rows(0, 1000)
+    rows = []
+    for dt in ("float32", "float64"):
+        tasks = [replace(t, dtype=dt) for t in base]
+        sub = os.path.join(folder, dt)
+        done = run_learning(tasks, sub, jobs=jobs, images=images)
+        for t, d in zip(tasks, done):
+            st = load_learned(t, sub)
+            half = st["history"][batches // 2:]
+            c = _curve(st["Phi"], X, t.penalty, K, [t.lam], dict(max_iter=3000, tol=1e-6))[0]
+            tu = _tuning_rows(st["Phi"], t.penalty, K, stim, dict(max_iter=3000, tol=1e-6))["linear_row"]
+            sh, _ = _shape_row(st["Phi"], t.penalty, K, 0.0)
+            rows.append({"table": "precision", "penalty": t.penalty, "dtype": dt, "K": K, "batches": batches,
+                         "train_error": float(np.mean([h["error"] for h in half])),
+                         "train_l0": float(np.mean([h["l0"] for h in half])),
+                         "test_rel_error": c["rel_error"], "test_l0": c["mean_l0"],
+                         "frac_oriented_linear": tu["frac_oriented"], "frac_gabor": sh["frac_gabor"],
+                         "cpu_seconds": d["cpu_seconds"], "seconds": d["seconds"]})
+    return rows
+
+
+def _summary_rows(rows, level):
+    curves = [r for r in rows if r["table"] == "curve"]
+    return (_headline_rows([c for c in curves if not c["paper_lam"]], error_level=0.25, sparsity_level=level)
+            + pool_rows(curves, level))
+
+
+def merge(row_lists, out_dir=None, level: float = 16.0) -> list[dict]:
+    """Rows of several :func:`analyse` runs as one (summaries recomputed); redraws the claim-1 figures."""
+    rows = [r for rs in row_lists for r in rs if r["table"] not in ("headline", "pool", "pool_match", "run")]
+    rows += _summary_rows(rows, level)
+    if out_dir is not None:
+        from .sparse_v1_figures import save_curve_figures
+
+        rows += [{"table": "figure", "path": p} for p in save_curve_figures(out_dir, rows, level)]
     return rows
 
 
@@ -304,7 +353,9 @@ def _fmt(v):
 def format_tables(rows) -> str:
     """Every table of :func:`analyse` as Markdown."""
     out = []
-    for name in ("dictionary", "headline", "pool", "pool_match", "tuning", "shape", "exact", "sub_exact", "curve", "run"):
+    for name in ("dictionary", "headline", "pool", "pool_match", "tuning", "shape", "exact", "sub_exact", "curve",
+                 "curve_check",
+                 "precision", "run"):
         sel = [r for r in rows if r.get("table") == name]
         if not sel:
             continue
@@ -327,12 +378,29 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="folder for the PNG figures")
     p.add_argument("--json", default=None, help="write the rows as JSON")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--K", default=None, help="analyse only these pool sizes (comma-separated)")
     p.add_argument("--quick", action="store_true", help="learn small dictionaries first, then analyse (seconds)")
+    p.add_argument("--precision", metavar="FOLDER", help="instead: learn every penalty in float32 and float64 "
+                   "(--precision-K units, --precision-batches batches) into FOLDER and compare")
+    p.add_argument("--precision-K", type=int, default=500)
+    p.add_argument("--precision-batches", type=int, default=200)
+    p.add_argument("--jobs", type=int, default=1, help="worker processes for --precision")
+    p.add_argument("--curves-only", action="store_true", help="claim 1 alone (error against sparsity)")
+    p.add_argument("--merge", nargs="+", metavar="ROWS.json", help="instead: combine the --json files of "
+                   "several runs (summaries recomputed, claim-1 figures redrawn in --out)")
     a = p.parse_args(argv)
     say = (lambda m: print(m, file=sys.stderr, flush=True))
     t0, c0 = time.perf_counter(), time.process_time()
     try:
-        if a.quick:
+        if a.merge:
+            lists = []
+            for path in a.merge:
+                with open(path) as fh:
+                    lists.append(json.load(fh))
+            rows = merge(lists, a.out)
+        elif a.precision:
+            rows = precision_rows(a.precision, a.precision_K, a.precision_batches, a.seed, a.jobs)
+        elif a.quick:
             with tempfile.TemporaryDirectory() as tmp:
                 folder = a.dicts or tmp
                 run_learning(paper_tasks(seed=a.seed, quick=True), folder)
@@ -340,7 +408,12 @@ def main(argv=None) -> int:
         else:
             if not a.dicts or not os.path.isdir(a.dicts):
                 raise ValueError(f"--dicts must be an existing folder of learned dictionaries, found {a.dicts!r}")
-            rows = analyse(a.dicts, a.batches, False, a.out, a.seed, progress=say)
+            tasks = paper_tasks(seed=a.seed)
+            if a.K:
+                keep = {int(k) for k in a.K.split(",")}
+                tasks = [t for t in tasks if t.K in keep]
+            rows = analyse(a.dicts, a.batches, False, a.out, a.seed, tasks=tasks, progress=say,
+                           curves_only=a.curves_only)
     except (ValueError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

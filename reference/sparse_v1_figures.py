@@ -14,7 +14,7 @@ import numpy as np
 from .sparse_scale import PENALTY_ORDER
 from .sparse_study import _pyplot, atom_grid
 
-__all__ = ["save_figures"]
+__all__ = ["save_curve_figures", "save_figures"]
 
 _COLOR = {"l0": "C0", "cel0": "C1", "l1/2": "C2", "l1": "C3"}
 
@@ -42,39 +42,7 @@ def save_figures(out_dir, dicts, rows, tunings, shapes, size, level) -> list[str
         ax.axis("off")
     paths.append(_save(fig, out_dir, "v1_atoms.png", plt, dpi=110))
 
-    curves = [r for r in rows if r["table"] == "curve"]
-    fig, ax = plt.subplots(figsize=(7, 5))
-    Ks = sorted({c["K"] for c in curves})
-    styles = dict(zip(Ks, ("-", "--", ":", "-.")))
-    for p in PENALTY_ORDER:
-        for K in Ks:
-            pts = sorted((c["mean_l0"], c["rel_error"]) for c in curves
-                         if c["penalty"] == p and c["K"] == K and not c["paper_lam"])
-            if pts:
-                ax.plot(*zip(*pts), styles[K], marker="o", ms=3, color=_COLOR[p], label=f"{p}, K={K}")
-            pl = [(c["mean_l0"], c["rel_error"]) for c in curves if c["penalty"] == p and c["K"] == K and c["paper_lam"]]
-            if pl and pl[0][0] > 0:
-                ax.plot(*pl[0], "*", ms=11, color=_COLOR[p], mec="k")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("mean active units per patch")
-    ax.set_ylabel("relative reconstruction error (held-out)")
-    ax.set_title("error against sparsity (stars: the paper notebook's lambdas)")
-    ax.legend(fontsize=7, ncol=2)
-    paths.append(_save(fig, out_dir, "v1_error_vs_sparsity.png", plt))
-
-    pool = [r for r in rows if r["table"] == "pool"]
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for p in PENALTY_ORDER:
-        pts = sorted((r["K"], r["error_at_level"]) for r in pool if r["penalty"] == p and np.isfinite(r["error_at_level"]))
-        if pts:
-            ax.plot(*zip(*pts), marker="o", color=_COLOR[p], label=p)
-    ax.set_xscale("log")
-    ax.set_xlabel("pool size K (units)")
-    ax.set_ylabel(f"relative error at {level:g} active units")
-    ax.set_title("error against pool size at matched sparsity")
-    ax.legend()
-    paths.append(_save(fig, out_dir, "v1_error_vs_pool.png", plt))
+    paths += save_curve_figures(out_dir, rows, level)
 
     # claim 2: example tuning curves (code responses) and OSI distributions
     from .sparse_v1 import THETAS
@@ -139,4 +107,45 @@ def save_figures(out_dir, dicts, rows, tunings, shapes, size, level) -> list[str
         ax.set_title(f"distance from the proven l0 optimum, K={Kmin}")
         ax.legend(fontsize=8)
         paths.append(_save(fig, out_dir, "v1_exact_gap.png", plt))
+    return paths
+
+
+def save_curve_figures(out_dir, rows, level) -> list[str]:
+    """The claim-1 figures (error against sparsity and against pool size) from the rows alone."""
+    plt = _pyplot()
+    os.makedirs(out_dir, exist_ok=True)
+    paths = []
+    curves = [r for r in rows if r["table"] == "curve"]
+    fig, ax = plt.subplots(figsize=(7, 5))
+    Ks = sorted({c["K"] for c in curves})
+    styles = dict(zip(Ks, ("-", "--", ":", "-.")))
+    for p in PENALTY_ORDER:
+        for K in Ks:
+            pts = sorted((c["mean_l0"], c["rel_error"]) for c in curves
+                         if c["penalty"] == p and c["K"] == K and not c["paper_lam"])
+            if pts:
+                ax.plot(*zip(*pts), styles[K], marker="o", ms=3, color=_COLOR[p], label=f"{p}, K={K}")
+            pl = [(c["mean_l0"], c["rel_error"]) for c in curves if c["penalty"] == p and c["K"] == K and c["paper_lam"]]
+            if pl and pl[0][0] > 0:
+                ax.plot(*pl[0], "*", ms=11, color=_COLOR[p], mec="k")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("mean active units per patch")
+    ax.set_ylabel("relative reconstruction error (held-out)")
+    ax.set_title("error against sparsity (stars: the paper notebook's lambdas)")
+    ax.legend(fontsize=7, ncol=2)
+    paths.append(_save(fig, out_dir, "v1_error_vs_sparsity.png", plt))
+
+    pool = [r for r in rows if r["table"] == "pool"]
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for p in PENALTY_ORDER:
+        pts = sorted((r["K"], r["error_at_level"]) for r in pool if r["penalty"] == p and np.isfinite(r["error_at_level"]))
+        if pts:
+            ax.plot(*zip(*pts), marker="o", color=_COLOR[p], label=p)
+    ax.set_xscale("log")
+    ax.set_xlabel("pool size K (units)")
+    ax.set_ylabel(f"relative error at {level:g} active units")
+    ax.set_title("error against pool size at matched sparsity")
+    ax.legend()
+    paths.append(_save(fig, out_dir, "v1_error_vs_pool.png", plt))
     return paths
