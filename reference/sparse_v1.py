@@ -379,6 +379,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None, help="write the rows as JSON")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--K", default=None, help="analyse only these pool sizes (comma-separated)")
+    p.add_argument("--penalties", default=None, help="analyse only these penalties (comma-separated)")
     p.add_argument("--quick", action="store_true", help="learn small dictionaries first, then analyse (seconds)")
     p.add_argument("--precision", metavar="FOLDER", help="instead: learn every penalty in float32 and float64 "
                    "(--precision-K units, --precision-batches batches) into FOLDER and compare")
@@ -412,6 +413,8 @@ def main(argv=None) -> int:
             if a.K:
                 keep = {int(k) for k in a.K.split(",")}
                 tasks = [t for t in tasks if t.K in keep]
+            if a.penalties:
+                tasks = [t for t in tasks if t.penalty in {p.strip() for p in a.penalties.split(",")}]
             rows = analyse(a.dicts, a.batches, False, a.out, a.seed, tasks=tasks, progress=say,
                            curves_only=a.curves_only)
     except (ValueError, ImportError) as exc:
