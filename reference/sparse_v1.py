@@ -223,7 +223,7 @@ def _sub_exact_rows(Phi, X, pen, K, tune, n_atoms=16, lam=0.1):
 
 
 def analyse(folder, batches=None, quick=False, out_dir=None, seed=0, tasks=None, images=None, progress=None,
-            curves_only=False):
+            curves_only=False, sweep=None):
     """Rows of every table (key ``"table"``) for the dictionaries in ``folder``; figures in ``out_dir``.
 
     ``curves_only``: claim 1 alone (error against sparsity), e.g. for the larger pools; such runs
@@ -234,6 +234,8 @@ def analyse(folder, batches=None, quick=False, out_dir=None, seed=0, tasks=None,
 
     say = progress or (lambda m: None)
     cfg = _config(quick)
+    if sweep is not None:
+        cfg["sweep"] = tuple(float(m) for m in sweep)
     tasks = tasks if tasks is not None else paper_tasks(seed=seed, quick=quick)
     size = tasks[0].size
     imgs = whiten_images(natural_images(images))
@@ -387,6 +389,8 @@ def main(argv=None) -> int:
     p.add_argument("--precision-batches", type=int, default=200)
     p.add_argument("--jobs", type=int, default=1, help="worker processes for --precision")
     p.add_argument("--curves-only", action="store_true", help="claim 1 alone (error against sparsity)")
+    p.add_argument("--sweep", default=None, help="multiples of the learning lambda for the curves "
+                   "(comma-separated; default 0.25,0.5,1,2,4)")
     p.add_argument("--merge", nargs="+", metavar="ROWS.json", help="instead: combine the --json files of "
                    "several runs (summaries recomputed, claim-1 figures redrawn in --out)")
     a = p.parse_args(argv)
@@ -415,8 +419,16 @@ def main(argv=None) -> int:
                 tasks = [t for t in tasks if t.K in keep]
             if a.penalties:
                 tasks = [t for t in tasks if t.penalty in {p.strip() for p in a.penalties.split(",")}]
+            sweep = None
+            if a.sweep:
+                try:
+                    sweep = [float(m) for m in a.sweep.split(",")]
+                except ValueError:
+                    raise ValueError(f"--sweep must be comma-separated numbers, found {a.sweep!r}") from None
+                if not sweep or min(sweep) <= 0:
+                    raise ValueError(f"--sweep must be positive numbers, found {a.sweep!r}")
             rows = analyse(a.dicts, a.batches, False, a.out, a.seed, tasks=tasks, progress=say,
-                           curves_only=a.curves_only)
+                           curves_only=a.curves_only, sweep=sweep)
     except (ValueError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
