@@ -57,3 +57,6 @@ def test_the_quick_study_runs_end_to_end_and_no_code_beats_the_proven_optimum(tm
 def test_bad_command_lines_exit_2(tmp_path, capsys):
     assert main(["--dicts", str(tmp_path / "none")]) == 2
     assert "--dicts must be an existing folder" in capsys.readouterr().err
+    assert main(["--dicts", str(tmp_path), "--sweep", "1,x"]) == 2
+    assert "--sweep must be comma-separated numbers" in capsys.readouterr().err
+    assert main(["--dicts", str(tmp_path), "--sweep", "0,1"]) == 2
