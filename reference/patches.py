@@ -17,6 +17,7 @@ folder of the user's images.
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import numpy as np
@@ -24,6 +25,7 @@ import numpy as np
 from ._validation import as_float_array, check_positive_int
 
 __all__ = [
+    "PatchStream",
     "SKIMAGE_IMAGES",
     "extract_patches",
     "load_folder",
@@ -174,3 +176,43 @@ def natural_patches(n_patches: int, size: int = 16, seed=0, folder=None, whitene
     if whitened:
         images = whiten_images(images, variance)
     return extract_patches(images, n_patches, size, seed)
+
+
+class PatchStream:
+    """``n_patches`` patches of ``images`` made on demand, without holding them all in memory.
+
+    Patch ``i`` belongs to block ``i // block``; block ``j`` is
+    ``extract_patches(images, block, size, seed=(seed, j))``, so any range of rows is the same
+    whichever way it is read (the V1 paper's 1e6 presentations are 2 GB as float64).
+    ``fingerprint`` identifies the images and settings (a checkpoint records it).
+    """
+
+    def __init__(self, images, n_patches: int, size: int = 16, seed=0, block: int = 250):
+        if len(images) == 0:
+            raise ValueError("images must hold at least one image, found 0")
+        self.images = [as_float_array(im, "images", ndim=2) for im in images]
+        self.n_patches = check_positive_int(n_patches, "n_patches")
+        self.size = check_positive_int(size, "size")
+        self.block = check_positive_int(block, "block")
+        self.seed = seed
+        self.n_features = self.size * self.size
+        h = hashlib.sha256()
+        for im in self.images:
+            h.update(str(im.shape).encode())
+            h.update(np.ascontiguousarray(im).tobytes())
+        h.update(repr((self.size, self.block, seed)).encode())
+        self.fingerprint = h.hexdigest()
+
+    def __len__(self) -> int:
+        return self.n_patches
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """Patches ``start .. stop - 1`` as an array of shape (stop - start, size^2)."""
+        if not 0 <= start <= stop <= self.n_patches:
+            raise ValueError(f"rows must satisfy 0 <= start <= stop <= {self.n_patches}, found {start}, {stop}")
+        parts = []
+        for j in range(start // self.block, -(-stop // self.block)):
+            lo, hi = j * self.block, (j + 1) * self.block
+            blk = extract_patches(self.images, self.block, self.size, seed=(self.seed, j))
+            parts.append(blk[max(start, lo) - lo:min(stop, hi) - lo])
+        return np.concatenate(parts) if parts else np.zeros((0, self.n_features))

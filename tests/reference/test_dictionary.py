@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from reference.dictionary import learn_dictionary, random_dictionary
+from reference.dictionary import learn_dictionary, load_checkpoint, random_dictionary, snapshot_path
+from reference.patches import extract_patches
 from reference.sparse_study import _headline_rows, _interp, atom_grid, format_tables
 from solvers.sparse import code
 
@@ -71,3 +72,74 @@ def test_headline_interpolates_sparsity_at_equal_error():
     assert row["l1_error_ratio"] == pytest.approx(4.0)
     assert np.isnan(_interp(100.0, [1, 2], [1, 2]))
     assert "### headline" in format_tables([{"table": "headline", **row}])
+
+
+# ------------------------------------------------------------------ checkpoints and resumption
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("penalty, dtype", [("l0", "float32"), ("cel0", "float64"), ("l1", "float32")])
+def test_a_run_killed_mid_way_resumes_to_the_same_bits(tmp_path, penalty, dtype):
+    X = _data(N=250 * 12, n=16, K=24)
+    kw = dict(batch_size=250, lr=1.0, seed=4, dtype=dtype)
+    whole = learn_dictionary(X, 20, penalty, 0.02, **kw)
+    path = str(tmp_path / "run.npz")
+
+    def die_at_8(rec):
+        if rec["batch"] == 7:
+            raise _Stop
+
+    with pytest.raises(_Stop):  # checkpoints every 3 batches: the last one holds 6 batches
+        learn_dictionary(X, 20, penalty, 0.02, checkpoint=path, checkpoint_every=3, progress=die_at_8, **kw)
+    assert load_checkpoint(path)["next_batch"] == 6
+    resumed = learn_dictionary(X, 20, penalty, 0.02, checkpoint=path, checkpoint_every=3, **kw)
+    assert resumed.start_batch == 6 and len(resumed.history) == 12
+    np.testing.assert_array_equal(resumed.Phi, whole.Phi)
+    assert [h["error"] for h in resumed.history] == [h["error"] for h in whole.history]
+    # a finished run read back, and a longer run continued from a shorter one
+    np.testing.assert_array_equal(load_checkpoint(path, 16, 20)["Phi"], whole.Phi)
+    short = str(tmp_path / "short.npz")
+    learn_dictionary(X, 20, penalty, 0.02, checkpoint=short, n_batches=5, snapshots=(2, 5), **kw)
+    assert load_checkpoint(snapshot_path(short, 2))["next_batch"] == 2
+    again = learn_dictionary(X, 20, penalty, 0.02, checkpoint=short, **kw)
+    np.testing.assert_array_equal(again.Phi, whole.Phi)
+
+
+def test_a_checkpoint_of_another_run_or_a_damaged_one_is_refused(tmp_path):
+    X = _data(N=500, n=16, K=24)
+    path = str(tmp_path / "a.npz")
+    learn_dictionary(X, 20, "l0", 0.02, checkpoint=path, seed=1)
+    with pytest.raises(ValueError, match="comes from another run"):
+        learn_dictionary(X, 20, "l0", 0.03, checkpoint=path, seed=1)
+    with pytest.raises(ValueError, match="comes from another run"):
+        learn_dictionary(X + 1e-9, 20, "l0", 0.02, checkpoint=path, seed=1)
+    with pytest.raises(ValueError, match=r"shape \(16, 21\)"):
+        learn_dictionary(X, 21, "l0", 0.02, checkpoint=path, seed=1)
+    state = load_checkpoint(path)
+    bad = str(tmp_path / "bad.npz")
+    np.savez(bad, Phi=np.where(np.eye(16, 20) > 0, np.nan, state["Phi"]), next_batch=np.int64(2),
+             fingerprint=np.array(state["fingerprint"]),
+             **{k: np.zeros(2) for k in ("error", "l0", "iterations", "converged")})
+    with pytest.raises(ValueError, match="finite 2-D float64"):
+        load_checkpoint(bad)
+    np.savez(bad, Phi=np.array([object()], dtype=object))  # a pickle inside: never loaded
+    with pytest.raises(ValueError, match="not a readable .npz"):
+        load_checkpoint(bad)
+    with pytest.raises(ValueError, match="ending in .npz"):
+        learn_dictionary(X, 20, "l0", 0.02, checkpoint=str(tmp_path / "a.pkl"))
+
+
+def test_a_patch_stream_gives_the_same_rows_however_it_is_read():
+    from reference.patches import PatchStream
+
+    rng = np.random.default_rng(0)
+    images = [rng.normal(size=(40, 50)), rng.normal(size=(30, 30))]
+    s = PatchStream(images, 1000, size=8, seed=5, block=250)
+    whole = s.rows(0, 1000)
+    parts = np.concatenate([s.rows(0, 99), s.rows(99, 600), s.rows(600, 1000)])
+    np.testing.assert_array_equal(whole, parts)
+    np.testing.assert_array_equal(whole[250:500], extract_patches(images, 250, 8, seed=(5, 1)))
+    assert PatchStream(images, 10, size=8, seed=6).fingerprint != s.fingerprint
+    with pytest.raises(ValueError, match="0 <= start <= stop <= 1000"):
+        s.rows(10, 1001)

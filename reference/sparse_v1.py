@@ -1,0 +1,444 @@
+"""The V1 study's four claims (Rentzeperis et al. 2023, issue 16) on dictionaries learned at scale.
+
+The dictionaries come from :mod:`reference.sparse_scale` (one per penalty and pool size, read
+from its checkpoint folder, optionally at an earlier stage ``batches``). For each one:
+
+1. *Claim 1, pool against pool* (``curve``, ``headline``, ``pool`` tables): relative error
+   ``mean ||x - Phi a||^2 / mean ||x||^2`` against mean active units on held-out patches, FISTA
+   at multiples of the learning lambda, plus one point at the paper notebook's lambda
+   (:data:`PAPER_LAM`, converted as in docs/sparse.md). ``headline``: at one pool size, the
+   units l1 needs for the others' error and its error at their sparsity
+   (:func:`reference.sparse_study._headline_rows`). ``pool``: each penalty's error at
+   ``level`` active units against pool size, and the pool l1 needs to reach each other
+   penalty's error at its smallest pool (log-log interpolation; a bound when no l1 pool does).
+2. *Claim 2, orientation selectivity* (``tuning``): responses to drifting gratings
+   (:mod:`reference.gratings`), as sparse codes at the learning lambda and as linear filters;
+   the fraction of oriented units (``OSI >= 1/3``), the median OSI, silent units.
+3. *Claim 3, receptive-field diversity* (``shape``): Gabor fits (:mod:`reference.gabor`),
+   Ringach's ``n_x, n_y``, subregions, the fraction of Gabor-like atoms (``r2 >= 0.5``),
+   beside the mean active units the dictionary was learned at (the sparsity they are
+   compared at).
+4. *Optimality* (``exact``): on held-out patches, the l0 objective of each penalty's codes
+   against the exact l0 optimum over the whole learned dictionary, at ``lambda = ||x||^2 / 5.9``
+   per patch, where supports of three or more atoms cannot beat the empty code, so that
+   enumerating the pairs proves the optimum (:func:`solvers.sparse.exact_l0`);
+   l1 and l1/2 at the best of :data:`_TUNE` times the lambda whose threshold matches l0's,
+   raw and debiased (``lam_mult`` in the table). ``sub_exact``: the
+   same at lambda 0.1 (codes of several atoms) on the 16 atoms each dictionary's own codes use
+   most, where all 2^16 supports are enumerated (:func:`reference.sparse_study._gap_rows`).
+
+``python -m reference.sparse_v1 --dicts DIR --out docs/figures/sparse [--batches B]``;
+``--quick`` learns small dictionaries first (8x8 patches, seconds) and runs everything.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import numpy as np
+
+from .sparse_scale import LEARN_LAM, PENALTY_ORDER, load_learned, paper_tasks, run_learning
+from .sparse_study import _headline_rows, _interp, atom_grid
+
+__all__ = ["FREQS", "PAPER_LAM", "THETAS", "analyse", "format_tables", "merge", "pool_rows", "precision_rows"]
+
+#: The paper notebook's lambdas in this project's convention (docs/sparse.md, "Converting lambda").
+PAPER_LAM = {"l0": 6.5e-3, "cel0": 0.45, "l1/2": 6.5e-2, "l1": 0.41}
+
+#: Grating orientations (16, the orthogonal one on the grid) and frequencies (cycles per pixel).
+THETAS = np.pi * np.arange(16) / 16
+FREQS = np.array([0.04, 0.06, 0.09, 0.125, 0.18, 0.25, 0.35])
+
+
+def _config(quick):
+    if quick:
+        return dict(test=100, sweep=(0.25, 1.0, 4.0), exact_N=30, level=4.0,
+                    phases=4, fista=dict(max_iter=500, tol=1e-4), sub_atoms=10)
+    return dict(test=500, sweep=(0.25, 0.5, 1.0, 2.0, 4.0), exact_N=200, level=16.0,
+                phases=8, fista=dict(max_iter=1000, tol=1e-4, dtype="float32"), sub_atoms=16)
+
+
+def _curve(Phi, X, pen, K, lams, fista, paper=False):
+    from solvers.sparse import code
+
+    xx = np.mean(np.sum(X * X, axis=1))
+    rows = []
+    for lam in lams:
+        r = code(Phi, X, pen, lam, "fista", **fista)
+        R = X - r.codes @ Phi.T
+        rows.append({"table": "curve", "penalty": pen, "K": K, "n": X.shape[1], "lam": float(lam),
+                     "paper_lam": paper, "mean_l0": float(np.mean(np.count_nonzero(r.codes, axis=1))),
+                     "rel_error": float(np.mean(np.sum(R * R, axis=1)) / xx), "converged": r.converged,
+                     "seconds": r.seconds})
+    return rows
+
+
+def pool_rows(curves, level: float) -> list[dict]:
+    """Error at ``level`` active units per (penalty, K), and the pool l1 needs for each other's error.
+
+    ``curves``: rows with ``penalty``, ``K``, ``mean_l0``, ``rel_error`` (paper-lambda points are
+    left out). For each penalty P other than l1, at P's smallest pool K0 with error e: ``l1_pool``
+    is the pool at which l1's error at ``level`` units equals e (log-log interpolation between
+    l1's pools), or ``> max l1 pool`` when l1's largest pool stays above e (``l1_pool_bound``).
+    """
+    curves = [c for c in curves if not c.get("paper_lam")]
+    err = {}
+    for pen in PENALTY_ORDER:
+        for K in sorted({c["K"] for c in curves if c["penalty"] == pen}):
+            pts = [c for c in curves if c["penalty"] == pen and c["K"] == K]
+            err[(pen, K)] = _interp(level, [c["mean_l0"] for c in pts], [c["rel_error"] for c in pts])
+    rows = [{"table": "pool", "penalty": p, "K": K, "level": level, "error_at_level": e} for (p, K), e in err.items()]
+    l1 = sorted((K, e) for (p, K), e in err.items() if p == "l1" and np.isfinite(e))
+    for pen in PENALTY_ORDER[:-1]:
+        mine = sorted((K, e) for (p, K), e in err.items() if p == pen and np.isfinite(e))
+        if not mine or not l1:
+            continue
+        K0, e0 = mine[0]
+        Ks, es = np.array([k for k, _ in l1], float), np.array([e for _, e in l1])
+        if es.min() > e0:
+            pool, bound = float(Ks.max()), ">"
+        elif es[0] <= e0:
+            pool, bound = float(Ks[0]), "<="
+        else:
+            i = int(np.argmax(es <= e0))  # first l1 pool at or below e0
+            t = (np.log(e0) - np.log(es[i - 1])) / (np.log(es[i]) - np.log(es[i - 1]))
+            pool, bound = float(np.exp(np.log(Ks[i - 1]) + t * (np.log(Ks[i]) - np.log(Ks[i - 1])))), "="
+        rows.append({"table": "pool_match", "versus": pen, "K_other": K0, "level": level, "error_other": e0,
+                     "l1_errors": {int(k): float(e) for k, e in l1}, "l1_pool": pool, "l1_pool_bound": bound,
+                     "pool_ratio": pool / K0})
+    return rows
+
+
+def _tuning_rows(Phi, pen, K, stim, fista):
+    from .gratings import code_responses, linear_responses, tuning
+
+    out = {}
+    for kind, R in (("code", code_responses(Phi, stim, pen, LEARN_LAM[pen], **fista)),
+                    ("linear", linear_responses(Phi, stim))):
+        tu = tuning(R, THETAS, FREQS)
+        live = np.isfinite(tu["osi"])
+        out[kind] = tu
+        out[kind + "_row"] = {"table": "tuning", "penalty": pen, "K": K, "responses": kind,
+                              "frac_oriented": float(np.mean(tu["oriented"])),
+                              "frac_silent": float(np.mean(~live)),
+                              "median_osi": float(np.median(tu["osi"][live])) if live.any() else float("nan"),
+                              "median_1_cv": float(np.median(tu["one_minus_cv"][live])) if live.any() else float("nan"),
+                              "median_pref_freq": float(np.median(tu["pref_freq"][live])) if live.any() else float("nan")}
+    return out
+
+
+def _shape_row(Phi, pen, K, learn_l0):
+    from .gabor import fit_gabors
+
+    F = fit_gabors(Phi)
+    good = F["r2"] >= 0.5
+    g = {k: v[good] for k, v in F.items()}
+    med = (lambda v: float(np.median(v)) if v.size else float("nan"))
+    frac = (lambda m: float(np.mean(m)) if m.size else float("nan"))
+    row = {"table": "shape", "penalty": pen, "K": K, "learn_l0": learn_l0, "frac_gabor": float(np.mean(good)),
+           "median_r2": med(F["r2"]), "median_nx": med(g["nx"]), "median_ny": med(g["ny"]),
+           "frac_blob": frac((g["nx"] < 0.5) & (g["ny"] < 0.5)), "frac_3plus_subregions": frac(g["subregions"] >= 3),
+           "median_freq": med(g["freq"])}
+    return row, F
+
+
+#: Multiples of the threshold-matched lambda tried for l1 and l1/2 against exact l0 (the best is kept).
+_TUNE = (0.5, 0.75, 1.0, 1.5)
+
+#: Multiples of the l0 lambda tried for l1 and l1/2 on the 16-atom sub-dictionaries (covering the
+#: threshold-matched 4.5x for l1 and 1.6x for l1/2 at lambda 0.1).
+_SUB_TUNE = (1.0, 1.6, 3.0, 4.5, 7.0)
+
+
+def _matched_lambda(pen, lam):
+    """The ``pen`` lambda whose prox zeroes the same inputs as hard thresholding at l0's ``lam``.
+
+    Hard thresholding zeroes ``|u| <= sqrt(2 lam)`` (unit step); soft thresholding ``|u| <= t``;
+    half thresholding ``|u| <= 1.5 t^(2/3)`` (docs/sparse.md, proximal operators).
+    """
+    h = np.sqrt(2.0 * lam)
+    return {"l0": lam, "cel0": lam, "l1": h, "l1/2": (h / 1.5) ** 1.5}[pen]
+
+
+def _exact_rows(Phi, X, pen_dict, K, tune):
+    """l0 objective of each coder against the exact optimum (supports of <= 2 atoms proven enough).
+
+    Each patch is scaled to ``||x||^2 = 5.9`` and ``lam = 1`` (the l0 problem at
+    ``lam = ||x||^2 / 5.9`` for the original patch, up to the factor ``||x||^2 / 5.9`` on the
+    objective, so relative gaps are unchanged); then ``floor(||x||^2 / (2 lam)) = 2``: a support
+    of three or more atoms costs more than the empty code, and enumerating every support of up
+    to two atoms (:func:`solvers.sparse.exact_l0`) proves the optimum.
+    """
+    from solvers.sparse import _ls_on_supports, code, exact_l0
+
+    from .sparse import objective
+
+    X = X * np.sqrt(5.9 / np.sum(X * X, axis=1))[:, None]
+    xx = np.sum(X * X, axis=1)
+    lam = 1.0
+    t0 = time.perf_counter()
+    f_star, sup, _ = exact_l0(Phi.T @ Phi, X @ Phi, xx, lam, 2)
+    exact_seconds = time.perf_counter() - t0
+    if not np.allclose(objective(Phi, X, _ls_on_supports(Phi, X, sup), "l0", lam), f_star, rtol=1e-9, atol=1e-9):
+        raise RuntimeError("exact l0: the enumerated optimum disagrees with its recomputed objective")
+    rows = []
+    for pen in PENALTY_ORDER:
+        mults = (1.0,) if pen in ("l0", "cel0") else tune
+        best = None
+        for m in mults:
+            A = code(Phi, X, pen, _matched_lambda(pen, lam) * m, "fista", max_iter=5000, tol=1e-8).codes
+            fr, fd = objective(Phi, X, A, "l0", lam), objective(Phi, X, _ls_on_supports(Phi, X, A != 0), "l0", lam)
+            if best is None or np.mean(fd) < np.mean(best[2]):
+                best = (m, fr, fd, A)
+        m, fr, fd, A = best
+        for variant, f in (("raw", fr), ("debiased", fd)):
+            rel = (f - f_star) / f_star
+            rows.append({"table": "exact", "dictionary": pen_dict, "K": K, "coder": pen, "variant": variant,
+                         "lam_over_energy": 1 / 5.9, "lam_mult": m, "matched_lam": _matched_lambda(pen, lam),
+                         "mean_rel_gap": float(np.mean(rel)), "max_rel_gap": float(np.max(rel)),
+                         "frac_optimal": float(np.mean(f <= f_star * (1 + 1e-9) + 1e-12)),
+                         "mean_l0": float(np.mean(np.count_nonzero(A, axis=1))),
+                         "exact_mean_l0": float(np.mean(sup.sum(axis=1))), "exact_seconds": exact_seconds,
+                         "N": X.shape[0]})
+    return rows
+
+
+def _sub_exact_rows(Phi, X, pen, K, tune, n_atoms=16, lam=0.1):
+    """:func:`reference.sparse_study._gap_rows` on the ``n_atoms`` atoms the penalty's own codes use most.
+
+    A proven optimum at a realistic lambda (codes of several atoms), on a sub-dictionary.
+    """
+    from solvers.sparse import code
+
+    from .sparse_study import _gap_rows
+
+    use = np.count_nonzero(code(Phi, X, pen, LEARN_LAM[pen], "fista", max_iter=1000, tol=1e-4).codes, axis=0)
+    top = np.sort(np.argsort(-use, kind="stable")[:n_atoms])
+    rows = _gap_rows(Phi[:, top], X, lam, tune, 0)
+    for r in rows:
+        r.update(table="sub_exact", dictionary=pen, K_dictionary=K)
+    return rows
+
+
+def analyse(folder, batches=None, quick=False, out_dir=None, seed=0, tasks=None, images=None, progress=None,
+            curves_only=False, sweep=None):
+    """Rows of every table (key ``"table"``) for the dictionaries in ``folder``; figures in ``out_dir``.
+
+    ``curves_only``: claim 1 alone (error against sparsity), e.g. for the larger pools; such runs
+    combine with a full one through :func:`merge`.
+    """
+    from .gratings import grating_set
+    from .patches import PatchStream, natural_images, whiten_images
+
+    say = progress or (lambda m: None)
+    cfg = _config(quick)
+    if sweep is not None:
+        cfg["sweep"] = tuple(float(m) for m in sweep)
+    tasks = tasks if tasks is not None else paper_tasks(seed=seed, quick=quick)
+    size = tasks[0].size
+    imgs = whiten_images(natural_images(images))
+    X = PatchStream(imgs, cfg["test"], size, seed=(seed, 4), block=cfg["test"]).rows(0, cfg["test"])
+    Xe = X[:cfg["exact_N"]]
+    stim = grating_set(size, THETAS, FREQS, cfg["phases"])
+    rows, dicts, tunings, shapes = [], {}, {}, {}
+    t_start = time.perf_counter()
+    for t in tasks:
+        try:
+            state = load_learned(t, folder, batches)
+        except ValueError as exc:
+            say(f"skip {t.name}: {exc}")
+            continue
+        Phi, hist = state["Phi"], state["history"]
+        tail = hist[-min(100, len(hist)):]
+        learn_l0 = float(np.mean([h["l0"] for h in tail]))
+        dicts[(t.penalty, t.K)] = Phi
+        rows.append({"table": "dictionary", "penalty": t.penalty, "K": t.K, "lam": t.lam, "batches": len(hist),
+                     "presentations": len(hist) * t.batch_size, "dtype": t.dtype,
+                     "learn_error": float(np.mean([h["error"] for h in tail])), "learn_l0": learn_l0})
+        say(f"{t.name}: curves ({time.perf_counter() - t_start:.0f}s)")
+        rows += _curve(Phi, X, t.penalty, t.K, [t.lam * m for m in cfg["sweep"]], cfg["fista"])
+        rows += _curve(Phi, X, t.penalty, t.K, [PAPER_LAM[t.penalty]], cfg["fista"], paper=True)
+        if curves_only:
+            continue
+        tight = _curve(Phi, X, t.penalty, t.K, [t.lam], dict(max_iter=5000, tol=1e-6))[0]
+        loose = next(r for r in rows[::-1] if r["table"] == "curve" and r["lam"] == t.lam and not r["paper_lam"])
+        rows.append({"table": "curve_check", "penalty": t.penalty, "K": t.K, "lam": t.lam,
+                     "rel_error": loose["rel_error"], "rel_error_tight": tight["rel_error"],
+                     "mean_l0": loose["mean_l0"], "mean_l0_tight": tight["mean_l0"]})
+        say(f"{t.name}: gratings")
+        tu = _tuning_rows(Phi, t.penalty, t.K, stim, cfg["fista"])
+        tunings[(t.penalty, t.K)] = tu
+        rows += [tu["code_row"], tu["linear_row"]]
+        say(f"{t.name}: Gabor fits")
+        row, F = _shape_row(Phi, t.penalty, t.K, learn_l0)
+        shapes[(t.penalty, t.K)] = F
+        rows.append(row)
+        if t.K <= 1000:
+            say(f"{t.name}: exact l0")
+            rows += _exact_rows(Phi, Xe, t.penalty, t.K, _TUNE)
+            rows += _sub_exact_rows(Phi, Xe, t.penalty, t.K, _SUB_TUNE, n_atoms=cfg["sub_atoms"])
+    rows += _summary_rows(rows, cfg["level"])
+    if out_dir is not None and dicts and not curves_only:
+        from .sparse_v1_figures import save_figures
+
+        for path in save_figures(out_dir, dicts, rows, tunings, shapes, size, cfg["level"]):
+            rows.append({"table": "figure", "path": path})
+    rows.append({"table": "run", "batches": batches, "quick": bool(quick), "seed": seed,
+                 "seconds": time.perf_counter() - t_start})
+    return rows
+
+
+def precision_rows(folder, K: int = 500, batches: int = 200, seed: int = 0, jobs: int = 1, images=None) -> list[dict]:
+    """float32 against float64 ISTA iterations: each penalty learned both ways from the same seed.
+
+    Rows (table ``precision``): per penalty and dtype, the mean training error and active units
+    over the last half of the run, and on held-out patches the relative error and active units
+    at the learning lambda, the fraction of oriented units (linear responses) and of Gabor-like
+    atoms. The dictionaries go to ``folder/float32`` and ``folder/float64``.
+    """
+    from dataclasses import replace
+
+    from .gratings import grating_set
+    from .patches import PatchStream, natural_images, whiten_images
+    from .sparse_scale import LearnTask
+
+    base = [LearnTask(p, K, LEARN_LAM[p], batches, seed=seed) for p in PENALTY_ORDER]
+    stim = grating_set(16, THETAS, FREQS, 8)
+    X = PatchStream(whiten_images(natural_images(images)), 1000, 16, seed=(seed, 4), block=1000).rows(0, 1000)
+    rows = []
+    for dt in ("float32", "float64"):
+        tasks = [replace(t, dtype=dt) for t in base]
+        sub = os.path.join(folder, dt)
+        done = run_learning(tasks, sub, jobs=jobs, images=images)
+        for t, d in zip(tasks, done):
+            st = load_learned(t, sub)
+            half = st["history"][batches // 2:]
+            c = _curve(st["Phi"], X, t.penalty, K, [t.lam], dict(max_iter=3000, tol=1e-6))[0]
+            tu = _tuning_rows(st["Phi"], t.penalty, K, stim, dict(max_iter=3000, tol=1e-6))["linear_row"]
+            sh, _ = _shape_row(st["Phi"], t.penalty, K, 0.0)
+            rows.append({"table": "precision", "penalty": t.penalty, "dtype": dt, "K": K, "batches": batches,
+                         "train_error": float(np.mean([h["error"] for h in half])),
+                         "train_l0": float(np.mean([h["l0"] for h in half])),
+                         "test_rel_error": c["rel_error"], "test_l0": c["mean_l0"],
+                         "frac_oriented_linear": tu["frac_oriented"], "frac_gabor": sh["frac_gabor"],
+                         "cpu_seconds": d["cpu_seconds"], "seconds": d["seconds"]})
+    return rows
+
+
+def _summary_rows(rows, level):
+    curves = [r for r in rows if r["table"] == "curve"]
+    return (_headline_rows([c for c in curves if not c["paper_lam"]], error_level=0.25, sparsity_level=level)
+            + pool_rows(curves, level))
+
+
+def merge(row_lists, out_dir=None, level: float = 16.0) -> list[dict]:
+    """Rows of several :func:`analyse` runs as one (summaries recomputed); redraws the claim-1 figures."""
+    rows = [r for rs in row_lists for r in rs if r["table"] not in ("headline", "pool", "pool_match", "run")]
+    rows += _summary_rows(rows, level)
+    if out_dir is not None:
+        from .sparse_v1_figures import save_curve_figures
+
+        rows += [{"table": "figure", "path": p} for p in save_curve_figures(out_dir, rows, level)]
+    return rows
+
+
+def _fmt(v):
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, dict):
+        return ", ".join(f"{k}: {_fmt(x)}" for k, x in v.items())
+    return str(v)
+
+
+def format_tables(rows) -> str:
+    """Every table of :func:`analyse` as Markdown."""
+    out = []
+    for name in ("dictionary", "headline", "pool", "pool_match", "tuning", "shape", "exact", "sub_exact", "curve",
+                 "curve_check",
+                 "precision", "run"):
+        sel = [r for r in rows if r.get("table") == name]
+        if not sel:
+            continue
+        keys = [k for k in sel[0] if k != "table"]
+        out += [f"### {name}\n", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+        out += ["| " + " | ".join(_fmt(r.get(k)) for k in keys) + " |" for r in sel]
+        out.append("")
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    import argparse
+    import json
+    import tempfile
+
+    p = argparse.ArgumentParser(prog="python -m reference.sparse_v1",
+                                description="The V1 study's claims 1-4 on dictionaries from reference.sparse_scale")
+    p.add_argument("--dicts", help="checkpoint folder of python -m reference.sparse_scale")
+    p.add_argument("--batches", type=int, default=None, help="analyse the copies kept at this stage")
+    p.add_argument("--out", default=None, help="folder for the PNG figures")
+    p.add_argument("--json", default=None, help="write the rows as JSON")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--K", default=None, help="analyse only these pool sizes (comma-separated)")
+    p.add_argument("--penalties", default=None, help="analyse only these penalties (comma-separated)")
+    p.add_argument("--quick", action="store_true", help="learn small dictionaries first, then analyse (seconds)")
+    p.add_argument("--precision", metavar="FOLDER", help="instead: learn every penalty in float32 and float64 "
+                   "(--precision-K units, --precision-batches batches) into FOLDER and compare")
+    p.add_argument("--precision-K", type=int, default=500)
+    p.add_argument("--precision-batches", type=int, default=200)
+    p.add_argument("--jobs", type=int, default=1, help="worker processes for --precision")
+    p.add_argument("--curves-only", action="store_true", help="claim 1 alone (error against sparsity)")
+    p.add_argument("--sweep", default=None, help="multiples of the learning lambda for the curves "
+                   "(comma-separated; default 0.25,0.5,1,2,4)")
+    p.add_argument("--merge", nargs="+", metavar="ROWS.json", help="instead: combine the --json files of "
+                   "several runs (summaries recomputed, claim-1 figures redrawn in --out)")
+    a = p.parse_args(argv)
+    say = (lambda m: print(m, file=sys.stderr, flush=True))
+    t0, c0 = time.perf_counter(), time.process_time()
+    try:
+        if a.merge:
+            lists = []
+            for path in a.merge:
+                with open(path) as fh:
+                    lists.append(json.load(fh))
+            rows = merge(lists, a.out)
+        elif a.precision:
+            rows = precision_rows(a.precision, a.precision_K, a.precision_batches, a.seed, a.jobs)
+        elif a.quick:
+            with tempfile.TemporaryDirectory() as tmp:
+                folder = a.dicts or tmp
+                run_learning(paper_tasks(seed=a.seed, quick=True), folder)
+                rows = analyse(folder, a.batches, True, a.out, a.seed, progress=say)
+        else:
+            if not a.dicts or not os.path.isdir(a.dicts):
+                raise ValueError(f"--dicts must be an existing folder of learned dictionaries, found {a.dicts!r}")
+            tasks = paper_tasks(seed=a.seed)
+            if a.K:
+                keep = {int(k) for k in a.K.split(",")}
+                tasks = [t for t in tasks if t.K in keep]
+            if a.penalties:
+                tasks = [t for t in tasks if t.penalty in {p.strip() for p in a.penalties.split(",")}]
+            sweep = None
+            if a.sweep:
+                try:
+                    sweep = [float(m) for m in a.sweep.split(",")]
+                except ValueError:
+                    raise ValueError(f"--sweep must be comma-separated numbers, found {a.sweep!r}") from None
+                if not sweep or min(sweep) <= 0:
+                    raise ValueError(f"--sweep must be positive numbers, found {a.sweep!r}")
+            rows = analyse(a.dicts, a.batches, False, a.out, a.seed, tasks=tasks, progress=say,
+                           curves_only=a.curves_only, sweep=sweep)
+    except (ValueError, ImportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_tables(rows))
+    print(f"wall {time.perf_counter() - t0:.0f}s, cpu {time.process_time() - c0:.0f}s")
+    if a.json:
+        with open(a.json, "w") as fh:
+            json.dump(rows, fh, indent=1, default=float)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
