@@ -35,6 +35,7 @@ HARD_MAX_VARS = 40
 _LOW_BITS = 8  # rows of the cached block C
 _MID_BITS = 10  # columns of C (contiguous, reduced along)
 _BATCH = 256  # high states per matrix product
+_THREADED_MIN = 64  # fewer high states than this: one thread (measured: no gain below n = 24)
 
 
 def _all_states(k: int) -> np.ndarray:
@@ -100,7 +101,8 @@ def _minimum(P, q, c, n, threads):
                     best, best_t = m, t0 + j
         return best, best_t
 
-    threads = min(_n_threads(threads), n_high)
+    # below 64 high states (n < 24) the scan takes milliseconds: starting threads costs more
+    threads = 1 if n_high < _THREADED_MIN else min(_n_threads(threads), n_high)
     if threads == 1:
         parts = [scan(0, n_high)]
     else:
