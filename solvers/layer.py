@@ -195,6 +195,19 @@ class LayerProblem:
         return float(self.row_losses(v).sum())
 
 
+def _check_patch_gram(grams, X, geo) -> None:
+    """Refuse patch Gram matrices that overflowed, or that underflowed to 0 from patches that are
+    not all zero (zero padding or a stride can leave every patch zero: then G = 0 is exact)."""
+    from reference.conv import conv_gram
+
+    m = float(np.max(np.abs(X), initial=0.0))
+    if not np.all(np.isfinite(grams)):
+        raise ValueError(f"X's patch Gram matrix X^T X / N overflows float64 (max |X| == {m:.3g}); rescale X")
+    if m > 0 and not np.any(grams) and np.any(conv_gram(X / m, geo)):
+        raise ValueError(f"X's patch Gram matrix X^T X / N underflows to 0 in float64 (max |X| == {m:.3g}); "
+                         "rescale X")
+
+
 class ConvProblem(LayerProblem):
     """The rounding problem of a 2-D convolution under the local loss (Eq. 20 on patches).
 
@@ -237,7 +250,9 @@ class ConvProblem(LayerProblem):
         if not isinstance(grid, Grid):
             raise ValueError(f"grid must be a reference.Grid, found {type(grid).__name__}")
         grid.per_row(geo.c_out)
-        grams = conv_gram(X, geo)
+        with np.errstate(over="ignore", under="ignore"):  # checked by check_loss_range
+            grams = conv_gram(X, geo)
+        _check_patch_gram(grams, X, geo)
         G = grams[0] if geo.groups == 1 else grams
         self.geometry = geo
         self.kernel_shape = W4.shape

@@ -110,8 +110,9 @@ class _Search:
         self.P, self.q = P, q
         self.x = x.astype(np.float64)
         self.Px = P @ self.x
-        scale = max(1.0, float(np.abs(P).sum()) + float(np.abs(q).sum()))
-        self.tol = 1e-12 * scale
+        # relative to the model's scale, with no absolute floor: a row of tiny coefficients is
+        # searched exactly as the same row scaled up
+        self.tol = 1e-12 * (float(np.abs(P).sum()) + float(np.abs(q).sum()))
         self.window_nodes, self.max_nodes = window_nodes, max_nodes
         self.nodes = self.windows = self.improving = self.kick_gains = 0
 

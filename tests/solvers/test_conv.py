@@ -269,3 +269,17 @@ def test_direct_convolution_oracle_agrees_with_scipy():
                       for o in range(3)] for n in range(2)])
     got = direct_conv(X, W, stride=(2, 1), padding=(1, 2), dilation=(2, 2))
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_conv_inputs_whose_gram_underflows_or_overflows_are_refused():
+    """The conv layer runs the same range checks as the linear layer on its inputs (it keeps no X)."""
+    from reference.grid import fit_grid
+    from solvers import ConvProblem
+
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal((2, 1, 2, 2))
+    g = fit_grid(W.reshape(2, -1), bits=3)
+    with pytest.raises(ValueError, match="underflows"):
+        ConvProblem(W, g, rng.standard_normal((2, 1, 4, 4)) * 1e-170)
+    with pytest.raises(ValueError, match="overflows"):
+        ConvProblem(W, g, rng.standard_normal((2, 1, 4, 4)) * 1e200)

@@ -101,3 +101,14 @@ def test_same_seed_same_state_and_options_are_checked():
         solve(p, "lns", start="anneal")
     with pytest.raises(ValueError, match="window_nodes"):
         solve(p, "lns", window_nodes=0)
+
+
+def test_the_search_does_not_depend_on_the_scale_of_the_coefficients():
+    """Accepting a window's gain is relative to the model's scale (no absolute floor): the same
+    row times 1e-13 gives the same state."""
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(40, 40))
+    P, q = (A + A.T) / 2, rng.normal(size=40)
+    states = [solve(BQM(P * s, q * s), "lns", start="gptq", kicks=0, max_nodes=200_000).x
+              for s in (1.0, 1e-13)]
+    assert np.array_equal(states[0], states[1])
