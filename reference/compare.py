@@ -57,14 +57,24 @@ def _pct(x) -> str:
 def _fmt_table(rec: dict, desc: str) -> str:
     value_key = "loss" if rec["kind"] == "layer" else "energy"
     head = f"{rec['name']}: {desc}"
-    lines = [head, f"  {'method':<14}{value_key:>17}{'gap %':>12}  {'optimal':<8}{'seconds':>9}  status"]
+    lines = [head, f"  {'method':<14}{value_key:>17}{'gap %':>25}  {'optimal':<8}{'seconds':>9}  status"]
     for r in rec["results"]:
         v = r[value_key]
         val = "-" if v is None else f"{v:.10g}" if value_key == "energy" else f"{v:.9e}"
-        gap = "-" if r["gap"] is None else _pct(100 * r["gap"])
+        lo, hi = r.get("gap_low"), r.get("gap_high")
+        if r["gap"] is not None:
+            gap = _pct(100 * r["gap"])
+        elif lo is not None:  # no proven optimum: the interval that holds the gap
+            gap = f"[{_pct(100 * lo)}, {'-' if hi is None else _pct(100 * hi)}]"
+        else:
+            gap = "-"
         opt = "yes" if r["optimal"] else "no"
         status = r["status"] if len(r["status"]) <= 60 else r["status"][:57] + "..."
-        lines.append(f"  {r['method']:<14}{val:>17}{gap:>12}  {opt:<8}{r['seconds']:>9.3f}  {status}")
+        lines.append(f"  {r['method']:<14}{val:>17}{gap:>25}  {opt:<8}{r['seconds']:>9.3f}  {status}")
+    if rec.get("optimum") is None and rec.get("best_known") is not None:
+        lb = rec.get("lower_bound")
+        lines.append(f"  no proven optimum: best known {rec['best_known']:.9e} ({rec['best_method']}), certified "
+                     f"lower bound {'-' if lb is None else f'{lb:.9e}'}; the gap lies in [low, high]")
     return "\n".join(lines)
 
 
@@ -98,13 +108,14 @@ def _summary(records: list[dict], methods: list[str]) -> str:
 def _write_csv(path: str, records: list[dict]) -> None:
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["problem", "kind", "n_rows", "n_vars", "method", "value", "optimal", "gap",
-                    "lower_bound", "seconds", "status"])
+        w.writerow(["problem", "kind", "n_rows", "n_vars", "method", "value", "optimal", "gap", "gap_low",
+                    "gap_high", "lower_bound", "problem_best_known", "problem_lower_bound", "seconds", "status"])
         for rec in records:
             key = "loss" if rec["kind"] == "layer" else "energy"
             for r in rec["results"]:
                 w.writerow([rec["name"], rec["kind"], rec["n_rows"], rec["n_vars"], r["method"], r[key],
-                            r["optimal"], r["gap"], r["lower_bound"], r["seconds"], r["status"]])
+                            r["optimal"], r["gap"], r["gap_low"], r["gap_high"], r["lower_bound"],
+                            rec["best_known"], rec["lower_bound"], r["seconds"], r["status"]])
 
 
 def _plot(directory: str, records: list[dict], methods: list[str]) -> str:

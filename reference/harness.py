@@ -255,11 +255,29 @@ def _gap(value, optimum):
     return (value - optimum) / abs(optimum)
 
 
+def _certified_bound(prob, recs, optimum):
+    """The largest lower bound of the problem's optimum that its records prove: each method's
+    certified bound, the optimum when proven, and 0 for a layer's local loss (``e^T G e`` with
+    ``G`` positive semidefinite, so never negative). None when there is none."""
+    from solvers import ConvProblem, LayerProblem
+
+    bounds = [r["lower_bound"] for r in recs if r["lower_bound"] is not None and np.isfinite(r["lower_bound"])]
+    if optimum is not None:
+        bounds.append(optimum)
+    if type(prob) in (LayerProblem, ConvProblem):
+        bounds.append(0.0)
+    return max(bounds) if bounds else None
+
+
 def aggregate(problems, records, methods) -> list[dict]:
     """Group records by problem (in the problems' order) and add each method's gap.
 
     ``gap = (value - optimum) / |optimum|`` against the best proven-optimal value among that
-    problem's records; ``None`` when none is proven. Layer problems report ``loss``, raw QUBOs
+    problem's records; ``None`` when none is proven. Without a proven optimum each result gets
+    the interval that holds the gap to the unknown optimum: ``gap_low = (value - best_known) /
+    |best_known|`` (the lowest value any method found) and ``gap_high = (value - LB) / LB`` with
+    ``LB`` the problem's certified ``lower_bound`` (None unless ``LB > 0``); with a proven optimum
+    both equal ``gap``. Layer problems report ``loss``, raw QUBOs
     ``energy``. Records are matched by the problem's content hash alone (the name a record was
     stored under is a label; the table shows the problem's current name), one per method.
     """
@@ -273,14 +291,26 @@ def aggregate(problems, records, methods) -> list[dict]:
         recs = sorted(by_hash.get(problem_hash(prob), {}).values(), key=lambda r: order.get(r["method"], 1 << 30))
         proven = [r["value"] for r in recs if r["optimal"] and r["value"] is not None]
         optimum = min(proven) if proven else None
+        found = [r for r in recs if r["value"] is not None and np.isfinite(r["value"])]
+        best = min(found, key=lambda r: r["value"]) if found else None
+        best_known = None if best is None else best["value"]
+        lower = _certified_bound(prob, recs, optimum)
         value_key = "loss" if kind == "layer" else "energy"
         results = []
         for r in recs:
+            gap = _gap(r["value"], optimum)
+            if optimum is not None:
+                low = high = gap
+            else:
+                low = _gap(r["value"], best_known)
+                high = None if r["value"] is None or lower is None or lower <= 0 else (r["value"] - lower) / lower
             results.append({"method": r["method"], value_key: r["value"], "optimal": r["optimal"],
-                            "gap": _gap(r["value"], optimum), "seconds": r["seconds"], "status": r["status"],
-                            "lower_bound": r["lower_bound"]})
+                            "gap": gap, "gap_low": low, "gap_high": high, "seconds": r["seconds"],
+                            "status": r["status"], "lower_bound": r["lower_bound"]})
         rec = {"name": prob_name(prob), "kind": kind, "n_rows": prob.n_rows if kind == "layer" else 1,
-               "n_vars": _n_vars(prob), "max_row_vars": _size(prob), "optimum": optimum, "results": results}
+               "n_vars": _n_vars(prob), "max_row_vars": _size(prob), "optimum": optimum,
+               "best_known": best_known, "best_method": None if best is None else best["method"],
+               "lower_bound": lower, "results": results}
         out.append(rec)
     return out
 

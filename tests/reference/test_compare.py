@@ -126,3 +126,50 @@ def test_tree_node_budget_gives_a_bound_not_an_optimum(tmp_path):
     assert not tree["optimal"] and tree["status"] == "best found"
     assert tree["lower_bound"] is not None and tree["lower_bound"] <= tree["loss"]
     assert res[1]["gap"] is None  # nothing proven, so no gap
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_without_a_proven_optimum_every_gap_interval_holds_the_true_gap(tmp_path, seed):
+    """The tree stops at a tiny node budget, so nothing is proven; the true optimum (brute force
+    over every state of each row, written here) must lie in [lower_bound, best_known], and each
+    method's true gap in [gap_low, gap_high], computed from the JSON's own losses."""
+    import itertools
+
+    rng = np.random.default_rng(seed)
+    W, X = rng.normal(size=(2, 12)) / 4, rng.normal(size=(6, 12))  # N < in: singular G
+    path = tmp_path / "l.npz"
+    np.savez(path, W=W, X=X)
+    out = tmp_path / "o.json"
+    assert main(["--problem", str(path), "--methods", "tree,nearest,gptq", "--tree-nodes", "3",
+                 "--jobs", "1", "--json", str(out)]) == 0
+    rec = json.loads(out.read_text())["problems"][0]
+    prob = load_layer(str(path))
+    opt = 0.0
+    for k in range(prob.n_rows):
+        b = prob.row_bqm(k)
+        V = np.array(list(itertools.product([0, 1], repeat=b.n)), dtype=float).reshape(-1, b.n)
+        opt += float((np.einsum("ij,jk,ik->i", V, b.P, V) + V @ b.q + b.c).min())
+    assert rec["optimum"] is None
+    losses = {r["method"]: r["loss"] for r in rec["results"]}
+    assert rec["best_known"] == min(losses.values()) and losses[rec["best_method"]] == rec["best_known"]
+    lb = rec["lower_bound"]
+    assert 0 <= lb <= opt * (1 + 1e-9) + 1e-15 and opt <= rec["best_known"] * (1 + 1e-12)
+    for r in rec["results"]:
+        true_gap = (r["loss"] - opt) / opt
+        assert r["gap_low"] == pytest.approx((r["loss"] - rec["best_known"]) / rec["best_known"], abs=1e-12)
+        assert r["gap_low"] <= true_gap + 1e-9
+        if lb > 0:
+            assert r["gap_high"] == pytest.approx((r["loss"] - lb) / lb)
+            assert true_gap <= r["gap_high"] + 1e-9
+        else:
+            assert r["gap_high"] is None
+
+
+def test_with_a_proven_optimum_the_interval_is_the_gap(tmp_path):
+    path, _ = _layer_file(tmp_path)
+    out = tmp_path / "o.json"
+    assert main(["--problem", path, "--methods", "exhaustive,nearest", "--json", str(out)]) == 0
+    rec = json.loads(out.read_text())["problems"][0]
+    assert rec["lower_bound"] == rec["optimum"] == rec["best_known"] and rec["best_method"] == "exhaustive"
+    for r in rec["results"]:
+        assert r["gap_low"] == r["gap_high"] == r["gap"]
