@@ -132,3 +132,39 @@ def test_generated_grids_are_valid_and_round_trip(grid):
     q = round_nearest(W, grid)
     assert np.all((q >= grid.qmin) & (q <= grid.qmax))
     np.testing.assert_allclose(dequantize(q, grid), grid.per_row(4)[0] * (q - grid.per_row(4)[1]))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_unproven_report_gives_an_interval_that_holds_the_brute_force_gap(seed):
+    """A tree stopped at once (time_limit tiny) proves nothing; the report's bound, best known
+    value and gap interval are checked against each row's brute-force optimum (written here)."""
+    import itertools
+
+    from reference import fit_grid
+    from reference.testing import assert_rounding_within, rounding_report
+    from solvers import LayerProblem
+
+    rng = np.random.default_rng(seed)
+    W, X = rng.normal(size=(2, 16)) / 4, rng.normal(size=(40, 16))
+    g = fit_grid(W, bits=4)
+    q = np.clip(np.round(W / g.scale[:, None]), g.qmin, g.qmax)  # round to nearest
+    rep = rounding_report(W, g, X=X, q=q, method="tree", time_limit=1e-9)
+    assert rep.optimum is None and rep.gap is None
+    prob = LayerProblem(W, g, X=X)
+    V = np.array(list(itertools.product([0, 1], repeat=16)), dtype=float)
+    opt = 0.0
+    for k in range(2):
+        b = prob.row_bqm(k)
+        S = V[:, :b.n]
+        opt += float((np.einsum("ij,jk,ik->i", S, b.P, S) + S @ b.q + b.c).min())
+    assert 0 <= rep.lower_bound <= opt * (1 + 1e-9) and opt <= rep.best_known * (1 + 1e-12)
+    true_gap = (rep.loss - opt) / opt
+    assert rep.gap_low <= true_gap + 1e-9
+    assert rep.gap_high is None or true_gap <= rep.gap_high + 1e-9
+    assert "lies in [" in str(rep)
+    with pytest.raises(AssertionError, match="too wide to prove"):
+        assert_rounding_within(W, g, X=X, q=q, method="tree", time_limit=1e-9)
+    assert_rounding_within(W, g, X=X, q=q, method="tree", time_limit=1e-9, against="best_known",
+                           rtol=rep.gap_low + 1e-6)
+    with pytest.raises(ValueError, match="against"):
+        assert_rounding_within(W, g, X=X, q=q, against="lower_bound")
