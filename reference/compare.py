@@ -127,18 +127,41 @@ def _plot(directory: str, records: list[dict], methods: list[str]) -> str:
     except ImportError:
         raise ImportError("--plot needs the optional package 'matplotlib' (pip install 'qubo-reference[plots]')") from None
     os.makedirs(directory, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name in methods:
-        pts = [(rec["n_vars"], 100 * r["gap"]) for rec in records for r in rec["results"]
-               if r["method"] == name and r["gap"] is not None]
-        if pts:
-            x, y = zip(*sorted(pts))
-            ax.plot(x, np.maximum(y, 1e-6), "o-", label=name, ms=4)
+    # one colour per method, no lines through unrelated problems: a proven gap is a filled dot, an
+    # unproven one the range [gap_low, gap_high] (open circle at gap_low; an arrow to the top when
+    # no positive bound exists); methods side by side around each problem's widest row
+    floor = 1e-3
+    fig, ax = plt.subplots(figsize=(9, 4.8))
+    colours = plt.get_cmap("tab20").colors
+    top = max([floor * 10] + [100 * v for rec in records for r in rec["results"]
+                              for v in (r.get("gap"), r.get("gap_low"), r.get("gap_high")) if v is not None])
+    for i, name in enumerate(methods):
+        c = colours[i % len(colours)]
+        shown = False
+        for rec in records:
+            for r in rec["results"]:
+                if r["method"] != name:
+                    continue
+                x = rec["max_row_vars"] * (1 + 0.025 * (i - len(methods) / 2))
+                label = None if shown else name
+                if r["gap"] is not None:
+                    ax.plot([x], [max(100 * r["gap"], floor)], "o", color=c, ms=5, label=label)
+                elif r.get("gap_low") is not None:
+                    lo = max(100 * r["gap_low"], floor)
+                    hi = 100 * r["gap_high"] if r.get("gap_high") is not None else top * 3
+                    ax.plot([x, x], [lo, max(hi, lo)], "-", color=c, lw=2, label=label)
+                    ax.plot([x], [lo], "o", mfc="white", color=c, ms=5)
+                    if r.get("gap_high") is None:
+                        ax.plot([x], [top * 3], "^", color=c, ms=5)
+                else:
+                    continue
+                shown = True
     ax.set_yscale("log")
-    ax.set_xlabel("free variables in the problem")
-    ax.set_ylabel("gap to the proven optimum (%, floor 1e-6)")
-    ax.set_title("optimality gap against problem size")
-    ax.legend(fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("widest row (free variables): what makes a row hard")
+    ax.set_ylabel(f"gap to the optimum (%, floor {floor:g})")
+    ax.set_title("gap per method: dot = proven optimum, bar = interval [vs best known, vs lower bound]")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
     path = os.path.join(directory, "gap_vs_size.png")
     fig.savefig(path, dpi=120)
@@ -193,7 +216,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="keep every finished result in this SQLite file; a rerun skips what it holds")
     p.add_argument("--json", metavar="OUT.json", help="write the results as JSON")
     p.add_argument("--csv", metavar="OUT.csv", help="write one row per problem and method as CSV")
-    p.add_argument("--plot", metavar="DIR", help="save gap-against-size plots here (needs matplotlib)")
+    p.add_argument("--plot", metavar="DIR", help="save the gap plot here: each method's gap, or the interval "
+                   "that holds it, against the widest row (needs matplotlib)")
     p.add_argument("--progress", action="store_true", help="show a progress bar (default: when stderr is a terminal)")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
     return p
