@@ -1,4 +1,4 @@
-r"""Dictionary learning as the V1 paper does it (design.md section 4), for any penalty.
+r"""Dictionary learning as the V1 paper does it (docs/sparse.md), for any penalty.
 
 One pass over the patches in batches (250 by default). For each batch ``X`` (shape (b, n)):
 

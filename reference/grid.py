@@ -1,4 +1,4 @@
-"""Uniform quantization grids and the rounding baselines (design.md section 3, "Grid").
+"""Uniform quantization grids and the rounding baselines (docs/math.md, "Eq. 1: the grid and round-to-nearest").
 
 A grid maps integers ``q`` in ``[qmin, qmax]`` to weights ``W_hat = s (q - z)`` with a scale
 ``s > 0`` and an integer zero point ``z``, either one pair for the whole tensor or one per
@@ -123,7 +123,7 @@ class Grid:
 
 @dataclass(frozen=True)
 class UpDown:
-    """The two rounding neighbours of each weight (design.md, "Up/down variables").
+    """The two rounding neighbours of each weight (docs/math.md, "The up/down variables").
 
     ``floor = floor(W/s) + z``; ``lo = clip(floor, qmin, qmax)``; ``hi = clip(floor + 1, qmin, qmax)``;
     ``delta = hi - lo`` in {0, 1} (0 where the weight is clipped and its choice is fixed);

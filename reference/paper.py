@@ -1,7 +1,7 @@
 """The AdaRound paper's Tables 1, 2 and 4 in miniature, with the optimum of every QUBO beside them.
 
 ``python -m reference.paper`` trains a small MLP on scikit-learn's digits (deterministically),
-quantizes it at 4, 3 and 2 bits with every Hessian level and method of design.md section 3, and
+quantizes it at 4, 3 and 2 bits with every Hessian level and method of docs/math.md, and
 prints markdown tables of test accuracy and test task loss (mean +- std over seeds; a seed draws
 the calibration samples and seeds every stochastic method) with, for each method, the energy of
 the QUBO it is judged by and its gap to that QUBO's optimum (or to a proven lower bound, marked

@@ -1,4 +1,4 @@
-r"""Natural-image patches whitened as in the V1 paper's code (design.md section 4).
+r"""Natural-image patches whitened as in the V1 paper's code (docs/sparse.md).
 
 Each image (grey levels, float64) has its mean removed and is filtered in the Fourier domain by
 

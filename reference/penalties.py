@@ -1,4 +1,4 @@
-r"""Sparsity penalties and their exact proximal operators (design.md section 4).
+r"""Sparsity penalties and their exact proximal operators (docs/sparse.md).
 
 Every function here is elementwise and uses one convention, written once:
 

@@ -1,4 +1,4 @@
-r"""The sparse coding objective for a batch of signals (design.md section 4).
+r"""The sparse coding objective for a batch of signals (docs/sparse.md).
 
 .. math:: F(a) = \tfrac12 \|x - \Phi a\|^2 + \sum_i r_i(a_i), \qquad r_i = \lambda P(a_i)
 

@@ -2,7 +2,7 @@
 
 ``run_sparse_suite(seed, out_dir=None, quick=False)`` returns a list of flat result dicts (one
 per table row; key ``"table"`` names the table) and, with ``out_dir``, saves the figures as PNG
-(needs matplotlib). Parts (issue 6, design.md section 4):
+(needs matplotlib). Parts (issue 6, docs/sparse.md):
 
 (a) ``"gap"``: on small dictionaries (K <= 16 atoms learned on whitened patches), the l0
     objective ``1/2 ||x - Phi a||^2 + lam ||a||_0`` reached by each relaxation, against its

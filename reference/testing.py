@@ -7,7 +7,7 @@ local loss (Eq. 20), the proven optimum of the same rounding problem, and the ga
     assert_rounding_within(W, grid, X=X, W_hat=my_w_hat, rtol=0.05)   # within 5 % of the optimum
 
 The optimum is over the same choices AdaRound makes: each weight goes to the floor or the
-ceiling neighbour on the grid (design.md, "Up/down variables"). A rounding that puts a weight
+ceiling neighbour on the grid (docs/math.md, "The up/down variables"). A rounding that puts a weight
 anywhere else is refused with the position named.
 
 Hypothesis strategies for layers, grids and QUBOs are at the bottom (``layers``, ``bqms``,
@@ -258,7 +258,7 @@ def assert_rounding_within(W, grid, *, X=None, G=None, q=None, W_hat=None, rtol:
 # ---------------------------------------------------------------------------- sparse codes
 @dataclass(frozen=True)
 class SparseReport:
-    """What the oracle says about sparse codes ``A`` of signals ``X`` (design.md section 4).
+    """What the oracle says about sparse codes ``A`` of signals ``X`` (docs/sparse.md).
 
     ``objective``: ``1/2 ||x - Phi a||^2 + lam ||a||_0`` of each given code (shape (N,)).
     ``optimum``: the exact l0 minimum of each signal (supports enumerated; the CEL0 objective has

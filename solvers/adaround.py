@@ -1,4 +1,4 @@
-"""The AdaRound continuous relaxation (Nagel et al. 2020, Eqs. 21-24; design.md section 3).
+"""The AdaRound continuous relaxation (Nagel et al. 2020, Eqs. 21-24; docs/math.md, "Conventions").
 
 Every weight gets a continuous variable ``V``; the soft weights are
 
@@ -252,7 +252,7 @@ class Relaxation:
         self.shape = problem.shape
         self.G = problem.G  # (in, in), or (groups, in, in) for a grouped convolution (one Gram per group)
         self.X = getattr(problem, "X", None)
-        # e = A + B h: the error of the soft weights (design.md section 3, "A row of the local loss")
+        # e = A + B h: the error of the soft weights (docs/math.md, "The binary quadratic model")
         self.A = s * (problem.lo - z) - problem.W
         self.B = s * problem.delta
         self.c = 1.0 if normalization == "sample" else 1.0 / max(1, problem.n_rows)

@@ -1,4 +1,4 @@
-"""The Hessian levels of one layer as problems the solvers accept (design.md section 3).
+"""The Hessian levels of one layer as problems the solvers accept (docs/math.md, "Conventions").
 
 From the task loss down to the local loss (Nagel et al. 2020, Eqs. 4-20), for the weights ``W``
 (out, in) of one layer of a :class:`reference.network.MLP`, with up/down variables ``v``

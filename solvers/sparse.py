@@ -1,4 +1,4 @@
-r"""Sparse coders behind one front door, and binary sparse coding as a QUBO (design.md section 4).
+r"""Sparse coders behind one front door, and binary sparse coding as a QUBO (docs/sparse.md).
 
 ``code(Phi, X, penalty=..., lam=..., method=...)`` minimises (or, for the greedy and
 sparsity-constrained methods, approximately minimises)
@@ -1176,7 +1176,7 @@ def binary_sparse_coding_bqm(Phi, x, alpha, lam) -> BQM:
         = v^T P v + q^T v + c,\quad P = \tfrac{\alpha^2}{2}\Phi^T\Phi,\
         q = -\alpha \Phi^T x + \lambda \mathbf 1,\ c = \tfrac12\|x\|^2
 
-    (design.md section 4; ``lambda ||v||_0`` is the l0 penalty of ``alpha v``, and
+    (docs/sparse.md; ``lambda ||v||_0`` is the l0 penalty of ``alpha v``, and
     ``lambda / |alpha|`` times its l1 norm). Solve it with ``solvers.solve(bqm, method)``.
 
     Parameters
