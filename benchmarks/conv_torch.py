@@ -5,7 +5,7 @@ shows, poses ``solvers.ConvProblem`` on them and compares its local loss (Eq. 20
 for a random up/down rounding with the same loss computed from ``torch.nn.functional.conv2d``
 outputs: grouped, depthwise, dilated, strided and asymmetric geometries, and a token layer.
 
-    /work/venv-bench/bin/python benchmarks/conv_torch.py      # a Python with torch installed
+    python benchmarks/conv_torch.py      # in a separate environment with torch installed
 
 Prints one line per case and the largest relative difference; exits 0 with a message naming
 torch when it is not installed.
