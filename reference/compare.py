@@ -248,10 +248,9 @@ def _fail(msg: str) -> int:
 
 
 def _default_jobs() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover
-        return os.cpu_count() or 1
+    from .harness import _cores
+
+    return _cores()
 
 
 def main(argv=None) -> int:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
-import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
+from tqdm import tqdm
 
 from .store import task_key
 
@@ -153,26 +155,67 @@ def _run_chunk(chunk):
     return [(i, run_task(t)) for i, t in chunk]
 
 
-class Progress:
-    """A one-line progress bar with an estimate of the time left, on stderr."""
+class _SerialExecutor(Executor):
+    """Runs each submitted call at once, in this process (``jobs=1``): the same loop as a pool."""
 
-    def __init__(self, total: int, enabled: bool):
-        self.total, self.enabled, self.done = total, enabled and total > 0, 0
-        self.t0 = time.perf_counter()
+    def submit(self, fn, /, *args, **kwargs):
+        fut = Future()
+        try:
+            fut.set_result(fn(*args, **kwargs))
+        except Exception as exc:  # delivered by fut.result(), as a pool would
+            fut.set_exception(exc)
+        return fut
 
-    def step(self, n: int = 1) -> None:
-        self.done += n
-        if not self.enabled:
-            return
-        el = time.perf_counter() - self.t0
-        eta = el / self.done * (self.total - self.done) if self.done else float("nan")
-        width = 30
-        fill = int(width * self.done / self.total)
-        sys.stderr.write(f"\r[{'#' * fill}{'.' * (width - fill)}] {self.done}/{self.total} "
-                         f"elapsed {el:6.1f}s  left ~{eta:6.1f}s")
-        if self.done >= self.total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
+
+#: The thread limit of each worker's BLAS, set by :func:`_limit_blas` (kept alive for the process).
+_BLAS_LIMIT = None
+
+
+def _limit_blas(threads: int) -> None:
+    """Worker initializer: cap BLAS/OpenMP threads so jobs x threads does not oversubscribe the cores."""
+    global _BLAS_LIMIT
+    import scipy.linalg  # noqa: F401  (load every BLAS the solvers use before capping them)
+    from threadpoolctl import threadpool_limits
+
+    _BLAS_LIMIT = threadpool_limits(limits=threads)
+
+
+def _cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover
+        return os.cpu_count() or 1
+
+
+@contextmanager
+def _executor(jobs: int, scheduler: str | None):
+    """``(executor, workers)``: a ``concurrent.futures.Executor`` for the tasks and how many run at once.
+
+    ``scheduler`` (a Dask address) gives ``distributed.Client.get_executor()``; ``jobs > 1`` a process
+    pool whose workers each get ``cores // jobs`` BLAS threads; otherwise the calls run in this process.
+    """
+    if scheduler is not None:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise ImportError(
+                "--scheduler needs the optional package 'distributed' (pip install 'qubo-reference[dask]')"
+            ) from None
+        try:
+            client = Client(scheduler, timeout=SCHEDULER_TIMEOUT)
+        except (OSError, TimeoutError, ValueError, TypeError) as exc:
+            raise SchedulerError(f"cannot connect to {scheduler!r} within {SCHEDULER_TIMEOUT} s "
+                                 f"({type(exc).__name__}: {exc})") from None
+        with client:
+            workers = max(1, len(client.scheduler_info().get("workers", {})), jobs)
+            with client.get_executor(pure=False) as ex:
+                yield ex, workers
+    elif jobs > 1:
+        with ProcessPoolExecutor(max_workers=jobs, initializer=_limit_blas,
+                                 initargs=(max(1, _cores() // jobs),)) as ex:
+            yield ex, jobs
+    else:
+        yield _SerialExecutor(), 1
 
 
 def _chunks(items, n_chunks):
@@ -184,7 +227,9 @@ def run_tasks(tasks, jobs: int = 1, scheduler: str | None = None, store=None, pr
     """Run ``tasks``; return their records in task order.
 
     Tasks found in ``store`` are not run. New records are put in the store as they complete.
-    ``jobs > 1`` uses a process pool; ``scheduler`` (an address) a Dask distributed cluster.
+    ``jobs > 1`` uses a process pool; ``scheduler`` (an address) a Dask distributed cluster; both
+    through the same ``concurrent.futures`` loop as a serial run, so the records are the same.
+    ``progress`` shows a bar with the time left on stderr (tqdm).
     """
     records: list = [None] * len(tasks)
     todo = []
@@ -194,57 +239,36 @@ def run_tasks(tasks, jobs: int = 1, scheduler: str | None = None, store=None, pr
             records[i] = hit
         else:
             todo.append((i, t))
-    bar = Progress(len(todo), progress)
-
-    def finish(i, rec):
-        records[i] = rec
-        if store is not None:
-            store.put(tasks[i].key, rec)
-        bar.step()
-
     if not todo:
         return records
-    if scheduler is not None:
-        _run_dask(todo, scheduler, jobs, finish)
-    elif jobs <= 1:
-        for i, t in todo:
-            finish(i, run_task(t))
-    else:
-        pending = set()
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            try:
-                for chunk in _chunks(todo, 8 * jobs):
-                    pending.add(pool.submit(_run_chunk, chunk))
-                while pending:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        for i, rec in fut.result():
-                            finish(i, rec)
-            except BaseException:
-                for fut in pending:
-                    fut.cancel()
-                raise
+    with _executor(jobs, scheduler) as (ex, workers), \
+            tqdm(total=len(todo), disable=not progress, file=sys.stderr, unit="task", smoothing=0) as bar:
+        # in this process: one task at a time, each stored as it finishes; otherwise about 8 chunks
+        # per worker, all submitted at once
+        serial = isinstance(ex, _SerialExecutor)
+        chunks = _chunks(todo, len(todo) if serial else 8 * workers)
+        window = 1 if serial else len(chunks)
+        waiting, pending = iter(chunks), set()
+        try:
+            while True:
+                for chunk in waiting:
+                    pending.add(ex.submit(_run_chunk, chunk))
+                    if len(pending) >= window:
+                        break
+                if not pending:
+                    break
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    for i, rec in fut.result():
+                        records[i] = rec
+                        if store is not None:
+                            store.put(tasks[i].key, rec)
+                        bar.update()
+        except BaseException:
+            for fut in pending:
+                fut.cancel()
+            raise
     return records
-
-
-def _run_dask(todo, scheduler, jobs, finish):
-    try:
-        from distributed import Client, as_completed
-    except ImportError:
-        raise ImportError(
-            "--scheduler needs the optional package 'distributed' (pip install 'qubo-reference[dask]')"
-        ) from None
-    try:
-        client = Client(scheduler, timeout=SCHEDULER_TIMEOUT)
-    except (OSError, TimeoutError, ValueError, TypeError) as exc:
-        raise SchedulerError(f"cannot connect to {scheduler!r} within {SCHEDULER_TIMEOUT} s "
-                             f"({type(exc).__name__}: {exc})") from None
-    with client:
-        n_workers = max(1, len(client.scheduler_info().get("workers", {})), jobs)
-        futures = [client.submit(_run_chunk, chunk, pure=False) for chunk in _chunks(todo, 8 * n_workers)]
-        for fut in as_completed(futures):
-            for i, rec in fut.result():
-                finish(i, rec)
 
 
 def _gap(value, optimum):

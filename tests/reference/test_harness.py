@@ -136,6 +136,28 @@ def test_serial_parallel_and_dask_runs_give_identical_results(tmp_path):
     assert docs[0] == docs[1] == docs[2]
 
 
+def _blas_threads():
+    from threadpoolctl import threadpool_info
+
+    return max(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas")
+
+
+def test_worker_processes_cap_their_blas_threads():
+    # jobs x BLAS threads must not exceed the cores: each of two workers gets cores // 2
+    with harness._executor(2, None) as (ex, workers):
+        assert workers == 2
+        threads = {ex.submit(_blas_threads).result() for _ in range(4)}
+    assert threads == {max(1, harness._cores() // 2)}
+
+
+def test_progress_bar_shows_count_and_time_left_only_when_asked(capsys):
+    assert main(["--methods", "nearest", "--jobs", "1", "--quiet", "--progress"]) == 0
+    err = capsys.readouterr().err
+    assert "8/8" in err and "<00:00" in err  # done/total (8 layers) and [elapsed<time left]
+    assert main(["--methods", "nearest", "--jobs", "1", "--quiet"]) == 0  # stderr is not a terminal here
+    assert "8/8" not in capsys.readouterr().err
+
+
 def test_a_rerun_with_the_store_runs_nothing_again(tmp_path, monkeypatch):
     store = tmp_path / "r.sqlite"
     args = ["--methods", "exhaustive,nearest,stochastic", "--jobs", "1", "--quiet", "--store", str(store)]
