@@ -6,7 +6,7 @@ A sweep of 1,000 tiny layers (a TOML generator sweep: 2 rows, fan-in 4-8) solved
 the same problems built and solved in a plain loop in one process. Both produce the same losses
 (checked). Target: harness / loop under 1.3.
 
-    python benchmarks/harness.py [--jobs 2] [--repeat 3]
+    python benchmarks/compare_overhead.py [--jobs 2] [--repeat 3]
 """
 
 from __future__ import annotations
