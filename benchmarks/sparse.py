@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/sparse.py            # the sizes: 5,000 x 256 signals, 512 atoms
+    python benchmarks/sparse.py            # full size: 5,000 x 256 signals, 512 atoms
     python benchmarks/sparse.py --quick    # 1,000 signals, 10,000 patches (a smoke run)
     python benchmarks/sparse.py --skip-coding --skip-dictionary --hard   # the hard cases only
 

@@ -254,6 +254,7 @@ def _default_jobs() -> int:
 
 
 def main(argv=None) -> int:
+    """The command line: ``argv`` as for ``python -m reference.compare``; returns the exit status."""
     from solvers import METHODS
 
     from .harness import SchedulerError, aggregate, make_tasks, run_tasks

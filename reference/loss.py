@@ -1,6 +1,6 @@
 """The local (layer-wise) reconstruction loss, in the unit every table of the project uses.
 
-Eq. 20 of Nagel et al. (2020), with AIMET's normalisation (docs/math.md, "Conventions"):
+Eq. 20 of Nagel et al. (2020), with AIMET's normalisation (docs/conventions.md):
 
 .. math:: L(\\hat W) = \\frac1N \\sum_n \\|(W - \\hat W) x_n\\|^2 = \\sum_k e_k^T G e_k,
           \\qquad G = X^T X / N,

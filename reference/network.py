@@ -2,7 +2,7 @@
 
 The network is ``z_l = W_l a_l + b_l`` for ``l = 0 .. L-1`` with ``a_0 = x``,
 ``a_{l+1} = relu(z_l)`` and logits ``z_{L-1}``; the task loss is the mean softmax cross-entropy
-``L = (1/N) sum_n [logsumexp(z_n) - z_{n, y_n}]``. Shapes follow docs/math.md, "Conventions": ``W_l`` is
+``L = (1/N) sum_n [logsumexp(z_n) - z_{n, y_n}]``. Shapes follow docs/conventions.md: ``W_l`` is
 (out, in), a batch ``X`` is (N, in), one sample a row.
 
 Second derivatives (Nagel et al. 2020, Eqs. 12-16). Layer ``l`` is linear in its weights, so the

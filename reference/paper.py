@@ -250,6 +250,7 @@ def format_tables(out: dict) -> str:
 
 
 def main(argv=None) -> int:
+    """The command line ``python -m reference.paper``: ``argv`` its arguments; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m reference.paper", description=__doc__.splitlines()[0])
     parser.add_argument("--bits", type=int, nargs="+", default=[4, 3, 2])
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds (0 .. n-1; default 5, 2 with --cnn)")

@@ -1,7 +1,7 @@
 """Dictionary learning at the V1 paper's scale, one independent task per (penalty, pool size).
 
 The paper's notebook learns 500 units from 4,000 batches of 250 whitened 16x16 patches (1e6
-presentations); issue 16 adds 1,000 units for every penalty and larger pools for l1. Each task
+presentations); this study adds 1,000 units for every penalty and larger pools for l1. Each task
 is :func:`reference.dictionary.learn_dictionary` on a :class:`reference.patches.PatchStream`
 (patches made per batch from their own seed) with a checkpoint file in ``folder``:
 

@@ -2,7 +2,7 @@
 
 ``run_sparse_suite(seed, out_dir=None, quick=False)`` returns a list of flat result dicts (one
 per table row; key ``"table"`` names the table) and, with ``out_dir``, saves the figures as PNG
-(needs matplotlib). Parts (issue 6, docs/sparse.md):
+(needs matplotlib). Parts (docs/sparse.md):
 
 (a) ``"gap"``: on small dictionaries (K <= 16 atoms learned on whitened patches), the l0
     objective ``1/2 ||x - Phi a||^2 + lam ||a||_0`` reached by each relaxation, against its
@@ -316,7 +316,7 @@ def format_tables(results) -> str:
 def main(argv=None):
     import argparse
 
-    p = argparse.ArgumentParser(description="Sparse coding study (issue 6): gaps to exact l0, error/sparsity curves")
+    p = argparse.ArgumentParser(description="Sparse coding study: gaps to exact l0, error/sparsity curves")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="folder for the PNG figures")
     p.add_argument("--quick", action="store_true")

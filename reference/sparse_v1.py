@@ -1,4 +1,4 @@
-"""The V1 study's four claims (Rentzeperis et al. 2023, issue 16) on dictionaries learned at scale.
+"""The V1 study's four claims (Rentzeperis et al. 2023) on dictionaries learned at scale.
 
 The dictionaries come from :mod:`reference.sparse_scale` (one per penalty and pool size, read
 from its checkpoint folder, optionally at an earlier stage ``batches``). For each one:

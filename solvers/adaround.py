@@ -1,4 +1,4 @@
-"""The AdaRound continuous relaxation (Nagel et al. 2020, Eqs. 21-24; docs/math.md, "Conventions").
+"""The AdaRound continuous relaxation (Nagel et al. 2020, Eqs. 21-24; docs/conventions.md).
 
 Every weight gets a continuous variable ``V``; the soft weights are
 

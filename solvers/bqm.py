@@ -1,4 +1,4 @@
-"""The binary quadratic model ``E(v) = v^T P v + q^T v + c`` (docs/math.md, "Conventions").
+"""The binary quadratic model ``E(v) = v^T P v + q^T v + c`` (docs/conventions.md).
 
 For binary ``v`` this is the QUBO with ``Q_ii = P_ii + q_i``, ``Q_ij = 2 P_ij`` (i < j) and offset
 ``c``, and dimod's ``BinaryQuadraticModel(..., 'BINARY')`` with the same linear and quadratic

@@ -1,4 +1,4 @@
-"""The Hessian levels of one layer as problems the solvers accept (docs/math.md, "Conventions").
+"""The Hessian levels of one layer as problems the solvers accept (docs/conventions.md).
 
 From the task loss down to the local loss (Nagel et al. 2020, Eqs. 4-20), for the weights ``W``
 (out, in) of one layer of a :class:`reference.network.MLP`, with up/down variables ``v``

@@ -1,4 +1,4 @@
-"""Layer rounding posed as per-row QUBOs of the local loss (Eqs. 18-20; docs/math.md, "Conventions").
+"""Layer rounding posed as per-row QUBOs of the local loss (Eqs. 18-20; docs/conventions.md).
 
 For output row ``k`` with up/down variables ``v`` (``q = lo + delta * v``) the rounding error is
 ``e = a + B v`` with ``a = s_k (lo - z_k) - w_k`` and ``B = diag(s_k * delta)``, so the row's
