@@ -27,8 +27,8 @@ import numpy as np
 __all__ = ["main", "default_methods", "run_problem", "TREE_NODES"]
 
 #: Default node budget per row for ``tree`` in compare: deterministic (the same result on any
-#: machine), equal to ``solvers.tree.DEFAULT_MAX_NODES``; about 20-60 s a row on two shared
-#: cores. It proves every 64-wide AR(1) and MLP row of ``benchmarks/exact.py``, not every
+#: machine), equal to ``solvers.tree.DEFAULT_MAX_NODES`` (its time per row: docs/performance.md,
+#: "The compare command"). It proves every 64-wide AR(1) and MLP row of ``benchmarks/exact.py``, not every
 #: mixing or low-rank one (docs/exact.md has the measurements).
 TREE_NODES = 50_000_000
 

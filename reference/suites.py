@@ -100,8 +100,8 @@ def cnn_suite(seed: int = 0, bits: int = 4):
 SUITES = {"default": default_suite, "cnn": cnn_suite}
 
 #: Method options a suite brings (``--tree-nodes`` overrides the tree's): the CNN's rows of
-#: fan-in 128-144 cannot be proven, so the tree search gets a budget that keeps the suite under
-#: 5 minutes and reports its best state with a proven lower bound.
+#: fan-in 128-144 cannot be proven, so the tree search gets a small fixed budget (the suite's wall
+#: time: docs/performance.md, "The compare command") and reports its best state with a proven lower bound.
 SUITE_OPTIONS = {"cnn": {"tree": {"max_nodes": 100_000}}}
 
 

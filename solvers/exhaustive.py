@@ -35,7 +35,7 @@ HARD_MAX_VARS = 40
 _LOW_BITS = 8  # rows of the cached block C
 _MID_BITS = 10  # columns of C (contiguous, reduced along)
 _BATCH = 256  # high states per matrix product
-_THREADED_MIN = 64  # fewer high states than this: one thread (measured: no gain below n = 24)
+_THREADED_MIN = 64  # fewer high states than this: one thread (measured: docs/performance.md)
 
 
 def _all_states(k: int) -> np.ndarray:

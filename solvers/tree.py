@@ -347,7 +347,7 @@ def tree_search(P, q, c=0.0, *, order: str = "schur", bound: str = "rows", num_s
     Any symmetric ``P`` is accepted: semidefinite and indefinite ones are handled by the exact
     diagonal rewrite (module docs). Inputs are trusted (validated float64 from a :class:`BQM`).
     BLAS runs on one thread here (threadpoolctl): the matrices are small, and a shared machine
-    made multi-threaded OpenBLAS up to 100x slower on them (docs/exact.md).
+    made multi-threaded OpenBLAS much slower on them (measured: docs/performance.md).
 
     Parameters
     ----------
