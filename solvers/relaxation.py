@@ -1,4 +1,4 @@
-"""The AdaRound continuous relaxation (Nagel et al. 2020, Eqs. 21-24; docs/math.md, "Conventions").
+"""The AdaRound relaxation engine (Nagel et al. 2020, Eqs. 21-24; docs/adaround.md, docs/math.md).
 
 Every weight gets a continuous variable ``V``; the soft weights are
 
@@ -11,38 +11,36 @@ with the rectified sigmoid (Eq. 23, ``zeta = 1.1``, ``gamma = -0.1``)
 
 and the relaxation minimises (Eq. 21 with the regulariser of Eq. 24)
 
-.. math:: J(V) = c \\, L(\\tilde W) + \\lambda f_{reg}(V), \\qquad
-          f_{reg}(V) = \\sum_{ij} 1 - |2 h(V_{ij}) - 1|^{\\beta},
+.. math:: J(V) = D(h(V)) + \\lambda f_{reg}(V), \\qquad
+          f_{reg}(V) = \\sum_{ij} 1 - |2 h(V_{ij}) - 1|^{\\beta}.
 
-where ``L`` is the local loss of Eq. 20 in this project's unit (mean over samples of the squared
-output error summed over the output rows, ``sum_k e_k^T G e_k``) and ``c`` is the preset's loss
-normalisation: 1 for ``"sample"`` (AIMET, BRECQ) and ``1/out`` for ``"element"`` (PyTorch's
-experimental AdaRound, a mean over every element of the ``(N, out)`` output).
+Everything but the data term ``D`` is the same for every objective and lives here once: the
+rectified sigmoid and its clamp, the regulariser and its gradient, the initialisation, the beta
+schedule, Adam, the presets of the published implementations, the final hard rounding
+``x = [V >= 0]`` and its convergence report. The data term is an object (:class:`DataTerm`) that
+gives ``D`` and ``dD/dh`` for the soft rounding ``h``:
+
+* Eq. 21, :class:`solvers.adaround.LocalLoss`: the local loss of Eq. 20 through the Gram matrix
+  or on mini-batches of samples (method ``"adaround"``);
+* Eq. 25, :class:`solvers.sequential.ActivationLoss` and
+  :class:`solvers.conv_sequential.ConvActivationLoss`: the asymmetric reconstruction after the
+  activation, on mini-batches of samples or patches.
 
 Clipping inside the soft weights. With ``f = floor(W/s) + z`` and ``h`` in [0, 1] the clip of
 Eq. 22 is inactive wherever the two neighbours differ (``delta = 1``: ``qmin <= f`` and
 ``f + 1 <= qmax``) and makes the soft weight constant wherever they coincide (``delta = 0``), so
-``W~ = s (lo + delta h - z)`` with ``lo``/``delta`` of :class:`~solvers.LayerProblem`, and the loss
-gradient is zero on clipped weights. The regulariser still acts on every ``V`` (as in AIMET,
-BRECQ and PyTorch), so a clipped weight's ``h`` is driven to 0 or 1 like the others; it never
-changes the rounding.
+``W~ = s (lo + delta h - z)`` with ``lo``/``delta`` of :class:`~solvers.LayerProblem`
+(:func:`soft_weight_map`), and the data gradient is zero on clipped weights. The regulariser still
+acts on every ``V`` (as in AIMET, BRECQ and PyTorch), so a clipped weight's ``h`` is driven to 0
+or 1 like the others; it never changes the rounding.
 
 Gradients follow PyTorch's conventions at the kinks: the clamp of Eq. 23 passes the gradient
-where ``0 <= sigmoid(V) (zeta - gamma) + gamma <= 1`` (ends included, up to 1e-12 so that a zero
-residual's ``V0 = -log 11`` stays on the boundary despite rounding) and ``|x|`` has derivative
-``sign(x)`` (0 at 0).
+where ``0 <= sigmoid(V) (zeta - gamma) + gamma <= 1`` (ends included, up to ``_KINK_TOL`` so that a
+zero residual's ``V0 = -log 11`` stays on the boundary despite rounding) and ``|t|`` has
+derivative ``sign(t)`` (0 at 0).
 
 The optimiser is Adam (Kingma & Ba 2015) with PyTorch's defaults and bias correction, written
-in numpy. The final rounding is ``v = [V >= 0]`` (round up where ``sigmoid(V) >= 1/2``), and
-:func:`solvers.solve` reports the local loss of that hard rounding, never the soft one.
-
-Two data modes give the same objective:
-
-* ``"gram"``: full batch through ``G = X^T X / N``; each step costs one ``(out x in)(in x in)``
-  product, independent of ``N``, and is deterministic.
-* ``"batch"``: mini-batches of ``batch_size`` samples drawn without replacement from ``X`` at
-  every step (AIMET's and BRECQ's way; an unbiased estimate of the same loss); each step costs
-  two ``(out x in)(in x batch)`` products. Needs a LayerProblem built from ``X``.
+in numpy.
 """
 
 from __future__ import annotations
@@ -50,16 +48,14 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
-
-from ._registry import Outcome, register
-from .layer import LayerProblem
 
 __all__ = [
     "ZETA",
     "GAMMA",
+    "BINARY_TOL",
     "Preset",
     "PRESETS",
     "Adam",
@@ -67,10 +63,11 @@ __all__ = [
     "init_from_residual",
     "regulariser",
     "beta_at",
-    "Relaxation",
-    "adaround",
-    "AdaRoundRun",
     "resolve_settings",
+    "soft_weight_map",
+    "DataTerm",
+    "Relaxation",
+    "relax",
 ]
 
 #: Stretch of the rectified sigmoid (Eq. 23; Louizos et al. 2018).
@@ -231,158 +228,8 @@ class Adam:
         x -= buf
 
 
-class Relaxation:
-    """The objective ``J(V) = c L(W~(V)) + lam f_reg(V)`` of one layer and its gradient.
 
-    Parameters
-    ----------
-    problem : LayerProblem
-    normalization : {"sample", "element"}, default="sample"
-
-    ``value_and_grad`` evaluates ``J`` on the full data (through ``G``) or on the samples
-    ``X[idx]``; it reuses internal buffers, so the returned gradient is overwritten by the next call.
-    """
-
-    def __init__(self, problem: LayerProblem, normalization: str = "sample"):
-        if not isinstance(problem, LayerProblem):
-            raise ValueError(f"problem must be a solvers.LayerProblem, found {type(problem).__name__}")
-        _check_choice(normalization, "normalization", ("element", "sample"))
-        s, z = problem.grid.per_row(problem.n_rows)
-        self.problem = problem
-        self.shape = problem.shape
-        self.G = problem.G  # (in, in), or (groups, in, in) for a grouped convolution (one Gram per group)
-        self.X = getattr(problem, "X", None)
-        # e = A + B h: the error of the soft weights (docs/math.md, "The binary quadratic model")
-        self.A = s * (problem.lo - z) - problem.W
-        self.B = s * problem.delta
-        self.c = 1.0 if normalization == "sample" else 1.0 / max(1, problem.n_rows)
-        self.free = problem.delta == 1
-        n = self.shape
-        self._sig = np.empty(n)
-        self._u = np.empty(n)
-        self._h = np.empty(n)
-        self._E = np.empty(n)
-        self._EG = np.empty(n)
-        self._g = np.empty(n)
-        self._t = np.empty(n)
-
-    def soft(self, V) -> np.ndarray:
-        """``h(V)`` (Eq. 23)."""
-        return rectified_sigmoid(V)
-
-    def soft_weights(self, V) -> np.ndarray:
-        """``W~ = s (lo + delta h(V) - z)`` (Eq. 22 with its clip resolved, see the module docs)."""
-        return self.problem.W + self.A + self.B * rectified_sigmoid(V)
-
-    def loss_of_h(self, h) -> float:
-        """Local loss (Eq. 20, this project's unit, no normalisation) of the soft weights for ``h``."""
-        E = self.A + self.B * h
-        if self.G.ndim == 2:
-            return float(np.einsum("ki,ij,kj->", E, self.G, E, optimize=True))
-        return float(np.vdot(E, self._times_G(E, np.empty_like(E))))
-
-    def _times_G(self, E, out):
-        """``E G`` row by row (each row times its group's Gram matrix when ``G`` is 3-D)."""
-        if self.G.ndim == 2:
-            return np.matmul(E, self.G, out=out)
-        g = self.G.shape[0]
-        np.matmul(E.reshape(g, -1, E.shape[1]), self.G, out=out.reshape(g, -1, E.shape[1]))
-        return out
-
-    def value_and_grad(self, V: np.ndarray, lam: float = 0.0, beta: float | None = None, idx=None):
-        """``(J, c L, f_reg, dJ/dV)`` at ``V``.
-
-        ``beta=None`` switches the regulariser off (warm start); ``idx`` selects the samples of
-        a mini-batch (``X[idx]``), otherwise the full data is used through ``G``.
-        """
-        sig, u, h, E, EG, g, t = self._sig, self._u, self._h, self._E, self._EG, self._g, self._t
-        # sigmoid(V) = 1 / (1 + exp(-V)); exp overflows to inf (sigmoid 0) for V < -709
-        np.negative(V, out=sig)
-        with np.errstate(over="ignore"):
-            np.exp(sig, out=sig)
-        sig += 1.0
-        np.reciprocal(sig, out=sig)
-        np.multiply(sig, ZETA - GAMMA, out=u)
-        u += GAMMA
-        np.clip(u, 0.0, 1.0, out=h)
-        np.multiply(self.B, h, out=E)
-        E += self.A
-        if idx is None:
-            self._times_G(E, EG)
-            loss = self.c * float(np.vdot(E, EG))
-            scale = 2.0 * self.c
-        else:
-            Xb = self.X[idx]
-            R = Xb @ E.T  # (batch, out): output errors of the mini-batch
-            loss = self.c * float(np.vdot(R, R)) / Xb.shape[0]
-            np.matmul(R.T, Xb, out=EG)
-            scale = 2.0 * self.c / Xb.shape[0]
-        # dJ/dh from the loss: 2 c (E G) * B  (zero where delta = 0: the clip of Eq. 22)
-        np.multiply(EG, self.B, out=g)
-        g *= scale
-        reg = 0.0
-        if beta is not None:
-            # d = 2h - 1; f_reg = sum 1 - |d|^beta; d f_reg / dh = -2 beta |d|^(beta-1) sign(d)
-            np.multiply(h, 2.0, out=t)
-            t -= 1.0
-            d_sign = np.sign(t)
-            np.abs(t, out=t)
-            p = np.power(t, beta - 1.0)
-            reg = float(t.size - np.vdot(p, t))
-            if lam != 0.0:
-                p *= d_sign
-                p *= -2.0 * beta * lam
-                g += p
-        # dh/dV = (zeta - gamma) sigmoid (1 - sigmoid) where 0 <= u <= 1 (clamp passes its ends)
-        np.subtract(1.0, sig, out=t)
-        t *= sig
-        t *= ZETA - GAMMA
-        t *= (u >= -_KINK_TOL) & (u <= 1.0 + _KINK_TOL)
-        g *= t
-        return loss + lam * reg, loss, reg, g
-
-
-# ---------------------------------------------------------------------------- the run
-@dataclass
-class AdaRoundRun:
-    """What :func:`adaround` returns.
-
-    Attributes
-    ----------
-    V : array of shape (out, in)
-        Final continuous variables.
-    x : int8 array of shape (out, in)
-        Hard rounding ``[V >= 0]`` on the free weights (0 where the choice is fixed).
-    soft_loss : float
-        Local loss (Eq. 20, project unit) of the final soft weights.
-    hard_loss : float
-        Local loss of ``x``.
-    not_binary : int
-        Free weights whose final ``h`` is farther than 1e-3 from 0 and 1.
-    not_binary_fraction : float
-        ``not_binary`` over the number of free weights (0 when there are none).
-    not_binary_where : int array of shape (not_binary, 2)
-        ``(row, column)`` of those weights.
-    settings : dict
-        The resolved hyper-parameters.
-    history : dict or None
-        Per checkpoint: ``iteration`` (updates done), ``loss`` (soft, project unit, full data),
-        ``hard_loss``, ``regulariser`` (``f_reg`` at the ``beta`` in force, or at the start
-        ``beta`` during the warm start), ``beta`` (NaN while the regulariser is off) and
-        ``not_binary_fraction``.
-    """
-
-    V: np.ndarray
-    x: np.ndarray
-    soft_loss: float
-    hard_loss: float
-    not_binary: int
-    not_binary_fraction: float
-    not_binary_where: np.ndarray
-    settings: dict
-    history: dict | None = field(default=None)
-
-
+# ---------------------------------------------------------------------------- settings
 def _check_choice(value, name, choices):
     if value not in choices:
         raise ValueError(f"{name} must be one of {sorted(choices)}, found {value!r}")
@@ -441,78 +288,6 @@ def _not_binary(h: np.ndarray, free: np.ndarray) -> int:
     return int(np.count_nonzero(_far_from_binary(h, free)))
 
 
-def adaround(problem: LayerProblem, preset: str = "aimet", *, lam=None, beta=None, schedule=None,
-             warm_start=None, iterations=None, lr=None, batch_size=None, normalization=None,
-             mode: str = "gram", seed=0, history: bool = False, history_every=None,
-             threads=None) -> AdaRoundRun:
-    """Run the AdaRound relaxation (Eqs. 21-24) on every row of a layer at once.
-
-    Parameters
-    ----------
-    problem : LayerProblem
-    preset : {"aimet", "brecq", "brecq_imagenet", "torch_ao"}, default="aimet"
-        Conventions of a published implementation (see :data:`PRESETS` and docs/adaround.md);
-        every option below left at None takes the preset's value.
-    lam : float, optional
-        Weight ``lambda`` of the regulariser, in the preset's loss normalisation.
-    beta : (float, float), optional
-        Start and end exponent of Eq. 24 (each >= 1).
-    schedule : {"cosine", "linear"}, optional
-    warm_start : float in [0, 1), optional
-        Fraction of the iterations without the regulariser.
-    iterations : int, optional
-    lr : float, optional
-        Adam learning rate (betas (0.9, 0.999), eps 1e-8).
-    batch_size : int, optional
-        Samples per step in batch mode.
-    normalization : {"sample", "element"}, optional
-    mode : {"gram", "batch"}, default="gram"
-        Full batch through ``G`` (deterministic) or mini-batches from ``problem.X``.
-    seed : int or None, default=0
-        Seeds the mini-batch draws (unused in gram mode).
-    history : bool, default=False
-        Record the run at checkpoints (every ``history_every`` steps, default ``iterations / 100``).
-    history_every : int, optional
-    threads : int, optional
-        Cap the BLAS threads during the run (with threadpoolctl). The products
-        are small, and on a busy machine a second BLAS thread can make each step several times
-        slower; None leaves BLAS as configured (``OPENBLAS_NUM_THREADS`` etc.).
-
-    Returns
-    -------
-    AdaRoundRun
-    """
-    st = resolve_settings(preset, lam=lam, beta=beta, schedule=schedule, warm_start=warm_start,
-                          iterations=iterations, lr=lr, batch_size=batch_size, normalization=normalization)
-    _check_choice(mode, "mode", ("batch", "gram"))
-    if not isinstance(history, (bool, np.bool_)):
-        raise ValueError(f"history must be True or False, found {history!r}")
-    T = st["iterations"]
-    every = max(1, T // 100) if history_every is None else _int(history_every, "history_every")
-    rel = Relaxation(problem, st["normalization"])
-    n_samples = 0
-    if mode == "batch":
-        if rel.X is None:
-            raise ValueError(
-                "mode='batch' draws mini-batches from the samples: build the LayerProblem with "
-                "X=... (it was built from G), or use mode='gram'"
-            )
-        n_samples = rel.X.shape[0]
-        if st["batch_size"] > n_samples:
-            raise ValueError(f"batch_size must be <= the number of samples N == {n_samples}, "
-                             f"found {st['batch_size']}")
-    if seed is not None:
-        seed = _int(seed, "seed", lo=0)
-    rng = np.random.default_rng(seed)
-    st["mode"] = mode
-    st["seed"] = seed
-
-    limiter = _thread_limiter(threads)
-    st["threads"] = threads
-    with limiter:
-        return _run(problem, rel, st, mode, rng, n_samples, history, every)
-
-
 def _thread_limiter(threads):
     if threads is None:
         return contextlib.nullcontext()
@@ -522,9 +297,130 @@ def _thread_limiter(threads):
     return threadpool_limits(limits=threads, user_api="blas")
 
 
-def _run(problem, rel, st, mode, rng, n_samples, history, every) -> AdaRoundRun:
+
+
+# ---------------------------------------------------------------------------- the engine
+def soft_weight_map(problem) -> tuple[np.ndarray, np.ndarray]:
+    """``(A0, B)`` with ``W~ = A0 + B h`` (Eq. 22, clip resolved): ``A0 = s (lo - z)``, ``B = s delta``.
+
+    ``problem`` is a :class:`~solvers.LayerProblem` (its grid, ``lo`` and ``delta``).
+    """
+    s, z = problem.grid.per_row(problem.n_rows)
+    return s * (problem.lo - z), s * problem.delta
+
+
+class DataTerm:
+    """The data part ``D(h)`` of the relaxed objective, as a function of the soft rounding ``h``.
+
+    Subclasses set the attributes and implement the two methods; :class:`Relaxation` adds the
+    rectified sigmoid, the regulariser and the chain rule through ``h(V)``.
+
+    Attributes
+    ----------
+    shape : tuple
+        Shape of ``V`` and ``h`` (the engine's working layout).
+    weights_shape : tuple
+        Shape of the layer's weight rows ``(out, in)``; ``V`` is reported in it.
+    residual : array of shape ``shape``
+        ``W/s - floor(W/s)``: the ``h`` the run starts from (:func:`init_from_residual`).
+    free : bool array of shape ``shape``
+        Weights whose two grid neighbours differ (``delta = 1``); only they are rounded.
+    n_samples : int or None
+        Rows a mini-batch draws from (``idx`` indexes them); None when only full data is possible.
+    """
+
+    shape: tuple
+    weights_shape: tuple
+    residual: np.ndarray
+    free: np.ndarray
+    n_samples: int | None = None
+
+    def value_and_grad(self, h: np.ndarray, idx=None) -> tuple[float, np.ndarray]:
+        """``(D, dD/dh)`` at ``h`` on the samples ``idx`` (all when None); the engine may overwrite
+        the returned gradient."""
+        raise NotImplementedError
+
+    def loss(self, h) -> float:
+        """``D`` on the full data, for reports (the soft loss, or the hard one when ``h`` is binary)."""
+        raise NotImplementedError
+
+
+class Relaxation:
+    """``J(V) = D(h(V)) + lam f_reg(V)`` (Eqs. 21-24) and its gradient, for a data term ``D``.
+
+    ``value_and_grad`` reuses internal buffers, so the returned gradient is overwritten by the
+    next call.
+    """
+
+    def __init__(self, term: DataTerm):
+        if not isinstance(term, DataTerm):
+            raise ValueError(f"term must be a solvers.relaxation.DataTerm, found {type(term).__name__}")
+        self.term = term
+        n = term.shape
+        self._sig = np.empty(n)
+        self._u = np.empty(n)
+        self._h = np.empty(n)
+        self._t = np.empty(n)
+
+    def value_and_grad(self, V: np.ndarray, lam: float = 0.0, beta: float | None = None, idx=None):
+        """``(J, D, f_reg, dJ/dV)`` at ``V``.
+
+        ``beta=None`` switches the regulariser off (warm start, ``f_reg`` reported as 0); ``idx``
+        selects the samples of a mini-batch, otherwise the data term uses the full data.
+        """
+        sig, u, h, t = self._sig, self._u, self._h, self._t
+        # sigmoid(V) = 1 / (1 + exp(-V)); exp overflows to inf (sigmoid 0) for V < -709
+        np.negative(V, out=sig)
+        with np.errstate(over="ignore"):
+            np.exp(sig, out=sig)
+        sig += 1.0
+        np.reciprocal(sig, out=sig)
+        np.multiply(sig, ZETA - GAMMA, out=u)
+        u += GAMMA
+        np.clip(u, 0.0, 1.0, out=h)
+        loss, g = self.term.value_and_grad(h, idx)
+        reg = 0.0
+        if beta is not None:
+            # d = 2h - 1; f_reg = sum 1 - |d|^beta; d f_reg / dh = -2 beta |d|^(beta-1) sign(d)
+            np.multiply(h, 2.0, out=t)
+            t -= 1.0
+            d_sign = np.sign(t)
+            np.abs(t, out=t)
+            p = np.power(t, beta - 1.0)
+            reg = float(t.size - np.vdot(p, t))
+            if lam != 0.0:
+                p *= d_sign
+                p *= -2.0 * beta * lam
+                g += p
+        # dh/dV = (zeta - gamma) sigmoid (1 - sigmoid) where 0 <= u <= 1 (clamp passes its ends)
+        np.subtract(1.0, sig, out=t)
+        t *= sig
+        t *= ZETA - GAMMA
+        t *= (u >= -_KINK_TOL) & (u <= 1.0 + _KINK_TOL)
+        g *= t
+        return loss + lam * reg, loss, reg, g
+
+
+def relax(term: DataTerm, st: dict, *, batches: bool, rng=None, history: bool = False,
+          history_every: int = 1) -> tuple[np.ndarray, dict]:
+    """Minimise Eq. 21 (data term ``term``) with Adam under the beta schedule; ``(x, info)``.
+
+    ``st`` are settings from :func:`resolve_settings`. The run starts at ``h(V0) = residual``,
+    takes ``st["iterations"]`` Adam steps (learning rate ``st["lr"]``), the regulariser off during
+    the warm start and then weighted by ``st["lam"]`` with the exponent of :func:`beta_at`; with
+    ``batches`` every step draws ``st["batch_size"]`` of ``term.n_samples`` rows without
+    replacement from ``rng``. The rounding is ``x = [V >= 0]`` on the free weights (int8, shape
+    ``term.weights_shape``); ``info`` holds ``V``, ``soft_loss`` (``term.loss`` of the final
+    ``h``), ``not_binary`` (free weights whose ``h`` is farther than :data:`BINARY_TOL` from 0
+    and 1), ``not_binary_fraction``, ``not_binary_where`` (their ``(row, column)``), ``settings``
+    and, with ``history``, per checkpoint (every ``history_every`` steps and at the end):
+    ``iteration``, ``loss`` (soft, full data), ``hard_loss``, ``regulariser`` (at the ``beta`` in
+    force, or the start ``beta`` during the warm start), ``beta`` (NaN while off) and
+    ``not_binary_fraction``.
+    """
+    rel = Relaxation(term)
     T = st["iterations"]
-    V = init_from_residual(problem.residual)
+    V = init_from_residual(term.residual)
     opt = Adam(V.shape, lr=st["lr"])
     lam_ = st["lam"]
     base = st["step_base"]
@@ -532,49 +428,35 @@ def _run(problem, rel, st, mode, rng, n_samples, history, every) -> AdaRoundRun:
     B = st["batch_size"]
     hist = {k: [] for k in ("iteration", "loss", "hard_loss", "regulariser", "beta",
                             "not_binary_fraction")} if history else None
-    n_free = int(np.count_nonzero(rel.free))
+    n_free = int(np.count_nonzero(term.free))
 
     def record(i, b):
         h = rectified_sigmoid(V)
         hist["iteration"].append(i)
-        hist["loss"].append(rel.loss_of_h(h))
-        hist["hard_loss"].append(rel.loss_of_h((V >= 0).astype(np.float64)))
+        hist["loss"].append(term.loss(h))
+        hist["hard_loss"].append(term.loss((V >= 0).astype(np.float64)))
         hist["regulariser"].append(regulariser(h, beta_pair[0] if b is None else b))
         hist["beta"].append(np.nan if b is None else b)
-        hist["not_binary_fraction"].append(_not_binary(h, rel.free) / n_free if n_free else 0.0)
+        hist["not_binary_fraction"].append(_not_binary(h, term.free) / n_free if n_free else 0.0)
 
     b = None
     for i in range(T):
         b = beta_at(i + base, T, beta_pair, wsf, sched)
-        if hist is not None and i % every == 0:
+        if hist is not None and i % history_every == 0:
             record(i, b)
-        idx = None
-        if mode == "batch":
-            idx = rng.choice(n_samples, size=B, replace=False)
+        idx = rng.choice(term.n_samples, size=B, replace=False) if batches else None
         _, _, _, g = rel.value_and_grad(V, lam_, b, idx)
         opt.step(V, g)
+    info = {}
     if hist is not None:
         record(T, b)
-        hist = {k: np.asarray(v) for k, v in hist.items()}
+        info["history"] = {k: np.asarray(v) for k, v in hist.items()}
     h = rectified_sigmoid(V)
-    x = ((V >= 0) & rel.free).astype(np.int8)
-    where = np.argwhere(_far_from_binary(h, rel.free))
+    soft_loss = term.loss(h)
+    V, h, free = (a.reshape(term.weights_shape) for a in (V, h, term.free))
+    x = ((V >= 0) & free).astype(np.int8)
+    where = np.argwhere(_far_from_binary(h, free))
     nb = int(where.shape[0])
-    return AdaRoundRun(V=V, x=x, soft_loss=rel.loss_of_h(h), hard_loss=rel.loss_of_h(x.astype(np.float64)),
-                       not_binary=nb, not_binary_fraction=nb / n_free if n_free else 0.0,
-                       not_binary_where=where, settings=st, history=hist)
-
-
-@register("adaround", kind="layer",
-          options={"preset": "aimet", "lam": None, "beta": None, "schedule": None, "warm_start": None,
-                   "iterations": None, "lr": None, "batch_size": None, "normalization": None,
-                   "mode": "gram", "seed": 0, "history": False, "history_every": None, "threads": None},
-          summary="AdaRound continuous relaxation (Eqs. 21-24), Adam in numpy, hard rounding V >= 0")
-def _adaround(problem, **opts) -> Outcome:
-    run = adaround(problem, **opts)
-    info = {"soft_loss": run.soft_loss, "not_binary_fraction": run.not_binary_fraction,
-            "not_binary": run.not_binary, "not_binary_where": run.not_binary_where, "V": run.V,
-            "settings": run.settings}
-    if run.history is not None:
-        info["history"] = run.history
-    return Outcome(x=run.x, optimal=False, lower_bound=None, status="best found", info=info)
+    info.update(soft_loss=soft_loss, not_binary_fraction=nb / n_free if n_free else 0.0, not_binary=nb,
+                not_binary_where=where, V=V, settings=st)
+    return x, info
