@@ -196,8 +196,9 @@ def beta_at(step: float, iterations: int, beta: tuple, warm_start: float, schedu
 class Adam:
     """Adam with bias correction, as ``torch.optim.Adam`` (no weight decay, no amsgrad).
 
-    ``m <- b1 m + (1 - b1) g``, ``v <- b2 v + (1 - b2) g^2``,
-    ``x <- x - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)``. Updates ``x`` in place.
+    With the moments ``m`` and ``v``: ``m <- b1 m + (1 - b1) g``, ``v <- b2 v + (1 - b2) g^2``,
+    ``params <- params - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)``. Updates ``params``
+    (here the relaxation's ``V``) in place.
     """
 
     def __init__(self, shape, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8):
@@ -209,7 +210,7 @@ class Adam:
         self.t = 0
         self._buf = np.zeros(shape)
 
-    def step(self, x: np.ndarray, g: np.ndarray) -> None:
+    def step(self, params: np.ndarray, g: np.ndarray) -> None:
         self.t += 1
         b1, b2, buf = self.b1, self.b2, self._buf
         self.m *= b1
@@ -225,7 +226,7 @@ class Adam:
         buf += self.eps
         np.divide(self.m, buf, out=buf)
         buf *= self.lr / bc1
-        x -= buf
+        params -= buf
 
 
 

@@ -111,8 +111,8 @@ class AsymmetricLayer(LayerProblem):
             self._rows[k] = bqm
         return bqm
 
-    def row_losses(self, v) -> np.ndarray:
-        return super().row_losses(v) + self.offsets
+    def row_losses(self, x) -> np.ndarray:
+        return super().row_losses(x) + self.offsets
 
 
 # ---------------------------------------------------------------------------- Eq. 25 with activation

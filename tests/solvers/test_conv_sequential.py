@@ -61,8 +61,10 @@ def test_grouped_run_reports_the_loss_of_its_rounding():
     prob = ConvProblem(W, grid, X, padding=1, groups=2)
     assert run.x.shape == (4, 18) and set(np.unique(run.x)) <= {0, 1}
     assert run.loss == pytest.approx(conv_activation_loss(W2, b, prob.w_hat(run.x), P, P_hat), rel=1e-12)
-    with pytest.raises(ValueError, match="batch_size must be <="):
+    with pytest.raises(ValueError, match="batch_size must be <= the number of patches M"):
         conv_asymmetric_relaxation(W2, b, grid, P, P_hat, iterations=2, batch_size=10_000)
+    with pytest.raises(ValueError, match="supports the 'sample' normalisation"):
+        conv_asymmetric_relaxation(W2, b, grid, P, P_hat, preset="torch_ao", iterations=2, batch_size=8)
 
 
 def test_grouped_gradient_equals_central_differences():
