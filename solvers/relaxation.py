@@ -45,6 +45,7 @@ in numpy.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import math
 import numbers
@@ -310,7 +311,7 @@ def soft_weight_map(problem) -> tuple[np.ndarray, np.ndarray]:
     return s * (problem.lo - z), s * problem.delta
 
 
-class DataTerm:
+class DataTerm(abc.ABC):
     """The data part ``D(h)`` of the relaxed objective, as a function of the soft rounding ``h``.
 
     Subclasses set the attributes and implement the two methods; :class:`Relaxation` adds the
@@ -336,14 +337,14 @@ class DataTerm:
     free: np.ndarray
     n_samples: int | None = None
 
+    @abc.abstractmethod
     def value_and_grad(self, h: np.ndarray, idx=None) -> tuple[float, np.ndarray]:
         """``(D, dD/dh)`` at ``h`` on the samples ``idx`` (all when None); the engine may overwrite
         the returned gradient."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def loss(self, h) -> float:
         """``D`` on the full data, for reports (the soft loss, or the hard one when ``h`` is binary)."""
-        raise NotImplementedError
 
 
 class Relaxation:
