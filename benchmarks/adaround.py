@@ -274,8 +274,7 @@ def loss_scale(args):
 def modes(args):
     """Cost per step of gram and mini-batch mode as the fan-in grows (64 outputs, N = 2048)."""
     from reference import fit_grid
-    from solvers import LayerProblem
-    from solvers.adaround import adaround
+    from solvers import LayerProblem, solve
 
     rng = np.random.default_rng(args.seed)
     T = 300 if args.quick else 1000
@@ -292,7 +291,7 @@ def modes(args):
             times = []
             for _ in range(3):
                 t = time.perf_counter()
-                adaround(p, iterations=T, mode=mode, threads=args.threads)
+                solve(p, "adaround", iterations=T, mode=mode, threads=args.threads)
                 times.append(time.perf_counter() - t)
             best[mode] = 1000 * min(times) / T
         print(f"| {n_in} | {best['gram']:.3f} | {best['batch']:.3f} | {best['batch'] / best['gram']:.2f} |")

@@ -32,6 +32,7 @@ import numpy as np
 
 from ._validation import as_float_array, check_positive_int
 from .conv import ConvGeometry, _pad, _patches_adjoint, _patches_all, conv_geometry
+from .network import _WeightsAndBiases
 
 __all__ = ["CNN", "ConvSpec", "DIGITS_CNN", "digits_images", "train_cnn"]
 
@@ -73,7 +74,7 @@ def _log_softmax(z):
     return z - (m + np.log(np.sum(np.exp(z - m), axis=1, keepdims=True)))
 
 
-class CNN:
+class CNN(_WeightsAndBiases):
     """Convolutions with ReLU, an average pool, dense layers; softmax cross-entropy on the logits.
 
     Parameters
@@ -97,9 +98,10 @@ class CNN:
         self.geometries = tuple(geometries)
         self.pool = check_positive_int(pool, "pool")
         self.input_shape = tuple(int(v) for v in input_shape)
-        Ws, bs = [], []
         shape = self.input_shape
-        for layer, (W, b) in enumerate(zip(weights, biases)):
+
+        def check_weight(layer, W, previous):
+            nonlocal shape
             if layer < len(self.geometries):
                 geo = self.geometries[layer]
                 W = as_float_array(W, f"weights[{layer}]", shape=(geo.c_out, geo.c_in_group, *geo.kernel))
@@ -115,13 +117,9 @@ class CNN:
                     shape = (int(np.prod(shape)),)
                 W = as_float_array(W, f"weights[{layer}]", shape=(None, shape[0]))
                 shape = (W.shape[0],)
-            b = as_float_array(b, f"biases[{layer}]", shape=(W.shape[0],))
-            W.setflags(write=False)
-            b.setflags(write=False)
-            Ws.append(W)
-            bs.append(b)
-        self.weights = tuple(Ws)
-        self.biases = tuple(bs)
+            return W
+
+        self._set_parameters(weights, biases, check_weight)
 
     @classmethod
     def initialize(cls, input_shape=DIGITS_CNN["input_shape"], convs=DIGITS_CNN["convs"], pool=DIGITS_CNN["pool"],
@@ -144,33 +142,17 @@ class CNN:
 
     # ------------------------------------------------------------------ facts
     @property
-    def n_layers(self) -> int:
-        return len(self.weights)
-
-    @property
     def n_conv(self) -> int:
         return len(self.geometries)
 
     def __repr__(self) -> str:
         return f"CNN(layers={[tuple(W.shape) for W in self.weights]}, pool={self.pool})"
 
-    def _check_layer(self, layer) -> int:
-        return check_positive_int(layer, "layer", minimum=0, maximum=self.n_layers - 1)
-
     def _check_X(self, X) -> np.ndarray:
         X = as_float_array(X, "X", ndim=4)
         if X.shape[1:] != self.input_shape or X.shape[0] == 0:
             raise ValueError(f"X must have shape (N >= 1, {', '.join(map(str, self.input_shape))}), found {X.shape}")
         return X
-
-    def _check_y(self, y, n: int) -> np.ndarray:
-        y = np.asarray(y)
-        classes = self.weights[-1].shape[0]
-        if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
-            raise ValueError(f"y must be an integer array of shape ({n},), found {y.dtype} {y.shape}")
-        if y.size and (y.min() < 0 or y.max() >= classes):
-            raise ValueError(f"y must hold classes in [0, {classes}), found {y.min()}..{y.max()}")
-        return y.astype(np.int64)
 
     def with_weights(self, layer, W) -> "CNN":
         """A copy with ``weights[layer]`` replaced by ``W`` (same shape, or the 2-D rows of a conv)."""
@@ -179,10 +161,7 @@ class CNN:
         W = as_float_array(W, "W")
         if W.shape != shape and W.shape == (shape[0], int(np.prod(shape[1:]))):
             W = W.reshape(shape)
-        W = as_float_array(W, "W", shape=shape)
-        Ws = list(self.weights)
-        Ws[layer] = W
-        return CNN(Ws, list(self.biases), self.geometries, self.pool, self.input_shape)
+        return CNN(self._replaced(layer, W), list(self.biases), self.geometries, self.pool, self.input_shape)
 
     # ------------------------------------------------------------------ forward and backward
     def _forward(self, X):

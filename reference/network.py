@@ -80,6 +80,55 @@ def loss_and_gradients(weights, biases, X, y):
 
 
 # ---------------------------------------------------------------------------- the network
+class _WeightsAndBiases:
+    """Read-only float64 weights and biases, one pair per layer, and the checks of their arguments.
+
+    What :class:`MLP` and :class:`reference.cnn.CNN` share: each validates its own weight shapes
+    (a callback of :meth:`_set_parameters`); the biases, the freezing, the layer index, the labels
+    and the replacement of one layer's weights are checked here once.
+    """
+
+    weights: tuple
+    biases: tuple
+
+    def _set_parameters(self, weights, biases, check_weight) -> None:
+        """``weights[l] = check_weight(l, W, checked)`` (``checked``: the weights before ``l``),
+        ``biases[l]`` of shape ``(out_l,)``; both copied to float64 and made read-only."""
+        Ws, bs = [], []
+        for layer, (W, b) in enumerate(zip(weights, biases)):
+            W = check_weight(layer, W, Ws)
+            b = as_float_array(b, f"biases[{layer}]", shape=(W.shape[0],))
+            W.setflags(write=False)
+            b.setflags(write=False)
+            Ws.append(W)
+            bs.append(b)
+        self.weights = tuple(Ws)
+        self.biases = tuple(bs)
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.weights)
+
+    def _check_layer(self, layer) -> int:
+        return check_positive_int(layer, "layer", minimum=0, maximum=self.n_layers - 1)
+
+    def _check_y(self, y, n: int) -> np.ndarray:
+        y = np.asarray(y)
+        classes = self.weights[-1].shape[0]
+        if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
+            raise ValueError(f"y must be an integer array of shape ({n},), found {y.dtype} {y.shape}")
+        if y.size and (y.min() < 0 or y.max() >= classes):
+            raise ValueError(f"y must hold classes in [0, {classes}), found {y.min()}..{y.max()}")
+        return y.astype(np.int64)
+
+    def _replaced(self, layer, W) -> list:
+        """The weights with ``weights[layer]`` replaced by ``W`` of the same shape (checked)."""
+        layer = self._check_layer(layer)
+        Ws = list(self.weights)
+        Ws[layer] = as_float_array(W, "W", shape=Ws[layer].shape)
+        return Ws
+
+
 @dataclass(frozen=True)
 class Forward:
     """Everything a forward pass computes for a batch.
@@ -103,7 +152,7 @@ class Forward:
         return self.pre[-1]
 
 
-class MLP:
+class MLP(_WeightsAndBiases):
     """Dense layers with ReLU between them and softmax cross-entropy on the logits.
 
     Parameters
@@ -120,21 +169,17 @@ class MLP:
                 f"weights and biases must be non-empty lists of equal length, found {len(weights)} "
                 f"and {len(biases)}"
             )
-        Ws, bs = [], []
-        for layer, (W, b) in enumerate(zip(weights, biases)):
+
+        def check_weight(layer, W, previous):
             W = as_float_array(W, f"weights[{layer}]", ndim=2)
-            if layer and W.shape[1] != Ws[-1].shape[0]:
+            if layer and W.shape[1] != previous[-1].shape[0]:
                 raise ValueError(
-                    f"weights[{layer}] must have {Ws[-1].shape[0]} inputs (columns) to follow layer "
+                    f"weights[{layer}] must have {previous[-1].shape[0]} inputs (columns) to follow layer "
                     f"{layer - 1}, found shape {W.shape}"
                 )
-            b = as_float_array(b, f"biases[{layer}]", shape=(W.shape[0],))
-            W.setflags(write=False)
-            b.setflags(write=False)
-            Ws.append(W)
-            bs.append(b)
-        self.weights = tuple(Ws)
-        self.biases = tuple(bs)
+            return W
+
+        self._set_parameters(weights, biases, check_weight)
 
     @classmethod
     def initialize(cls, sizes, seed=0) -> "MLP":
@@ -148,18 +193,11 @@ class MLP:
 
     # ------------------------------------------------------------------ facts
     @property
-    def n_layers(self) -> int:
-        return len(self.weights)
-
-    @property
     def sizes(self) -> list[int]:
         return [self.weights[0].shape[1]] + [W.shape[0] for W in self.weights]
 
     def __repr__(self) -> str:
         return f"MLP(sizes={self.sizes})"
-
-    def _check_layer(self, layer) -> int:
-        return check_positive_int(layer, "layer", minimum=0, maximum=self.n_layers - 1)
 
     def _check_X(self, X) -> np.ndarray:
         X = as_float_array(X, "X", ndim=2)
@@ -169,21 +207,9 @@ class MLP:
             raise ValueError("X must have at least one sample (row), found 0")
         return X
 
-    def _check_y(self, y, n: int) -> np.ndarray:
-        y = np.asarray(y)
-        if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
-            raise ValueError(f"y must be an integer array of shape ({n},), found {y.dtype} {y.shape}")
-        if y.size and (y.min() < 0 or y.max() >= self.sizes[-1]):
-            raise ValueError(f"y must hold classes in [0, {self.sizes[-1]}), found {y.min()}..{y.max()}")
-        return y.astype(np.int64)
-
     def with_weights(self, layer, W) -> "MLP":
         """A copy of the network with ``weights[layer]`` replaced by ``W`` (same shape)."""
-        layer = self._check_layer(layer)
-        W = as_float_array(W, "W", shape=self.weights[layer].shape)
-        Ws = list(self.weights)
-        Ws[layer] = W
-        return MLP(Ws, list(self.biases))
+        return MLP(self._replaced(layer, W), list(self.biases))
 
     # ------------------------------------------------------------------ forward
     def forward(self, X) -> Forward:

@@ -18,16 +18,19 @@ positions for every group), seeded.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from reference._validation import as_float_array
 from reference.grid import Grid
 
-from .adaround import GAMMA, ZETA, Adam, beta_at, init_from_residual, rectified_sigmoid, resolve_settings
 from .layer import LayerProblem
-from .sequential import RelaxationRun, _act
+from .relaxation import DataTerm, relax, soft_weight_map
+from .result import Result
+from .sequential import _act, _relaxation_result, _relu_settings
 
-__all__ = ["conv_activation_loss", "conv_asymmetric_relaxation"]
+__all__ = ["ConvActivationLoss", "conv_activation_loss", "conv_asymmetric_relaxation"]
 
 
 def _outputs(P, W3, b3):
@@ -51,9 +54,51 @@ def conv_activation_loss(W2, b, W_hat2, P, P_hat, activation: str = "relu") -> f
     return float(np.einsum("mgo,mgo->", R, R) / P.shape[0])
 
 
+class ConvActivationLoss(DataTerm):
+    """Eq. 25's data term on patches, all groups at once (module docs).
+
+    ``V`` and ``h`` have the layout ``(groups, C_out/groups, fan_in)`` of the patches' products;
+    ``W~ = s (lo + delta h - z)`` (:func:`solvers.relaxation.soft_weight_map`); a mini-batch
+    ``idx`` draws patches (the same positions for every group). ``relu'(0) = 0``.
+    """
+
+    def __init__(self, W2, b, grid, P, P_hat, activation="relu"):
+        self.f, self.df = _act(activation)
+        self.activation = activation
+        G, f_in = P.shape[1], P.shape[2]
+        self.problem = LayerProblem(W2, grid, G=np.eye(f_in))  # lo, delta, residual of the rows
+        A0, B = soft_weight_map(self.problem)
+        self.shape = (G, W2.shape[0] // G, f_in)
+        self.weights_shape = W2.shape
+        self.A0, self.B = A0.reshape(self.shape), B.reshape(self.shape)
+        self.residual = self.problem.residual.reshape(self.shape)
+        self.free = (self.problem.delta == 1).reshape(self.shape)
+        self.n_samples = P.shape[0]
+        self.W2, self.b, self.P, self.P_hat = W2, b, P, P_hat
+        self.b3 = b.reshape(1, G, -1)
+        self.T = self.f(_outputs(P, W2.reshape(self.shape), self.b3))
+
+    def value_and_grad(self, h, idx=None):
+        Pb = self.P_hat if idx is None else self.P_hat[idx]
+        Tb = self.T if idx is None else self.T[idx]
+        n = Pb.shape[0]
+        U = _outputs(Pb, self.A0 + self.B * h, self.b3)
+        R = self.f(U) - Tb
+        Rd = R * self.df(U)
+        if self.shape[0] == 1:
+            gW = (Rd[:, 0].T @ Pb[:, 0])[None]
+        else:
+            gW = np.einsum("mgo,mgf->gof", Rd, Pb, optimize=True)
+        return float(np.vdot(R, R)) / n, (2.0 / n) * gW * self.B
+
+    def loss(self, h) -> float:
+        Wt = (self.A0 + self.B * h.reshape(self.shape)).reshape(self.weights_shape)
+        return conv_activation_loss(self.W2, self.b, Wt, self.P, self.P_hat, self.activation)
+
+
 def conv_asymmetric_relaxation(W2, b, grid: Grid, P, P_hat, activation: str = "relu", preset: str = "aimet",
                                *, lam=None, beta=None, schedule=None, warm_start=None, iterations=None, lr=None,
-                               batch_size=None, seed=0) -> RelaxationRun:
+                               batch_size=None, seed=0) -> Result:
     """The AdaRound relaxation of Eq. 25 (module docs) for a convolution given as patches.
 
     Parameters
@@ -65,6 +110,12 @@ def conv_asymmetric_relaxation(W2, b, grid: Grid, P, P_hat, activation: str = "r
     activation : {"relu", "identity"}
     preset and keywords : as :func:`solvers.sequential.asymmetric_relaxation` (``batch_size``
         counts patches).
+
+    Returns
+    -------
+    Result
+        As :func:`solvers.sequential.asymmetric_relaxation`: ``x`` of shape (C_out, fan_in),
+        ``energy`` the loss of :func:`conv_activation_loss` of the hard rounding.
     """
     W2 = as_float_array(W2, "W2", ndim=2)
     P = as_float_array(P, "P", ndim=3)
@@ -73,50 +124,13 @@ def conv_asymmetric_relaxation(W2, b, grid: Grid, P, P_hat, activation: str = "r
     if W2.shape[1] != f_in or W2.shape[0] % G:
         raise ValueError(f"W2 must have shape (C_out, {f_in}) with C_out divisible by groups = {G}, found {W2.shape}")
     b = as_float_array(b, "b", shape=(W2.shape[0],))
-    fn, dfn = _act(activation)
-    st = resolve_settings(preset, lam=lam, beta=beta, schedule=schedule, warm_start=warm_start,
-                          iterations=iterations, lr=lr, batch_size=batch_size)
-    M, B = P.shape[0], st["batch_size"]
-    if B > M:
-        raise ValueError(f"batch_size must be <= the number of patches M == {M}, found {B}")
-    prob = LayerProblem(W2, grid, G=np.eye(f_in))  # lo, delta, residual of the rows
-    s, z = grid.per_row(W2.shape[0])
-    A0 = (s * (prob.lo - z)).reshape(G, -1, f_in)
-    Bm = (s * prob.delta).reshape(G, -1, f_in)
-    b3 = b.reshape(1, G, -1)
-    T = fn(_outputs(P, W2.reshape(G, -1, f_in), b3))
-    V = init_from_residual(prob.residual).reshape(G, -1, f_in)
-    opt = Adam(V.shape, lr=st["lr"])
-    rng = np.random.default_rng(seed)
-    iters, lam_ = st["iterations"], st["lam"]
-    for i in range(iters):
-        be = beta_at(i + st["step_base"], iters, st["beta"], st["warm_start"], st["schedule"])
-        idx = rng.choice(M, size=B, replace=False)
-        sig = 1.0 / (1.0 + np.exp(-np.clip(V, -500, 500)))
-        u = sig * (ZETA - GAMMA) + GAMMA
-        h = np.clip(u, 0.0, 1.0)
-        Pb = P_hat[idx]
-        U = _outputs(Pb, A0 + Bm * h, b3)
-        R = fn(U) - T[idx]
-        Rd = R * dfn(U)
-        if G == 1:
-            gW = (Rd[:, 0].T @ Pb[:, 0])[None]
-        else:
-            gW = np.einsum("mgo,mgf->gof", Rd, Pb, optimize=True)
-        gh = (2.0 / B) * gW * Bm
-        if be is not None:
-            t = 2.0 * h - 1.0
-            gh = gh - lam_ * 2.0 * be * np.abs(t) ** (be - 1.0) * np.sign(t)
-        pas = (u >= -1e-12) & (u <= 1.0 + 1e-12)
-        opt.step(V, gh * (ZETA - GAMMA) * sig * (1.0 - sig) * pas)
-    V2 = V.reshape(W2.shape)
-    x = ((V2 >= 0) & (prob.delta == 1)).astype(np.int8)
-    h = rectified_sigmoid(V2)
-    st["seed"] = seed
-    return RelaxationRun(
-        x=x,
-        loss=conv_activation_loss(W2, b, prob.w_hat(x), P, P_hat, activation),
-        soft_loss=conv_activation_loss(W2, b, (A0 + Bm * h.reshape(A0.shape)).reshape(W2.shape), P, P_hat,
-                                       activation),
-        settings=st,
-    )
+    if not isinstance(grid, Grid):
+        raise ValueError(f"grid must be a reference.Grid, found {type(grid).__name__}")
+    _act(activation)
+    st = _relu_settings(preset, P.shape[0], "patches M", seed, lam=lam, beta=beta, schedule=schedule,
+                        warm_start=warm_start, iterations=iterations, lr=lr, batch_size=batch_size)
+    t0 = time.perf_counter()
+    term = ConvActivationLoss(W2, b, grid, P, P_hat, activation)
+    x, info = relax(term, st, batches=True, rng=np.random.default_rng(seed))
+    energy = conv_activation_loss(W2, b, term.problem.w_hat(x), P, P_hat, activation)
+    return _relaxation_result(x, energy, info, activation, time.perf_counter() - t0)

@@ -26,14 +26,14 @@ from reference.grid import Grid, fit_grid
 from reference.network import MLP
 
 from ._solve import solve
-from .adaround import GAMMA, ZETA, Adam, beta_at, init_from_residual, rectified_sigmoid, resolve_settings
+from .relaxation import DataTerm, _int, relax, resolve_settings, soft_weight_map
 from .bqm import BQM
 from .layer import LayerProblem
 from .result import Result
 
 __all__ = [
     "AsymmetricLayer",
-    "Eq25Relaxation",
+    "ActivationLoss",
     "SequentialRun",
     "VARIANTS",
     "activation_loss",
@@ -111,8 +111,8 @@ class AsymmetricLayer(LayerProblem):
             self._rows[k] = bqm
         return bqm
 
-    def row_losses(self, v) -> np.ndarray:
-        return super().row_losses(v) + self.offsets
+    def row_losses(self, x) -> np.ndarray:
+        return super().row_losses(x) + self.offsets
 
 
 # ---------------------------------------------------------------------------- Eq. 25 with activation
@@ -136,67 +136,61 @@ def activation_loss(W, b, W_hat, X, X_hat, activation: str = "relu") -> float:
     return float(np.einsum("nk,nk->", R, R) / X.shape[0])
 
 
-@dataclass
-class RelaxationRun:
-    """Outcome of :func:`asymmetric_relaxation`: ``x`` (out, in) int8 and the hard-rounding loss."""
+class ActivationLoss(DataTerm):
+    """Eq. 25's data term: ``D(h) = (1/|I|) sum_{n in I} ||f(W x_n + b) - f(W~ x_hat_n + b)||^2``.
 
-    x: np.ndarray
-    loss: float
-    soft_loss: float
-    settings: dict
-
-
-class Eq25Relaxation:
-    """``J(V) = (1/|I|) sum_{n in I} ||f(W x_n + b) - f(W~(V) x_hat_n + b)||^2 + lam f_reg(V)`` and ``dJ/dV``.
-
-    ``W~ = s (lo + delta h(V) - z)``; ``f_reg`` is Eq. 24 (off when ``beta`` is None); ``I`` the
-    samples ``idx`` (all when None). The clamp of Eq. 23 passes the gradient on ``[0, 1]`` (ends
-    included), ``relu'(0) = 0``, ``d|t|/dt = sign(t)``.
+    ``W~ = s (lo + delta h - z)`` (:func:`solvers.relaxation.soft_weight_map`), ``I`` the samples
+    ``idx`` (all when None). ``relu'(0) = 0``. ``loss(h)`` is :func:`activation_loss` of the soft
+    weights on every sample.
     """
 
     def __init__(self, W, b, grid, X, X_hat, activation="relu"):
         self.f, self.df = _act(activation)
+        self.activation = activation
         self.problem = LayerProblem(W, grid, X=X_hat)
-        s, z = grid.per_row(W.shape[0])
-        self.A0 = s * (self.problem.lo - z)
-        self.B = s * self.problem.delta
+        self.A0, self.B = soft_weight_map(self.problem)
+        self.shape = self.weights_shape = W.shape
+        self.residual = self.problem.residual
         self.free = self.problem.delta == 1
-        self.b = b
-        self.X_hat = X_hat
+        self.n_samples = X.shape[0]
+        self.W, self.b, self.X, self.X_hat = W, b, X, X_hat
         self.T = self.f(X @ W.T + b)
 
-    def value_and_grad(self, V, lam=0.0, beta=None, idx=None):
-        sig = 1.0 / (1.0 + np.exp(-np.clip(V, -500, 500)))
-        u = sig * (ZETA - GAMMA) + GAMMA
-        h = np.clip(u, 0.0, 1.0)
+    def value_and_grad(self, h, idx=None):
         Wt = self.A0 + self.B * h
         Xb = self.X_hat if idx is None else self.X_hat[idx]
         Tb = self.T if idx is None else self.T[idx]
         n = Xb.shape[0]
         U = Xb @ Wt.T + self.b
         R = self.f(U) - Tb
-        J = float(np.einsum("nk,nk->", R, R) / n)
-        gh = ((2.0 / n) * (R * self.df(U)).T @ Xb) * self.B
-        if beta is not None:
-            t = 2.0 * h - 1.0
-            J += lam * float(np.sum(1.0 - np.abs(t) ** beta))
-            gh = gh - lam * 2.0 * beta * np.abs(t) ** (beta - 1.0) * np.sign(t)
-        pas = (u >= -1e-12) & (u <= 1.0 + 1e-12)
-        return J, gh * (ZETA - GAMMA) * sig * (1.0 - sig) * pas
+        D = float(np.einsum("nk,nk->", R, R) / n)
+        return D, ((2.0 / n) * (R * self.df(U)).T @ Xb) * self.B
+
+    def loss(self, h) -> float:
+        return activation_loss(self.W, self.b, self.A0 + self.B * h, self.X, self.X_hat, self.activation)
+
+
+_OBJECTIVE = {"relu": "Eq. 25 with ReLU", "identity": "Eq. 25 without activation"}
 
 
 def asymmetric_relaxation(W, b, grid: Grid, X, X_hat, activation: str = "relu", preset: str = "aimet",
                           *, lam=None, beta=None, schedule=None, warm_start=None, iterations=None, lr=None,
-                          batch_size=None, seed=0) -> RelaxationRun:
+                          batch_size=None, seed=0) -> Result:
     """The AdaRound relaxation (Eqs. 21-24) of Eq. 25 with the activation applied.
 
     Minimises ``(1/B) sum_{n in batch} ||f(W x_n + b) - f(W~ x_hat_n + b)||^2 + lam f_reg(V)``
-    over ``V`` with the soft weights ``W~ = s (lo + delta h(V) - z)`` (Eqs. 22-23, clip resolved as
-    in :mod:`solvers.adaround`), Adam on mini-batches of ``batch_size`` samples drawn without
-    replacement (seeded), ``V`` initialised so that ``h(V) = W/s - floor(W/s)``, final rounding
-    ``V >= 0``. Hyper-parameters come from ``preset`` (see :data:`solvers.adaround.PRESETS`),
-    overridden by the non-None keywords; only the ``"sample"`` normalisation is supported here.
-    The gradient of ``relu`` at 0 is taken as 0.
+    over ``V`` (:class:`ActivationLoss` in the engine :func:`solvers.relaxation.relax`): Adam on
+    mini-batches of ``batch_size`` samples drawn without replacement (seeded), ``V`` initialised
+    so that ``h(V) = W/s - floor(W/s)``, final rounding ``x = [V >= 0]``. Hyper-parameters come
+    from ``preset`` (see :data:`solvers.relaxation.PRESETS`), overridden by the non-None keywords;
+    only the ``"sample"`` normalisation is supported here.
+
+    Returns
+    -------
+    Result
+        ``energy``: Eq. 25 (:func:`activation_loss`) of the hard rounding; ``info``:
+        ``objective``, ``soft_loss`` (Eq. 25 of the final soft weights), ``not_binary``,
+        ``not_binary_fraction``, ``not_binary_where``, ``V`` and ``settings``.
     """
     W = as_float_array(W, "W", ndim=2)
     b = as_float_array(b, "b", shape=(W.shape[0],))
@@ -205,35 +199,33 @@ def asymmetric_relaxation(W, b, grid: Grid, X, X_hat, activation: str = "relu", 
     if not isinstance(grid, Grid):
         raise ValueError(f"grid must be a reference.Grid, found {type(grid).__name__}")
     _act(activation)  # validates the name before any work
-    st = resolve_settings(preset, lam=lam, beta=beta, schedule=schedule, warm_start=warm_start,
-                          iterations=iterations, lr=lr, batch_size=batch_size)
+    st = _relu_settings(preset, X.shape[0], "samples N", seed, lam=lam, beta=beta, schedule=schedule,
+                        warm_start=warm_start, iterations=iterations, lr=lr, batch_size=batch_size)
+    t0 = time.perf_counter()
+    term = ActivationLoss(W, b, grid, X, X_hat, activation)
+    x, info = relax(term, st, batches=True, rng=np.random.default_rng(seed))
+    energy = activation_loss(W, b, term.problem.w_hat(x), X, X_hat, activation)
+    return _relaxation_result(x, energy, info, activation, time.perf_counter() - t0)
+
+
+def _relu_settings(preset, n, what, seed, **overrides) -> dict:
+    """Settings of a relaxation on mini-batches of ``n`` rows (``what``: "samples N", "patches M")."""
+    st = resolve_settings(preset, **overrides)
     if st["normalization"] != "sample":
-        raise ValueError(f"asymmetric_relaxation supports the 'sample' normalisation, preset {preset!r} "
+        raise ValueError(f"the relaxation of Eq. 25 supports the 'sample' normalisation, preset {preset!r} "
                          f"uses {st['normalization']!r}")
-    N = X.shape[0]
-    B = st["batch_size"]
-    if B > N:
-        raise ValueError(f"batch_size must be <= the number of samples N == {N}, found {B}")
-    rel = Eq25Relaxation(W, b, grid, X, X_hat, activation)
-    V = init_from_residual(rel.problem.residual)
-    opt = Adam(V.shape, lr=st["lr"])
-    rng = np.random.default_rng(seed)
-    iters, lam_ = st["iterations"], st["lam"]
-    for i in range(iters):
-        be = beta_at(i + st["step_base"], iters, st["beta"], st["warm_start"], st["schedule"])
-        idx = rng.choice(N, size=B, replace=False)
-        _, g = rel.value_and_grad(V, lam_, be, idx)
-        opt.step(V, g)
-    prob, A0, Bm, free = rel.problem, rel.A0, rel.B, rel.free
-    x = ((V >= 0) & free).astype(np.int8)
-    h = rectified_sigmoid(V)
-    st["seed"] = seed
-    return RelaxationRun(
-        x=x,
-        loss=activation_loss(W, b, prob.w_hat(x), X, X_hat, activation),
-        soft_loss=activation_loss(W, b, A0 + Bm * h, X, X_hat, activation),
-        settings=st,
-    )
+    if st["batch_size"] > n:
+        raise ValueError(f"batch_size must be <= the number of {what} == {n}, found {st['batch_size']}")
+    st["seed"] = None if seed is None else _int(seed, "seed", lo=0)
+    return st
+
+
+def _relaxation_result(x, energy, info, activation, seconds) -> Result:
+    if not np.isfinite(energy):
+        raise ValueError(f"the Eq. 25 loss of the rounding is {energy} in float64: the inputs are too large")
+    info = {"objective": _OBJECTIVE[activation], **info}
+    return Result(x=x, energy=float(energy), optimal=False, lower_bound=None, seconds=seconds,
+                  method="adaround", status="best found", info=info)
 
 
 # ---------------------------------------------------------------------------- whole network
@@ -302,15 +294,10 @@ def quantize_network(net, X, bits=4, method="nearest", variant="layerwise", opti
         x_hat = q_net.layer_inputs(X)[layer]
         hidden = layer < net.n_layers - 1
         if variant == "asymmetric_relu" and hidden and method == "adaround":
-            t0 = time.perf_counter()
-            run = asymmetric_relaxation(W, net.biases[layer], grids[layer], float_inputs[layer], x_hat,
+            res = asymmetric_relaxation(W, net.biases[layer], grids[layer], float_inputs[layer], x_hat,
                                         "relu", **options)
-            res = Result(x=run.x, energy=run.loss, optimal=False, lower_bound=None,
-                         seconds=time.perf_counter() - t0, method="adaround", status="best found",
-                         info={"soft_loss": run.soft_loss, "settings": run.settings,
-                               "objective": "Eq. 25 with ReLU"})
             problem = None
-            W_hat = LayerProblem(W, grids[layer], G=np.eye(W.shape[1])).w_hat(run.x)
+            W_hat = LayerProblem(W, grids[layer], G=np.eye(W.shape[1])).w_hat(res.x)
         else:
             if variant == "layerwise":
                 problem = LayerProblem(W, grids[layer], X=float_inputs[layer], name=f"layer {layer}")

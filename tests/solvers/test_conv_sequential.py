@@ -8,7 +8,8 @@ import pytest
 from reference.conv import _pad, _patches_all, conv_geometry
 from reference.grid import fit_grid
 from solvers import ConvProblem
-from solvers.conv_sequential import conv_activation_loss, conv_asymmetric_relaxation
+from solvers.conv_sequential import ConvActivationLoss, conv_activation_loss, conv_asymmetric_relaxation
+from solvers.relaxation import Relaxation
 from solvers.sequential import asymmetric_relaxation
 from tests.solvers.test_conv import direct_conv
 
@@ -48,7 +49,8 @@ def test_one_group_equals_the_dense_relaxation_on_patches():
     dense = asymmetric_relaxation(W2, b, grid, P[:, 0], P_hat[:, 0], "relu", **kw)
     np.testing.assert_array_equal(conv.x, dense.x)
     assert conv.loss == pytest.approx(dense.loss, rel=1e-10)
-    assert conv.soft_loss == pytest.approx(dense.soft_loss, rel=1e-8)
+    assert conv.info["soft_loss"] == pytest.approx(dense.info["soft_loss"], rel=1e-8)
+    np.testing.assert_array_equal(conv.info["not_binary_where"], dense.info["not_binary_where"])
 
 
 def test_grouped_run_reports_the_loss_of_its_rounding():
@@ -59,5 +61,32 @@ def test_grouped_run_reports_the_loss_of_its_rounding():
     prob = ConvProblem(W, grid, X, padding=1, groups=2)
     assert run.x.shape == (4, 18) and set(np.unique(run.x)) <= {0, 1}
     assert run.loss == pytest.approx(conv_activation_loss(W2, b, prob.w_hat(run.x), P, P_hat), rel=1e-12)
-    with pytest.raises(ValueError, match="batch_size must be <="):
+    with pytest.raises(ValueError, match="batch_size must be <= the number of patches M"):
         conv_asymmetric_relaxation(W2, b, grid, P, P_hat, iterations=2, batch_size=10_000)
+    with pytest.raises(ValueError, match="supports the 'sample' normalisation"):
+        conv_asymmetric_relaxation(W2, b, grid, P, P_hat, preset="torch_ao", iterations=2, batch_size=8)
+
+
+def test_grouped_gradient_equals_central_differences():
+    W, X, X_hat, b, geo, P, P_hat = _setup(2, seed=2)
+    W2 = W.reshape(4, -1)
+    term = ConvActivationLoss(W2, b, fit_grid(W2, bits=3), P, P_hat, "relu")
+    rel = Relaxation(term)
+    V = np.random.default_rng(3).normal(size=term.shape)
+    idx = np.random.default_rng(4).choice(P.shape[0], 30, replace=False)
+    for lam, beta, rows in ((0.0, None, None), (0.3, 4.0, idx)):
+        J, D, _, g = rel.value_and_grad(V, lam, beta, rows)
+        g = g.copy()
+        if rows is None:  # D is Eq. 25 of the soft weights of Eq. 22 (clip as written), on all patches
+            grid = fit_grid(W2, bits=3)
+            s, z = grid.per_row(4)
+            h = np.clip(1.2 / (1 + np.exp(-V.reshape(4, -1))) - 0.1, 0, 1)
+            Wt = s * (np.clip(np.floor(W2 / s) + z + h, grid.qmin, grid.qmax) - z)
+            assert D == pytest.approx(conv_activation_loss(W2, b, Wt, P, P_hat), rel=1e-12)
+        step = 1e-6
+        fd = np.zeros_like(V)
+        for ij in np.ndindex(V.shape):
+            E = np.zeros_like(V)
+            E[ij] = step
+            fd[ij] = (rel.value_and_grad(V + E, lam, beta, rows)[0] - rel.value_and_grad(V - E, lam, beta, rows)[0]) / (2 * step)
+        assert np.max(np.abs(fd - g)) <= 1e-5 * max(1.0, np.max(np.abs(g)))
