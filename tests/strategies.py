@@ -63,8 +63,8 @@ def grid_layers(draw, max_out: int = 3, max_in: int = 6):
     """``(W, X, grid)`` with weights built as ``s (k + f - z)``: integer ``k`` (some outside the
     grid: clipped), fraction ``f`` exactly 0 (on a grid point), exactly 0.5 (a tie) or any value in
     ``[0, 1)``; power-of-two scales keep ``W / s`` exact. Symmetric or asymmetric, per-row or
-    per-tensor grids of 2-4 bits; ``X`` of small integers (often ``N`` below the fan-in: singular
-    ``G``, and equal losses for different roundings)."""
+    per-tensor grids of 2-4 bits; ``X`` of small integers (equal losses for different roundings)
+    or of reals, often with ``N`` below the fan-in (singular ``G``)."""
     out = draw(st.integers(1, max_out))
     fan_in = draw(st.integers(1, max_in))
     bits = draw(st.integers(2, 4))
@@ -82,7 +82,7 @@ def grid_layers(draw, max_out: int = 3, max_in: int = 6):
     s, z = grid.per_row(out)
     W = s * (k + frac - z)
     n = draw(st.integers(1, 2 * fan_in))
-    X = draw(_ints((n, fan_in), -2, 2))
+    X = draw(_ints((n, fan_in), -2, 2) if draw(st.booleans()) else _reals((n, fan_in)))
     return W, X, grid
 
 
