@@ -28,7 +28,10 @@ def _ints(shape, lo=-4, hi=4):
 
 
 def _reals(shape, bound=3.0):
-    return hnp.arrays(np.float64, shape, elements=st.floats(-bound, bound, allow_nan=False, allow_subnormal=False))
+    """Reals in [-bound, bound] with at most four decimals (no tiny values: scaled by 1e-150 they
+    stay normal floats)."""
+    k = int(bound * 10_000)
+    return hnp.arrays(np.int64, shape, elements=st.integers(-k, k)).map(lambda a: a / 10_000)
 
 
 @st.composite
@@ -95,3 +98,10 @@ def half_threshold_points(draw):
     thr = 1.5 * t ** (2 / 3)
     r = draw(st.one_of(st.floats(0.7, 1.3), st.floats(0.95, 1.05), st.sampled_from([1.0, (27 / 16) ** (1 / 3) / 1.5])))
     return draw(st.sampled_from([1.0, -1.0])) * r * thr, t
+
+
+def qubo_models(min_n: int = 1, max_n: int = 8, extreme: bool = True):
+    """:func:`qubos` as :class:`solvers.BQM` models."""
+    from solvers import BQM
+
+    return qubos(min_n, max_n, extreme).map(lambda pqc: BQM(*pqc))
