@@ -15,7 +15,7 @@ from reference import (
     symmetric_range,
     updown,
 )
-from tests.strategies import small_layers
+from tests.strategies import grid_layers, small_layers
 
 
 def test_ranges_match_the_bit_width():
@@ -125,7 +125,7 @@ def test_zero_rows_get_unit_scale_and_are_exact():
     assert np.all(dequantize(round_nearest(W, g), g)[0] == 0)
 
 
-@given(small_layers())
+@given(st.one_of(small_layers(), grid_layers()))
 def test_updown_neighbours_bracket_the_weight(layer):
     W, _, grid = layer
     ud = updown(W, grid)
@@ -139,7 +139,7 @@ def test_updown_neighbours_bracket_the_weight(layer):
     assert np.all((ud.residual >= 0) & (ud.residual < 1))
 
 
-@given(small_layers())
+@given(st.one_of(small_layers(), grid_layers()))
 def test_nearest_is_clipped_round_half_up_and_never_worse_than_floor_or_ceil(layer):
     W, _, grid = layer
     s, z = grid.per_row(W.shape[0])
