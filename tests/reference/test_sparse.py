@@ -107,7 +107,7 @@ def test_objective_matches_direct_formula():
                                objective(Phi, X, A, "l1", lam), rtol=1e-13)
 
 
-def test_cel0_is_below_l0_and_equal_beyond_the_knot():
+def test_cel0_equals_its_closed_form_and_l0_beyond_the_knot():
     rng = np.random.default_rng(2)
     Phi = rng.normal(size=(5, 4))
     A = rng.normal(size=(50, 4)) * 3
