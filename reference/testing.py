@@ -6,9 +6,10 @@ local loss (Eq. 20), the proven optimum of the same rounding problem, and the ga
     from reference.testing import assert_rounding_within
     assert_rounding_within(W, grid, X=X, W_hat=my_w_hat, rtol=0.05)   # within 5 % of the optimum
 
-The optimum is over the same choices AdaRound makes: each weight goes to the floor or the
-ceiling neighbour on the grid (docs/math.md, "The up/down variables"). A rounding that puts a weight
-anywhere else is refused with the position named.
+The optimum is over the same choices AdaRound makes: each weight goes to its floor on the grid or
+one step above it (Eq. 22; for a weight exactly on a grid point that is not its ceiling), clipped
+to the grid (docs/math.md, "The up/down variables"). A rounding that puts a weight anywhere else
+is refused with the position named.
 
 Hypothesis strategies for layers, grids and QUBOs are at the bottom (``layers``, ``bqms``,
 ``psd_bqms``); they need the ``hypothesis`` package.

@@ -15,7 +15,7 @@ from reference import (
     symmetric_range,
     updown,
 )
-from tests.strategies import small_layers
+from tests.strategies import grid_layers, small_layers
 
 
 def test_ranges_match_the_bit_width():
@@ -73,16 +73,39 @@ def test_minmax_symmetric_scale_maps_the_largest_weight_to_qmax():
     np.testing.assert_allclose(g_t.scale, [1.4 / 7])
 
 
-@given(small_layers(allow_clipping=False))
-def test_mse_scale_is_no_worse_than_minmax(layer):
+def _brute_force_mse_grid(W, bits, symmetric):
+    """The "mse" search written from its definition: the min-max range times alpha in
+    {1, ..., 100}/100, round to nearest (half up, clipped), keep the least squared error."""
+    if symmetric:
+        qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+        s0, z = np.abs(W).max() / qmax, 0.0
+    else:
+        qmin, qmax = 0, 2**bits - 1
+        lo, hi = min(W.min(), 0.0), max(W.max(), 0.0)
+        s0 = (hi - lo) / (qmax - qmin)
+        z = np.clip(np.round(qmin - lo / s0), qmin, qmax)
+    errs = []
+    for j in range(1, 101):
+        s = j / 100 * s0
+        q = np.clip(np.floor(W / s + 0.5) + z, qmin, qmax)
+        errs.append(float(((W - s * (q - z)) ** 2).sum()))
+    return s0, min(errs)
+
+
+@given(small_layers(allow_clipping=False), st.sampled_from([2, 3, 4]))
+def test_mse_scale_is_the_best_of_the_searched_scales(layer, bits):
     W, _, grid = layer
     symmetric = grid.zero_point.max() == 0 and grid.qmin < 0
     for per_row in (True, False):
-        g_mse = fit_grid(W, bits=4, per_row=per_row, symmetric=symmetric)
-        g_mm = fit_grid(W, bits=4, per_row=per_row, symmetric=symmetric, method="minmax")
-        err_mse = ((W - dequantize(round_nearest(W, g_mse), g_mse)) ** 2).sum()
-        err_mm = ((W - dequantize(round_nearest(W, g_mm), g_mm)) ** 2).sum()
-        assert err_mse <= err_mm * (1 + 1e-12) + 1e-300
+        g = fit_grid(W, bits=bits, per_row=per_row, symmetric=symmetric)
+        parts = [W[k:k + 1] for k in range(W.shape[0])] if per_row else [W]
+        for k, part in enumerate(parts):
+            s0, best = _brute_force_mse_grid(part, bits, symmetric)
+            alpha = g.scale[k] / s0
+            assert abs(alpha * 100 - round(alpha * 100)) <= 1e-9 and 1 <= round(alpha * 100) <= 100
+            gk = Grid(g.scale[k], g.qmin, g.qmax, g.zero_point[k])
+            err = float(((part - dequantize(round_nearest(part, gk), gk)) ** 2).sum())
+            assert err <= best * (1 + 1e-9) + 1e-15 * float((part**2).sum())  # rounding of W / s
 
 
 def test_asymmetric_grid_has_integral_zero_point_in_range():
@@ -102,7 +125,7 @@ def test_zero_rows_get_unit_scale_and_are_exact():
     assert np.all(dequantize(round_nearest(W, g), g)[0] == 0)
 
 
-@given(small_layers())
+@given(st.one_of(small_layers(), grid_layers()))
 def test_updown_neighbours_bracket_the_weight(layer):
     W, _, grid = layer
     ud = updown(W, grid)
@@ -116,7 +139,7 @@ def test_updown_neighbours_bracket_the_weight(layer):
     assert np.all((ud.residual >= 0) & (ud.residual < 1))
 
 
-@given(small_layers())
+@given(st.one_of(small_layers(), grid_layers()))
 def test_nearest_is_clipped_round_half_up_and_never_worse_than_floor_or_ceil(layer):
     W, _, grid = layer
     s, z = grid.per_row(W.shape[0])

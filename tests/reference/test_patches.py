@@ -70,7 +70,9 @@ def test_folder_of_images_is_loaded_as_grey(tmp_path):
     np.testing.assert_allclose(imgs[0], rgb @ np.array([0.2125, 0.7154, 0.0721]))
     np.testing.assert_array_equal(imgs[1], grey)
     P = natural_patches(10, size=8, seed=0, folder=str(tmp_path))
-    assert P.shape == (10, 64)
+    # the folder's images, whitened to variance 0.1, cut into the seed's patches (not only a shape)
+    np.testing.assert_array_equal(P, extract_patches(whiten_images(imgs, 0.1), 10, 8, 0))
+    assert not np.array_equal(P, extract_patches(imgs, 10, 8, 0))
 
 
 def test_skimage_photographs_load_as_grey_images():

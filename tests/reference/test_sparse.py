@@ -107,17 +107,23 @@ def test_objective_matches_direct_formula():
                                objective(Phi, X, A, "l1", lam), rtol=1e-13)
 
 
-def test_cel0_is_below_l0_and_equal_beyond_the_knot():
+def test_cel0_equals_its_closed_form_and_l0_beyond_the_knot():
     rng = np.random.default_rng(2)
     Phi = rng.normal(size=(5, 4))
     A = rng.normal(size=(50, 4)) * 3
     lam = 0.2
+    norms = np.linalg.norm(Phi, axis=0)
+    T = np.sqrt(2 * lam) / norms
+    A[:4, :] = np.array([0.0, 0.5, 1.0, 2.0])[:, None] * T  # rows at 0, T/2, the knot T and beyond
     cel0 = penalty_value(A, "cel0", lam, Phi)
     l0 = penalty_value(A, "l0", lam)
-    assert np.all(cel0 <= l0 + 1e-15)
-    T = np.sqrt(2 * lam) / np.linalg.norm(Phi, axis=0)
+    # Soubies et al.'s closed form, expanded: n sqrt(2 lam) |a| - n^2 a^2 / 2 below the knot, lam above
+    a = np.abs(A)
+    want = np.where(a < T, norms * np.sqrt(2 * lam) * a - 0.5 * norms**2 * a**2, lam).sum(axis=1)
+    np.testing.assert_allclose(cel0, want, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(cel0[:4], np.array([0.0, 0.75, 1.0, 1.0]) * 4 * lam, rtol=1e-12, atol=1e-15)
     big = np.all((np.abs(A) >= T) | (A == 0), axis=1)
-    np.testing.assert_allclose(cel0[big], l0[big], rtol=1e-14)
+    np.testing.assert_allclose(cel0[big], l0[big], rtol=1e-14, atol=1e-15)
 
 
 def test_sklearn_alpha_conversion_matches_lasso_objective():

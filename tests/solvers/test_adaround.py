@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from reference import Grid, fit_grid
@@ -178,8 +178,7 @@ def test_gradient_matches_central_differences_property(layer, beta, lam, seed):
     g = rel.value_and_grad(V, lam, beta)[3].copy()
     fd = central_differences(lambda Vx: rel.value_and_grad(Vx, lam, beta)[0], V, step)
     ok = differentiable(V, step)
-    if not ok.any():
-        return
+    assume(ok.any())  # every entry at a clamp of h: no derivative to compare (never seen in practice)
     J = abs(rel.value_and_grad(V, lam, beta)[0])
     noise = 1e-15 * (J + 1.0) / step  # rounding error of the differences
     assert np.abs(g - fd)[ok].max() <= 1e-6 * np.abs(g[ok]).max() + 10 * noise

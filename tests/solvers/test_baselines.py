@@ -120,6 +120,9 @@ def test_rank_deficient_G_never_crashes_any_method(method):
     assert np.isfinite(res.energy) and res.x.shape == (2, n)
     exact = solve(problem, "exhaustive")
     assert res.energy >= exact.energy - 1e-12
+    # the reported loss is that of the state returned (Eq. 20 from the samples), not a sampler's number
+    E = X @ (W - problem.w_hat(res.x)).T
+    assert res.energy == pytest.approx(float((E * E).sum()) / X.shape[0], rel=1e-9, abs=1e-12)
     if res.lower_bound is not None:
         assert res.lower_bound <= exact.energy + 1e-12
 

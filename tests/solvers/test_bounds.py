@@ -3,12 +3,13 @@
 import numpy as np
 import pytest
 from hypothesis import given
-from scipy.optimize import minimize
+from scipy.optimize import linprog, minimize
 
 from solvers import BQM, solve
 from solvers.bounds import box_qp_bound, convex_shift, lower_bounds, roof_duality_bound
 from solvers.exhaustive import exhaustive_minimum
 from tests.solvers.test_tree import general_bqm, psd_layer
+from tests.strategies import all_states, qubos
 
 
 def _tol(bqm):
@@ -32,14 +33,35 @@ def test_bounds_of_indefinite_qubos_are_below_the_optimum(bqm):
     assert roof_duality_bound(bqm)[0] <= opt + _tol(bqm)
 
 
-@given(general_bqm(max_n=10))
-def test_roof_duality_fixings_keep_the_optimum(bqm):
-    _, opt = exhaustive_minimum(bqm.P, bqm.q, bqm.c)
-    _, fixed = roof_duality_bound(bqm)
-    if fixed:
-        reduced, _ = bqm.fix(fixed)
-        _, opt_fixed = exhaustive_minimum(reduced.P, reduced.q, reduced.c)
-        assert abs(opt_fixed - opt) <= _tol(bqm)
+def _standard_linearisation_lp(bqm):
+    """The roof dual computed independently: the LP relaxation of the standard linearisation
+    (Hammer, Hansen and Simeone 1984), ``y_ij`` for ``x_i x_j`` with ``y <= x_i``, ``y <= x_j``,
+    ``y >= x_i + x_j - 1``, everything in ``[0, 1]``, solved by HiGHS."""
+    P, q, n = bqm.P, bqm.q, bqm.n
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n) if P[i, j] != 0]
+    cost = np.concatenate([q + np.diag(P), [2 * P[i, j] for i, j in pairs]])
+    A, b = np.zeros((3 * len(pairs), n + len(pairs))), np.zeros(3 * len(pairs))
+    for k, (i, j) in enumerate(pairs):
+        A[3 * k, [n + k, i]] = 1, -1
+        A[3 * k + 1, [n + k, j]] = 1, -1
+        A[3 * k + 2, [i, j, n + k]] = 1, 1, -1
+        b[3 * k + 2] = 1
+    res = linprog(cost, A_ub=A if pairs else None, b_ub=b if pairs else None, bounds=[(0, 1)] * cost.size,
+                  method="highs")
+    assert res.status == 0
+    return res.fun + bqm.c
+
+
+@given(qubos(max_n=9, extreme=False))
+def test_roof_duality_bound_is_the_lp_of_the_standard_linearisation_and_fixes_only_persistent_values(pqc):
+    bqm = BQM(*pqc)
+    lb, fixed = roof_duality_bound(bqm)
+    assert abs(lb - _standard_linearisation_lp(bqm)) <= 1e-7 * (1.0 + np.abs(bqm.P).sum() + np.abs(bqm.q).sum())
+    # strong persistency: every minimiser (ties included: integer coefficients) takes the fixed values
+    E = bqm.energies(all_states(bqm.n))
+    minimisers = all_states(bqm.n)[E <= E.min() + _tol(bqm)]
+    for i, v in fixed.items():
+        assert np.all(minimisers[:, i] == v), (i, v)
 
 
 def test_roof_duality_fixes_a_separable_model_completely():

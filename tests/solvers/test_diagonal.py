@@ -12,6 +12,7 @@ from solvers.bounds import _box_qp_bound
 from solvers.diagonal import continuous_bound, sdp_diagonal
 from solvers.exhaustive import exhaustive_minimum
 from tests.solvers.test_tree import _hard_problem, general_bqm, psd_layer
+from tests.strategies import qubo_models
 
 
 def _tol(bqm):
@@ -44,7 +45,8 @@ def test_shor_bound_is_tight_on_separable_models(n, seed):
     assert phi >= opt - 1e-3 * (1 + abs(opt))
 
 
-@given(general_bqm(), st.sampled_from(["sdp", "uniform"]), st.sampled_from(["schur", "natural"]))
+@given(st.one_of(general_bqm(), qubo_models(max_n=10)), st.sampled_from(["sdp", "uniform"]),
+       st.sampled_from(["schur", "natural"]))
 def test_tree_with_either_diagonal_equals_exhaustive(bqm, diagonal, order):
     _, opt = exhaustive_minimum(bqm.P, bqm.q, bqm.c)
     res = solve(bqm, "tree", diagonal=diagonal, order=order)

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from solvers import BQM, solve
 from solvers.exhaustive import HARD_MAX_VARS, MAX_VARS, exhaustive_minimum
-from tests.strategies import all_states, small_bqms
+from tests.strategies import all_states, qubos, small_bqms
 
 
 def _generated_bqms():
@@ -48,13 +48,18 @@ def test_blocked_enumeration_with_high_bits_equals_dimod(n, threads):
     assert m.energy(x) == pytest.approx(ref, rel=1e-12, abs=1e-12)
 
 
-@given(small_bqms(max_n=9))
+@given(st.one_of(small_bqms(max_n=9), qubos(min_n=0, max_n=9)))
 def test_exhaustive_equals_brute_force(pqc):
     m = BQM(*pqc)
     r = solve(m, "exhaustive")
-    best = m.energies(all_states(m.n)).min() if m.n else m.c
-    assert r.energy == pytest.approx(best, rel=1e-12, abs=1e-12)
-    assert r.lower_bound == r.energy
+    P, q, c = pqc
+    V = all_states(m.n).astype(np.float64)
+    E = np.einsum("si,ij,sj->s", V, P, V) + V @ q + c  # x^T P x + q^T x + c, from the arrays drawn
+    tol = 1e-12 * (np.abs(P).sum() + np.abs(q).sum() + abs(c)) + 1e-300
+    assert abs(r.energy - E.min()) <= tol
+    # the state returned attains that minimum (with ties, any minimiser will do)
+    x = np.asarray(r.x, dtype=np.float64)
+    assert abs(x @ P @ x + q @ x + c - E.min()) <= tol
 
 
 @settings(max_examples=10)

@@ -13,7 +13,7 @@ from reference import fit_grid
 from solvers import BQM, LayerProblem, solve
 from solvers.lns import coupling_window
 
-from ..strategies import psd_bqms, small_bqms
+from ..strategies import psd_bqms, qubos, small_bqms
 
 
 def _brute_min(bqm):
@@ -22,7 +22,7 @@ def _brute_min(bqm):
     return float(E.min())
 
 
-@given(small_bqms(min_n=1, max_n=9))
+@given(st.one_of(small_bqms(min_n=1, max_n=9), qubos(min_n=1, max_n=9)))
 def test_a_row_within_one_window_is_solved_exactly(model):
     bqm = BQM(*model)
     r = solve(bqm, "lns", max_window=9, window=4, start="gptq")

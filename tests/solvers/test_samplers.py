@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from solvers.samplers import ExhaustiveSampler, TreeSampler, lowest_states
 from tests.solvers.test_tree import general_bqm
+from tests.strategies import qubo_models
 
 
 @dimod.testing.load_sampler_bqm_tests(ExhaustiveSampler)
@@ -31,7 +32,7 @@ def _exact_energies(bqm):
 
 
 @pytest.mark.parametrize("sampler", [ExhaustiveSampler(), TreeSampler()], ids=["exhaustive", "tree"])
-@given(general_bqm(max_n=7), st.integers(1, 140), st.booleans())
+@given(st.one_of(general_bqm(max_n=7), qubo_models(max_n=7, extreme=False)), st.integers(1, 140), st.booleans())
 def test_k_lowest_states_match_dimods_exact_solver(sampler, model, k, spin):
     bqm = model.to_dimod()
     if spin:

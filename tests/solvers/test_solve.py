@@ -1,31 +1,65 @@
+import itertools
+
 import dimod
 import numpy as np
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from reference import fit_grid, layer_loss
+from reference import Grid, fit_grid, layer_loss
 from reference.suites import default_suite
 from solvers import BQM, LayerProblem, method_names, solve
-from tests.strategies import small_layers
+from tests.strategies import grid_layers, small_layers
 
 HEURISTICS = ["anneal", "nearest", "floor", "ceil", "stochastic"]
 
 
+def _brute_force_loss(W, X, grid):
+    """Eq. 20 minimised by enumeration, written from the definitions alone: each weight goes to
+    ``floor(W/s + z)`` or one step up (Eq. 22), a weight outside ``[qmin, qmax)`` to the clipped
+    end; the loss is ``(1/N) sum_n ||(W - W_hat) x_n||^2`` row by row."""
+    s, z = grid.per_row(W.shape[0])
+    total = 0.0
+    for k in range(W.shape[0]):
+        x = W[k] / s[k, 0] + z[k, 0]
+        lo = np.clip(np.floor(x), grid.qmin, grid.qmax)
+        up = (x >= grid.qmin) & (x < grid.qmax)
+        free = np.flatnonzero(up)
+        best = np.inf
+        for bits in itertools.product([0.0, 1.0], repeat=free.size):
+            q = lo.copy()
+            q[free] += bits
+            e = X @ (W[k] - s[k, 0] * (q - z[k, 0]))
+            best = min(best, float(e @ e) / X.shape[0])
+        total += best
+    return total
+
+
 @settings(max_examples=25)
-@given(small_layers(max_out=3, max_in=8))
+@given(st.one_of(small_layers(max_out=3, max_in=8), grid_layers(max_out=3, max_in=8)))
 def test_no_method_reports_a_loss_below_the_exhaustive_optimum(layer):
     W, X, grid = layer
     prob = LayerProblem(W, grid, X=X)
     opt = solve(prob, "exhaustive")
-    assert opt.optimal and opt.lower_bound == opt.energy
-    tol = 1e-9 * max(opt.energy, 1e-300) + 1e-12 * sum(prob.row_bqm(k).c for k in range(prob.n_rows))
+    want = _brute_force_loss(W, X, grid)
+    tol = 1e-9 * max(want, 1e-300) + 1e-12 * sum(prob.row_bqm(k).c for k in range(prob.n_rows))
+    assert opt.optimal and abs(opt.energy - want) <= tol
     for m in HEURISTICS:
         r = solve(prob, m)
-        assert r.energy >= opt.energy - tol
+        assert r.energy >= want - tol
         if prob.n_vars:  # with no free variable every method is trivially optimal
             assert not r.optimal and r.lower_bound is None
         # the reported loss is the local loss of the decoded weights (Eq. 20), from the samples
         assert r.energy == pytest.approx(layer_loss(W, X, prob.w_hat(r.x)), rel=1e-9, abs=1e-12)
+
+
+def test_a_weight_on_the_grid_may_still_move_up_a_step():
+    """The choice is {floor, floor + 1} (Eq. 22), not {floor, ceil}: w = (0, 0.5), x = (1, 3);
+    keeping w_0 = 0 leaves an error of at least 1.5, moving it up to 1 brings it to 0.5."""
+    W, X, grid = np.array([[0.0, 0.5]]), np.array([[1.0, 3.0]]), Grid(1.0, -4, 3)
+    res = solve(LayerProblem(W, grid, X=X), "exhaustive")
+    assert res.optimal and res.energy == 0.25 == _brute_force_loss(W, X, grid)
+    np.testing.assert_array_equal(res.x, [[1, 0]])
 
 
 def test_anneal_reaches_the_optimum_on_small_layers_with_its_defaults():
@@ -74,6 +108,7 @@ def test_any_dimod_sampler_plugs_in():
     assert not r.optimal  # a user's sampler proves nothing to us
     r2 = solve(prob, SteepestDescentSolver(), num_reads=5, seed=1)
     assert r2.energy >= ex.energy * (1 - 1e-12)
+    assert r2.energy == pytest.approx(layer_loss(prob.W, prob.X, prob.w_hat(r2.x)), rel=1e-9)
     with pytest.raises(ValueError, match=r"'SteepestDescentSolver' got unknown option\(s\) \['sweeps'\]"):
         solve(prob, SteepestDescentSolver(), sweeps=3)
 
@@ -122,4 +157,7 @@ def test_rank_deficient_and_duplicated_inputs_never_crash():
     prob = LayerProblem(W, fit_grid(W, 3), X=X)
     ex = solve(prob, "exhaustive")
     for m in HEURISTICS:
-        assert solve(prob, m).energy >= ex.energy - 1e-12
+        r = solve(prob, m)
+        assert r.energy >= ex.energy - 1e-12
+        # the reported loss is that of the state returned, by Eq. 20 from the samples
+        assert r.energy == pytest.approx(layer_loss(W, X, prob.w_hat(r.x)), rel=1e-9, abs=1e-12)

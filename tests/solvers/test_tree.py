@@ -12,6 +12,7 @@ from reference import Grid
 from solvers import BQM, LayerProblem, solve
 from solvers.exhaustive import exhaustive_minimum
 from solvers.tree import least_squares_form, nearest_plane, tree_search
+from tests.strategies import qubo_models
 
 
 # ---------------------------------------------------------------------------- strategies
@@ -68,7 +69,7 @@ def test_tree_equals_exhaustive_on_psd_layer_rows(problem, order, bound):
     assert res.lower_bound <= exact.energy + 1e-9 * (1 + exact.energy)
 
 
-@given(general_bqm(), st.sampled_from(["schur", "natural"]))
+@given(st.one_of(general_bqm(), qubo_models(max_n=10)), st.sampled_from(["schur", "natural"]))
 def test_tree_equals_exhaustive_on_indefinite_qubos(bqm, order):
     x, e = exhaustive_minimum(bqm.P, bqm.q, bqm.c)
     res = solve(bqm, "tree", order=order)
@@ -76,7 +77,7 @@ def test_tree_equals_exhaustive_on_indefinite_qubos(bqm, order):
     assert _close(res.energy, e, np.abs(bqm.P).sum() + np.abs(bqm.q).sum())
 
 
-@given(general_bqm(max_n=8), st.integers(1, 300))
+@given(st.one_of(general_bqm(max_n=8), qubo_models(max_n=8, extreme=False)), st.integers(1, 300))
 def test_tree_returns_the_k_lowest_energies(bqm, k):
     _, E = _all_energies(bqm)
     res = tree_search(bqm.P, bqm.q, bqm.c, num_states=k)
