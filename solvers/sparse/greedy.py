@@ -16,6 +16,7 @@ __all__ = ["keep_largest"]
 
 
 def keep_largest(U, k):
+    """``H_k``: each row of ``U`` with all but its ``k`` largest-magnitude entries set to zero."""
     if k >= U.shape[1]:
         return U
     idx = np.argpartition(-np.abs(U), k - 1, axis=1)[:, :k]
@@ -26,8 +27,13 @@ def keep_largest(U, k):
 
 
 @register_sparse("iht", options={"n_nonzero": None, "max_iter": 1000, "tol": 1e-6, "init": None, "step": None},
-           summary="iterative hard thresholding to n_nonzero atoms (sparsity constrained)")
+                 summary="iterative hard thresholding to n_nonzero atoms (sparsity constrained)")
 def _iht(prob, n_nonzero, max_iter, tol, init, step):
+    """Iterative hard thresholding (Blumensath and Davies 2008), batched over signals:
+    ``a <- H_k(a + g Phi^T (x - Phi a))`` with ``g = 1/||Phi||_2^2`` (or ``step``), from
+    ``H_k(init)`` (zero by default), until ``||a_new - a|| <= tol ||a_new||``. A fixed point is
+    least squares on its support with every kept amplitude at least ``g`` times every
+    correlation left out (docs/sparse.md); not proven optimal."""
     if n_nonzero is None:
         raise ValueError("method 'iht' needs the option n_nonzero (number of atoms kept per signal)")
     K = prob.G.shape[0]
@@ -54,8 +60,11 @@ def _iht(prob, n_nonzero, max_iter, tol, init, step):
 
 # ---------------------------------------------------------------------------------- OMP
 @register_sparse("omp", options={"n_nonzero": None},
-           summary="orthogonal matching pursuit (n_nonzero atoms, or l0 stopping with lam)")
+                 summary="orthogonal matching pursuit (n_nonzero atoms, or l0 stopping with lam)")
 def _omp(prob, n_nonzero):
+    """Orthogonal matching pursuit with incremental Cholesky factors, batched: add the atom most
+    correlated with the residual, refit on the support; stop at ``n_nonzero`` atoms or, when it is
+    None, when the best atom lowers ``1/2 ||r||^2`` by no more than ``lam`` (docs/sparse.md)."""
     G, B, lam = prob.G, prob.B, prob.lam
     N, K = B.shape
     n = prob.Phi.shape[0]

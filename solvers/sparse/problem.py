@@ -59,9 +59,10 @@ class SparseProblem:
     def __init__(self, Phi, X, penalty: str = "l1", lam=0.1):
         self.penalty = check_penalty(penalty)
         self.lam = check_lambda(lam)
-        self.Phi = check_dictionary(Phi)
+        with np.errstate(over="ignore"):  # overflowing norms are refused below
+            self.Phi = check_dictionary(Phi)
         self.X, self.single = check_signals(X, self.Phi.shape[0])
-        with np.errstate(over="ignore"):  # checked at once below
+        with np.errstate(over="ignore"):
             self.norms = atom_norms(self.Phi)
             self.xx = np.einsum("ij,ij->i", self.X, self.X)
         xmax = float(np.sqrt(np.max(self.xx, initial=0.0)))
