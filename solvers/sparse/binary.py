@@ -20,7 +20,8 @@ def binary_sparse_coding_bqm(Phi, x, alpha, lam) -> BQM:
         q = -\alpha \Phi^T x + \lambda \mathbf 1,\ c = \tfrac12\|x\|^2
 
     (docs/sparse.md; ``lambda ||v||_0`` is the l0 penalty of ``alpha v``, and
-    ``lambda / |alpha|`` times its l1 norm). Solve it with ``solvers.solve(bqm, method)``.
+    ``lambda / |alpha|`` times its l1 norm). Solve it with ``solvers.solve(bqm, method)``: its
+    ``Result.x`` (the binary state) is ``v`` here, and ``alpha * Result.x`` is the code.
 
     Parameters
     ----------
