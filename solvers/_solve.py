@@ -109,7 +109,7 @@ def _solve_sparse(problem: SparseProblem, m: Method, opts: dict) -> Result:
     out = m.run(problem, **opts)
     seconds = time.perf_counter() - t0
     A = np.asarray(out.x, dtype=np.float64).reshape(problem.shape)
-    rows = problem.objective(A)
+    rows = problem.objective(A, threads=opts.get("threads"))
     energy = float(np.sum(rows))
     if not np.isfinite(energy):  # never report a NaN or an overflow, let alone call it optimal
         raise ValueError(f"method {m.name!r}: the objective of its codes is {energy} in float64; the problem's "

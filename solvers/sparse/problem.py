@@ -105,11 +105,15 @@ class SparseProblem:
             self._B = B
         return self.B
 
-    def objective(self, A) -> np.ndarray:
-        """``F`` of each row of the codes ``A`` (N, K), float64 (:func:`reference.sparse.objective_rows`)."""
+    def objective(self, A, threads=None) -> np.ndarray:
+        """``F`` of each row of the codes ``A`` (N, K), float64 (:func:`reference.sparse.objective_rows`),
+        on blocks of :data:`L1_BLOCK` rows spread over ``threads`` threads (None: every core); the
+        values do not depend on ``threads``."""
         A = np.asarray(A, dtype=np.float64).reshape(self.shape)
-        parts = [objective_rows(self.Phi, self.X[sl], A[sl], self.penalty, self.lam, self.norms)
-                 for sl in row_blocks(A.shape[0])]
+        blocks = row_blocks(A.shape[0])
+        with thread_pool(min(check_threads(threads), len(blocks))) as pool:
+            parts = map_blocks(pool, lambda sl: objective_rows(self.Phi, self.X[sl], A[sl], self.penalty, self.lam,
+                                                               self.norms), blocks)
         return np.concatenate(parts) if parts else np.zeros(0)
 
     @property
