@@ -12,7 +12,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
 from reference._validation import check_positive_int
+
 from .problem import outcome, register_sparse
 
 __all__ = ["EXACT_MAX_ATOMS", "EXACT_HARD_MAX_ATOMS", "exact_l0", "least_squares_on_supports"]

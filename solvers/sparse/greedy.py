@@ -8,6 +8,7 @@ residual with ``n_nonzero`` atoms); ``iht`` the sparsity-constrained problem
 from __future__ import annotations
 
 import numpy as np
+
 from reference._validation import check_positive_int
 
 from .problem import check_iter_opts, init_codes, outcome, register_sparse, step_size

@@ -9,6 +9,7 @@ certified path of :mod:`solvers.sparse.certified` and a code is "optimal" only w
 from __future__ import annotations
 
 import numpy as np
+
 from reference._validation import as_float_array, check_positive_int
 from reference.penalties import penalty_elementwise, prox
 
