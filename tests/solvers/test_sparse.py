@@ -302,40 +302,6 @@ def _best_k_sparse(Phi, x, k):
     return best
 
 
-@given(seed=st.integers(0, 2**31), n=st.integers(4, 9), K=st.integers(2, 9), k=st.integers(1, 4),
-       scale=st.sampled_from([1e-3, 1.0, 1e3]))
-def test_iht_stops_at_a_fixed_point_of_hard_thresholding(seed, n, K, k, scale):
-    """A converged IHT code is a fixed point of a <- H_k(a + g Phi^T (x - Phi a)), written out:
-    on its support S the code is the least-squares fit (Phi_S^T r = 0), it keeps at most k
-    atoms, and every kept amplitude is at least g times every correlation left out
-    (min_S |a_i| >= g max_{j not in S} |phi_j^T r|), with g = 1/||Phi||_2^2. Supports of at most
-    n/2 atoms keep the problems on a support well conditioned, so IHT converges in the budget."""
-    k = min(k, K, n // 2)
-    rng = np.random.default_rng(seed)
-    Phi = rng.normal(size=(n, K)) * rng.uniform(0.5, 2.0, size=K) * scale
-    X = rng.normal(size=(4, n)) * scale
-    res = code(Phi, X, "l0", 0.0, "iht", n_nonzero=k, tol=1e-12, max_iter=10_000)
-    g = 1.0 / np.linalg.norm(Phi, 2) ** 2
-    assert res.info["step"] == pytest.approx(g, rel=1e-9)
-    assert res.info["converged"]
-    for i in range(4):
-        a = res.x[i]
-        S = np.flatnonzero(a)
-        assert S.size <= k
-        r = X[i] - Phi @ a
-        c = Phi.T @ r
-        # least squares on S: the residual is orthogonal to the kept atoms, and as small as lstsq's
-        assert np.abs(c[S]).max(initial=0.0) <= 1e-7 * np.linalg.norm(Phi, 2) * np.linalg.norm(X[i])
-        fit, *_ = np.linalg.lstsq(Phi[:, S], X[i], rcond=None)
-        rf = X[i] - Phi[:, S] @ fit
-        assert 0.5 * r @ r == pytest.approx(0.5 * rf @ rf, rel=1e-7, abs=1e-12 * (X[i] @ X[i]))
-        out = np.delete(c, S)
-        if S.size == k and out.size:
-            assert np.abs(a[S]).min() >= g * np.abs(out).max() * (1 - 1e-6)
-        elif out.size:  # fewer than k atoms: nothing left out may correlate with the residual
-            assert g * np.abs(out).max() <= 1e-6 * np.abs(a).max(initial=1.0)
-
-
 @given(seed=st.integers(0, 2**31), n=st.integers(2, 10), k=st.integers(1, 4), tie=st.booleans())
 def test_iht_on_orthonormal_atoms_finds_the_best_k_sparse_code(seed, n, k, tie):
     """With orthonormal atoms (the best conditioning), IHT reaches the best k-sparse code: its
@@ -377,6 +343,40 @@ def test_iht_recovers_an_exactly_sparse_signal_and_beats_no_optimum():
     best = np.array([_best_k_sparse(Phi, x, 2) for x in noisy])
     assert np.all(res.info["objective"] >= best * (1 - 1e-9))
     np.testing.assert_allclose(res.info["objective"], best, rtol=1e-7)
+
+
+@given(seed=st.integers(0, 2**31), n=st.integers(4, 9), K=st.integers(2, 9), k=st.integers(1, 4),
+       scale=st.sampled_from([1e-3, 1.0, 1e3]))
+def test_iht_stops_at_a_fixed_point_of_hard_thresholding(seed, n, K, k, scale):
+    """A converged IHT code is a fixed point of a <- H_k(a + g Phi^T (x - Phi a)), written out:
+    on its support S the code is the least-squares fit (Phi_S^T r = 0), it keeps at most k
+    atoms, and every kept amplitude is at least g times every correlation left out
+    (min_S |a_i| >= g max_{j not in S} |phi_j^T r|), with g = 1/||Phi||_2^2. Supports of at most
+    n/2 atoms keep the problems on a support well conditioned, so IHT converges in the budget."""
+    k = min(k, K, n // 2)
+    rng = np.random.default_rng(seed)
+    Phi = rng.normal(size=(n, K)) * rng.uniform(0.5, 2.0, size=K) * scale
+    X = rng.normal(size=(4, n)) * scale
+    res = code(Phi, X, "l0", 0.0, "iht", n_nonzero=k, tol=1e-12, max_iter=10_000)
+    g = 1.0 / np.linalg.norm(Phi, 2) ** 2
+    assert res.info["step"] == pytest.approx(g, rel=1e-9)
+    assert res.info["converged"]
+    for i in range(4):
+        a = res.x[i]
+        S = np.flatnonzero(a)
+        assert S.size <= k
+        r = X[i] - Phi @ a
+        c = Phi.T @ r
+        # least squares on S: the residual is orthogonal to the kept atoms, and as small as lstsq's
+        assert np.abs(c[S]).max(initial=0.0) <= 1e-7 * np.linalg.norm(Phi, 2) * np.linalg.norm(X[i])
+        fit, *_ = np.linalg.lstsq(Phi[:, S], X[i], rcond=None)
+        rf = X[i] - Phi[:, S] @ fit
+        assert 0.5 * r @ r == pytest.approx(0.5 * rf @ rf, rel=1e-7, abs=1e-12 * (X[i] @ X[i]))
+        out = np.delete(c, S)
+        if S.size == k and out.size:
+            assert np.abs(a[S]).min() >= g * np.abs(out).max() * (1 - 1e-6)
+        elif out.size:  # fewer than k atoms: nothing left out may correlate with the residual
+            assert g * np.abs(out).max() <= 1e-6 * np.abs(a).max(initial=1.0)
 
 
 @given(seed=st.integers(0, 2**31), alpha=st.floats(-2, 2).filter(lambda a: abs(a) > 0.05),
