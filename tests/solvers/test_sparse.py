@@ -377,6 +377,13 @@ def test_iht_stops_at_a_fixed_point_of_hard_thresholding(seed, n, K, k, scale):
             assert np.abs(a[S]).min() >= g * np.abs(out).max() * (1 - 1e-6)
         elif out.size:  # fewer than k atoms: nothing left out may correlate with the residual
             assert g * np.abs(out).max() <= 1e-6 * np.abs(a).max(initial=1.0)
+        # the stopping rule: one more step (H_k by a full sort, not the solver's argpartition)
+        # moves the code by at most tol ||a|| (the steps shrink once the support has settled)
+        u = a + g * c
+        step = np.zeros_like(u)
+        keep = np.argsort(-np.abs(u), kind="stable")[:k]
+        step[keep] = u[keep]
+        assert np.linalg.norm(step - a) <= 1e-12 * np.linalg.norm(a) * (1 + 1e-3) + 1e-15 * np.linalg.norm(u)
 
 
 @given(seed=st.integers(0, 2**31), alpha=st.floats(-2, 2).filter(lambda a: abs(a) > 0.05),
