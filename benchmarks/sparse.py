@@ -11,7 +11,7 @@ Usage::
    ``lam`` is 0.1 times the mean of ``max_j |phi_j^T x|``. Peer: scikit-learn's
    ``sparse_encode(algorithm="lasso_cd", alpha=lam)`` (its alpha is this project's lambda; it runs
    coordinate descent to its fixed tol=1e-8, one signal after another on one core). Ours:
-   ``solvers.sparse.code(..., method="fista")`` with its defaults (float32 iterations with steps
+   ``solvers.sparse.code(..., method="fista")`` (``solve`` on a ``SparseProblem``) with its defaults (float32 iterations with steps
    of 1.9/L on blocks of 512 signals, every code certified by the exact Lasso solve on its
    support and the KKT conditions; the blocks run on all cores), then the same on one thread
    (``threads=1`` under one BLAS thread: the single-core comparison), float64 iterations, and a
@@ -19,7 +19,7 @@ Usage::
    recomputed in float64; the script asserts that ours is within 1e-6 (relative, per signal) of
    scikit-learn's before printing a ratio. Each timing is the best of ``--repeat`` runs (the
    machine may be shared); scikit-learn and ours alternate so both see the same machine state.
-2. One pass of the V1 paper's dictionary learning (``reference.dictionary.learn_dictionary``,
+2. One pass of the V1 paper's dictionary learning (``solvers.sparse.learn_dictionary``,
    l1, batches of 250, ISTA to 1e-2, default learning rate) on whitened natural patches at
    K = 512 (needs scikit-image for the photographs).
 """
@@ -91,11 +91,11 @@ def coding(N, repeat, seed=0, quick_naive=False):
     rows = []
 
     def report(name, t, res):
-        rel = (res.objective - f_sk) / f_sk
+        rel = (res.info["objective"] - f_sk) / f_sk
         worst = float(np.max(rel))
         assert worst <= 1e-6, f"{name}: objective above scikit-learn's by {worst:.3g} (relative)"
         rows.append((name, t, t_sk / t))
-        extra = f"certified {res.info['kkt_verified']}/{N}" if "kkt_verified" in res.info else "not certified"
+        extra = f"certified {int(res.info['certified'].sum())}/{N}" if "certified" in res.info else "not certified"
         print(f"  {name:40s} {t:8.3f} s   x{t_sk / t:5.2f} faster   "
               f"worst rel. objective vs sklearn {worst:+.1e} (best {float(np.min(rel)):+.1e}), {extra}")
 
@@ -103,7 +103,7 @@ def coding(N, repeat, seed=0, quick_naive=False):
         report(name, best[name], out[name])
     print(f"  (defaults against scikit-learn on all cores: x{t_par / best['fista, defaults (all cores)']:.2f})")
     if not quick_naive:
-        t, r = _best(lambda: code(Phi, X, "l1", lam, "fista", polish=False, tol=1e-9, max_iter=20_000), 1)
+        t, r = _best(lambda: code(Phi, X, "l1", lam, "fista", certify=False, tol=1e-9, max_iter=20_000), 1)
         report("naive fista (step 1/L, no finish, tol 1e-9)", t, r)
     return rows
 
@@ -139,13 +139,13 @@ def hard_cases(seed=1):
             n = Phi.shape[0]
             ref = np.array([objective(Phi, x, Lasso(alpha=lam / n, fit_intercept=False, tol=1e-14,
                                                     max_iter=200_000).fit(Phi, x).coef_, "l1", lam) for x in X])
-        rel = (res.objective - ref) / np.abs(ref)
+        rel = (res.info["objective"] - ref) / np.abs(ref)
         print(f"  {name:32s} {t:7.3f} s  {res.status:32s} objective vs scikit-learn: worst {rel.max():+.1e}, "
               f"best {rel.min():+.1e}")
 
 
 def dictionary_pass(n_patches, seed=0):
-    from reference.dictionary import learn_dictionary
+    from solvers.sparse import learn_dictionary
     from reference.patches import natural_patches
 
     t0 = time.perf_counter()

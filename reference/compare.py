@@ -34,11 +34,12 @@ TREE_NODES = 50_000_000
 
 
 def default_methods() -> list[str]:
-    """Every registered method: exact ones first, then the others in registration order."""
+    """Every registered QUBO and layer method: exact ones first, then the others in registration order."""
     from solvers import METHODS
 
-    exact = [n for n, m in METHODS.items() if m.exact]
-    return exact + [n for n, m in METHODS.items() if not m.exact]
+    rounding = {n: m for n, m in METHODS.items() if m.kind != "sparse"}  # sparse coders take a SparseProblem
+    exact = [n for n, m in rounding.items() if m.exact]
+    return exact + [n for n, m in rounding.items() if not m.exact]
 
 
 def run_problem(problem, methods, seed: int = 0) -> dict:
@@ -266,9 +267,10 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     if args.methods:
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-        unknown = [m for m in methods if m not in METHODS]
+        usable = sorted(n for n, m in METHODS.items() if m.kind != "sparse")
+        unknown = [m for m in methods if m not in usable]
         if unknown or not methods:
-            return _fail(f"--methods: unknown method(s) {unknown}; choose from {sorted(METHODS)}")
+            return _fail(f"--methods: unknown method(s) {unknown}; choose from {usable}")
         twice = sorted({m for m in methods if methods.count(m) > 1})
         if twice:
             return _fail(f"--methods: {twice} given more than once")

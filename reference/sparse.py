@@ -19,6 +19,7 @@ from .penalties import PENALTIES, penalty_elementwise
 __all__ = [
     "PENALTIES",
     "atom_norms",
+    "objective_rows",
     "check_penalty",
     "check_lambda",
     "check_dictionary",
@@ -132,11 +133,11 @@ def objective(Phi, X, A, penalty: str, lam) -> np.ndarray:
     X, single = check_signals(X, Phi.shape[0])
     A = _codes(A, X.shape[0], Phi.shape[1], single)
     norms = atom_norms(Phi) if penalty == "cel0" else None
-    f = _objective(Phi, X, A, penalty, lam, norms)
+    f = objective_rows(Phi, X, A, penalty, lam, norms)
     return float(f[0]) if single else f
 
 
-def _objective(Phi, X, A, penalty, lam, norms=None) -> np.ndarray:
+def objective_rows(Phi, X, A, penalty, lam, norms=None) -> np.ndarray:
     """:func:`objective` on clean 2-D float64 arrays (no checks; the solvers' own recomputation)."""
     R = X - A @ Phi.T
     return 0.5 * np.einsum("ij,ij->i", R, R) + penalty_elementwise(A, penalty, lam, norms).sum(axis=1)

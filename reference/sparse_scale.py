@@ -2,7 +2,7 @@
 
 The paper's notebook learns 500 units from 4,000 batches of 250 whitened 16x16 patches (1e6
 presentations); this study adds 1,000 units for every penalty and larger pools for l1. Each task
-is :func:`reference.dictionary.learn_dictionary` on a :class:`reference.patches.PatchStream`
+is :func:`solvers.sparse.learn_dictionary` on a :class:`reference.patches.PatchStream`
 (patches made per batch from their own seed) with a checkpoint file in ``folder``:
 
 * a task killed at any point resumes from its last checkpoint (every 100 batches) and ends with
@@ -82,7 +82,7 @@ def checkpoint_path(task: LearnTask, folder, batches: int | None = None) -> str:
     base = os.path.join(os.fspath(folder), f"{task.name}.npz")
     if batches is None:
         return base
-    from .dictionary import snapshot_path
+    from solvers.sparse import snapshot_path
 
     return snapshot_path(base, batches)
 
@@ -100,7 +100,7 @@ def run_learning_task(task: LearnTask, folder, snapshots=(), images=None, every:
     Progress goes to stderr every ``every`` batches: batch, error and active units (mean over
     the last ``every`` batches), elapsed time and the time left at the current pace.
     """
-    from .dictionary import learn_dictionary
+    from solvers.sparse import learn_dictionary
 
     os.makedirs(folder, exist_ok=True)
     X = _stream(task, images)
@@ -176,7 +176,7 @@ def run_learning(tasks, folder, stages=None, jobs: int = 1, scheduler: str | Non
 
 def load_learned(task: LearnTask, folder, batches: int | None = None) -> dict:
     """A task's learned dictionary and history from ``folder`` (checked; ValueError if absent)."""
-    from .dictionary import load_checkpoint
+    from solvers.sparse import load_checkpoint
 
     path = checkpoint_path(task, folder, batches)
     if not os.path.exists(path):

@@ -6,7 +6,7 @@ per table row; key ``"table"`` names the table) and, with ``out_dir``, saves the
 
 (a) ``"gap"``: on small dictionaries (K <= 16 atoms learned on whitened patches), the l0
     objective ``1/2 ||x - Phi a||^2 + lam ||a||_0`` reached by each relaxation, against its
-    exact minimum (:func:`solvers.sparse.code` with ``method="exact"``). Each code is scored as
+    exact minimum (:func:`solvers.sparse.code` with ``method="l0-exact"``). Each code is scored as
     returned ("raw") and after least squares on its support ("debiased"). l0 and CEL0 run at
     the l0 ``lam``; l1 and l1/2 run at the multiple of it (from a small grid) that gives the
     lowest mean debiased l0 objective, i.e. tuned in their favour.
@@ -27,11 +27,10 @@ import time
 
 import numpy as np
 
-from .dictionary import learn_dictionary
 from .patches import natural_images, whiten_images, extract_patches
 from .sparse import objective
 
-__all__ = ["atom_grid", "format_tables", "run_sparse_suite"]
+__all__ = ["atom_grid", "format_tables", "gap_rows", "headline_rows", "interp", "pyplot", "run_sparse_suite"]
 
 PENALTY_ORDER = ("l0", "cel0", "l1/2", "l1")
 
@@ -51,17 +50,17 @@ def _config(quick: bool) -> dict:
 
 
 def _debias(Phi, X, A):
-    from solvers.sparse import _ls_on_supports
+    from solvers.sparse import least_squares_on_supports
 
-    return _ls_on_supports(Phi, X, A != 0)
+    return least_squares_on_supports(Phi, X, A != 0)
 
 
-def _gap_rows(Phi, X, lam, tune, seed):
+def gap_rows(Phi, X, lam, tune, seed):
     from solvers.sparse import code
 
     K = Phi.shape[1]
-    best = code(Phi, X, "l0", lam, "exact")
-    f_star = best.objective
+    best = code(Phi, X, "l0", lam, "l0-exact")
+    f_star = best.info["objective"]
     rows = []
 
     def score(name, A, lam_used, seconds):
@@ -74,28 +73,28 @@ def _gap_rows(Phi, X, lam, tune, seed):
                 "max_rel_gap": float(np.max(rel)),
                 "frac_optimal": float(np.mean(f <= f_star * (1 + 1e-9) + 1e-12)),
                 "mean_l0": float(np.mean(np.count_nonzero(Av, axis=1))),
-                "exact_mean_l0": float(np.mean(np.count_nonzero(best.codes, axis=1))),
+                "exact_mean_l0": float(np.mean(np.count_nonzero(best.x, axis=1))),
                 "seconds": seconds, "N": X.shape[0], "seed": seed,
             })
 
     rows.append({"table": "gap", "K": K, "lam": lam, "method": "exact", "variant": "raw", "lam_used": lam,
                  "mean_rel_gap": 0.0, "max_rel_gap": 0.0, "frac_optimal": 1.0,
-                 "mean_l0": float(np.mean(np.count_nonzero(best.codes, axis=1))),
-                 "exact_mean_l0": float(np.mean(np.count_nonzero(best.codes, axis=1))),
+                 "mean_l0": float(np.mean(np.count_nonzero(best.x, axis=1))),
+                 "exact_mean_l0": float(np.mean(np.count_nonzero(best.x, axis=1))),
                  "seconds": best.seconds, "N": X.shape[0], "seed": seed})
     for pen in ("l0", "cel0"):
         r = code(Phi, X, pen, lam, "fista", max_iter=5000, tol=1e-8)
-        score(f"fista-{pen}", r.codes, lam, r.seconds)
+        score(f"fista-{pen}", r.x, lam, r.seconds)
     r = code(Phi, X, "l0", lam, "omp")
-    score("omp", r.codes, lam, r.seconds)
+    score("omp", r.x, lam, r.seconds)
     for pen in ("l1/2", "l1"):
         cands = []
         for m in tune:
             r = code(Phi, X, pen, lam * m, "fista", max_iter=5000, tol=1e-8)
-            f = objective(Phi, X, _debias(Phi, X, r.codes), "l0", lam)
+            f = objective(Phi, X, _debias(Phi, X, r.x), "l0", lam)
             cands.append((float(np.mean(f)), m, r))
         _, m, r = min(cands, key=lambda c: c[0])
-        score(f"fista-{pen}", r.codes, lam * m, r.seconds)
+        score(f"fista-{pen}", r.x, lam * m, r.seconds)
     return rows
 
 
@@ -107,15 +106,15 @@ def _curve_rows(Phi, X, pen, lam_learn, sweep, K):
     for m in sweep:
         lam = lam_learn * m
         r = code(Phi, X, pen, lam, "fista", max_iter=3000, tol=1e-6)
-        R = X - r.codes @ Phi.T
+        R = X - r.x @ Phi.T
         rows.append({"table": "curve", "penalty": pen, "K": K, "n": X.shape[1], "lam": lam,
-                     "mean_l0": float(np.mean(np.count_nonzero(r.codes, axis=1))),
+                     "mean_l0": float(np.mean(np.count_nonzero(r.x, axis=1))),
                      "rel_error": float(np.mean(np.sum(R * R, axis=1)) / np.mean(xx)),
-                     "converged": r.converged, "seconds": r.seconds})
+                     "converged": r.info["converged"], "seconds": r.seconds})
     return rows
 
 
-def _interp(x_query, xs, ys, log=True):
+def interp(x_query, xs, ys, log=True):
     """Piecewise-linear interpolation of ys at x_query on sorted xs (log-log); NaN outside."""
     xs, ys = np.asarray(xs, float), np.asarray(ys, float)
     ok = (xs > 0) & (ys > 0)
@@ -131,7 +130,7 @@ def _interp(x_query, xs, ys, log=True):
     return float(np.interp(x_query, xs, ys))
 
 
-def _headline_rows(curves, error_level=0.25, sparsity_level=None):
+def headline_rows(curves, error_level=0.25, sparsity_level=None):
     """l1 against each l0-like penalty at one error level and one sparsity level (per K).
 
     ``l1_denser_by``: active units l1 needs at relative error ``error_level`` over those the
@@ -150,10 +149,10 @@ def _headline_rows(curves, error_level=0.25, sparsity_level=None):
             other = by[pen]
             if not other:
                 continue
-            k_l1 = _interp(error_level, [c["rel_error"] for c in l1], [c["mean_l0"] for c in l1])
-            k_o = _interp(error_level, [c["rel_error"] for c in other], [c["mean_l0"] for c in other])
-            e_l1 = _interp(k, [c["mean_l0"] for c in l1], [c["rel_error"] for c in l1])
-            e_o = _interp(k, [c["mean_l0"] for c in other], [c["rel_error"] for c in other])
+            k_l1 = interp(error_level, [c["rel_error"] for c in l1], [c["mean_l0"] for c in l1])
+            k_o = interp(error_level, [c["rel_error"] for c in other], [c["mean_l0"] for c in other])
+            e_l1 = interp(k, [c["mean_l0"] for c in l1], [c["rel_error"] for c in l1])
+            e_o = interp(k, [c["mean_l0"] for c in other], [c["rel_error"] for c in other])
             rows.append({"table": "headline", "K": K, "versus": pen,
                          "error_level": error_level, "units_l1": k_l1, "units_other": k_o,
                          "l1_denser_by": k_l1 / k_o if k_o else float("nan"),
@@ -184,7 +183,7 @@ def atom_grid(Phi, size: int | None = None, pad: int = 1) -> np.ndarray:
     return out
 
 
-def _pyplot():
+def pyplot():
     try:
         import matplotlib
 
@@ -197,7 +196,7 @@ def _pyplot():
 
 
 def _save_figures(out_dir, dictionaries, curves, size):
-    plt = _pyplot()
+    plt = pyplot()
     os.makedirs(out_dir, exist_ok=True)
     paths = []
     Kmax = max(K for K, _ in dictionaries)
@@ -249,6 +248,8 @@ def run_sparse_suite(seed=0, out_dir=None, quick=False, folder=None, progress=No
     progress : callable, optional
         Called with one line of text per step.
     """
+    from solvers.sparse import learn_dictionary
+
     say = progress or (lambda msg: None)
     cfg = _config(quick)
     t0 = time.perf_counter()
@@ -263,7 +264,7 @@ def run_sparse_suite(seed=0, out_dir=None, quick=False, folder=None, progress=No
         Phi = learn_dictionary(train, K, "l1", _LEARN_LAM["l1"], lr=cfg["lr"], seed=seed).Phi
         for lam in cfg["gap_lams"]:
             say(f"gap: K={K} lam={lam}")
-            results += _gap_rows(Phi, test, lam, cfg["tune"], seed)
+            results += gap_rows(Phi, test, lam, cfg["tune"], seed)
 
     # (b) error against sparsity, a dictionary per penalty and overcompleteness
     train = extract_patches(images, cfg["train"], size, seed=(seed, 3))
@@ -280,7 +281,7 @@ def run_sparse_suite(seed=0, out_dir=None, quick=False, folder=None, progress=No
                             "final_l0": d.history[-1]["l0"], "seconds": d.seconds})
             curves += _curve_rows(d.Phi, test, pen, _LEARN_LAM[pen], cfg["sweep"], K)
     results += curves
-    results += _headline_rows(curves)
+    results += headline_rows(curves)
 
     if out_dir is not None:
         for path in _save_figures(out_dir, dictionaries, curves, size):

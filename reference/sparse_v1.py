@@ -8,7 +8,7 @@ from its checkpoint folder, optionally at an earlier stage ``batches``). For eac
    at multiples of the learning lambda, plus one point at the paper notebook's lambda
    (:data:`PAPER_LAM`, converted as in docs/sparse.md). ``headline``: at one pool size, the
    units l1 needs for the others' error and its error at their sparsity
-   (:func:`reference.sparse_study._headline_rows`). ``pool``: each penalty's error at
+   (:func:`reference.sparse_study.headline_rows`). ``pool``: each penalty's error at
    ``level`` active units against pool size, and the pool l1 needs to reach each other
    penalty's error at its smallest pool (log-log interpolation; a bound when no l1 pool does).
 2. *Claim 2, orientation selectivity* (``tuning``): responses to drifting gratings
@@ -25,7 +25,7 @@ from its checkpoint folder, optionally at an earlier stage ``batches``). For eac
    l1 and l1/2 at the best of :data:`_TUNE` times the lambda whose threshold matches l0's,
    raw and debiased (``lam_mult`` in the table). ``sub_exact``: the
    same at lambda 0.1 (codes of several atoms) on the 16 atoms each dictionary's own codes use
-   most, where all 2^16 supports are enumerated (:func:`reference.sparse_study._gap_rows`).
+   most, where all 2^16 supports are enumerated (:func:`reference.sparse_study.gap_rows`).
 
 ``python -m reference.sparse_v1 --dicts DIR --out docs/figures/sparse [--batches B]``;
 ``--quick`` learns small dictionaries first (8x8 patches, seconds) and runs everything.
@@ -40,7 +40,7 @@ import time
 import numpy as np
 
 from .sparse_scale import LEARN_LAM, PENALTY_ORDER, load_learned, paper_tasks, run_learning
-from .sparse_study import _headline_rows, _interp, atom_grid
+from .sparse_study import atom_grid, headline_rows, interp
 
 __all__ = ["FREQS", "PAPER_LAM", "THETAS", "analyse", "format_tables", "merge", "pool_rows", "precision_rows"]
 
@@ -67,10 +67,10 @@ def _curve(Phi, X, pen, K, lams, fista, paper=False):
     rows = []
     for lam in lams:
         r = code(Phi, X, pen, lam, "fista", **fista)
-        R = X - r.codes @ Phi.T
+        R = X - r.x @ Phi.T
         rows.append({"table": "curve", "penalty": pen, "K": K, "n": X.shape[1], "lam": float(lam),
-                     "paper_lam": paper, "mean_l0": float(np.mean(np.count_nonzero(r.codes, axis=1))),
-                     "rel_error": float(np.mean(np.sum(R * R, axis=1)) / xx), "converged": r.converged,
+                     "paper_lam": paper, "mean_l0": float(np.mean(np.count_nonzero(r.x, axis=1))),
+                     "rel_error": float(np.mean(np.sum(R * R, axis=1)) / xx), "converged": r.info["converged"],
                      "seconds": r.seconds})
     return rows
 
@@ -88,7 +88,7 @@ def pool_rows(curves, level: float) -> list[dict]:
     for pen in PENALTY_ORDER:
         for K in sorted({c["K"] for c in curves if c["penalty"] == pen}):
             pts = [c for c in curves if c["penalty"] == pen and c["K"] == K]
-            err[(pen, K)] = _interp(level, [c["mean_l0"] for c in pts], [c["rel_error"] for c in pts])
+            err[(pen, K)] = interp(level, [c["mean_l0"] for c in pts], [c["rel_error"] for c in pts])
     rows = [{"table": "pool", "penalty": p, "K": K, "level": level, "error_at_level": e} for (p, K), e in err.items()]
     l1 = sorted((K, e) for (p, K), e in err.items() if p == "l1" and np.isfinite(e))
     for pen in PENALTY_ORDER[:-1]:
@@ -171,7 +171,7 @@ def _exact_rows(Phi, X, pen_dict, K, tune):
     of three or more atoms costs more than the empty code, and enumerating every support of up
     to two atoms (:func:`solvers.sparse.exact_l0`) proves the optimum.
     """
-    from solvers.sparse import _ls_on_supports, code, exact_l0
+    from solvers.sparse import code, exact_l0, least_squares_on_supports
 
     from .sparse import objective
 
@@ -181,15 +181,15 @@ def _exact_rows(Phi, X, pen_dict, K, tune):
     t0 = time.perf_counter()
     f_star, sup, _ = exact_l0(Phi.T @ Phi, X @ Phi, xx, lam, 2)
     exact_seconds = time.perf_counter() - t0
-    if not np.allclose(objective(Phi, X, _ls_on_supports(Phi, X, sup), "l0", lam), f_star, rtol=1e-9, atol=1e-9):
+    if not np.allclose(objective(Phi, X, least_squares_on_supports(Phi, X, sup), "l0", lam), f_star, rtol=1e-9, atol=1e-9):
         raise RuntimeError("exact l0: the enumerated optimum disagrees with its recomputed objective")
     rows = []
     for pen in PENALTY_ORDER:
         mults = (1.0,) if pen in ("l0", "cel0") else tune
         best = None
         for m in mults:
-            A = code(Phi, X, pen, _matched_lambda(pen, lam) * m, "fista", max_iter=5000, tol=1e-8).codes
-            fr, fd = objective(Phi, X, A, "l0", lam), objective(Phi, X, _ls_on_supports(Phi, X, A != 0), "l0", lam)
+            A = code(Phi, X, pen, _matched_lambda(pen, lam) * m, "fista", max_iter=5000, tol=1e-8).x
+            fr, fd = objective(Phi, X, A, "l0", lam), objective(Phi, X, least_squares_on_supports(Phi, X, A != 0), "l0", lam)
             if best is None or np.mean(fd) < np.mean(best[2]):
                 best = (m, fr, fd, A)
         m, fr, fd, A = best
@@ -206,17 +206,17 @@ def _exact_rows(Phi, X, pen_dict, K, tune):
 
 
 def _sub_exact_rows(Phi, X, pen, K, tune, n_atoms=16, lam=0.1):
-    """:func:`reference.sparse_study._gap_rows` on the ``n_atoms`` atoms the penalty's own codes use most.
+    """:func:`reference.sparse_study.gap_rows` on the ``n_atoms`` atoms the penalty's own codes use most.
 
     A proven optimum at a realistic lambda (codes of several atoms), on a sub-dictionary.
     """
     from solvers.sparse import code
 
-    from .sparse_study import _gap_rows
+    from .sparse_study import gap_rows
 
-    use = np.count_nonzero(code(Phi, X, pen, LEARN_LAM[pen], "fista", max_iter=1000, tol=1e-4).codes, axis=0)
+    use = np.count_nonzero(code(Phi, X, pen, LEARN_LAM[pen], "fista", max_iter=1000, tol=1e-4).x, axis=0)
     top = np.sort(np.argsort(-use, kind="stable")[:n_atoms])
-    rows = _gap_rows(Phi[:, top], X, lam, tune, 0)
+    rows = gap_rows(Phi[:, top], X, lam, tune, 0)
     for r in rows:
         r.update(table="sub_exact", dictionary=pen, K_dictionary=K)
     return rows
@@ -329,7 +329,7 @@ def precision_rows(folder, K: int = 500, batches: int = 200, seed: int = 0, jobs
 
 def _summary_rows(rows, level):
     curves = [r for r in rows if r["table"] == "curve"]
-    return (_headline_rows([c for c in curves if not c["paper_lam"]], error_level=0.25, sparsity_level=level)
+    return (headline_rows([c for c in curves if not c["paper_lam"]], error_level=0.25, sparsity_level=level)
             + pool_rows(curves, level))
 
 

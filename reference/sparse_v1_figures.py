@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from .sparse_scale import PENALTY_ORDER
-from .sparse_study import _pyplot, atom_grid
+from .sparse_study import atom_grid, pyplot
 
 __all__ = ["save_curve_figures", "save_figures"]
 
@@ -29,7 +29,7 @@ def _save(fig, out_dir, name, plt, dpi=100):
 
 def save_figures(out_dir, dicts, rows, tunings, shapes, size, level) -> list[str]:
     """Draw every figure; returns their paths."""
-    plt = _pyplot()
+    plt = pyplot()
     os.makedirs(out_dir, exist_ok=True)
     paths = []
     Kmin = min(K for _, K in dicts)
@@ -112,7 +112,7 @@ def save_figures(out_dir, dicts, rows, tunings, shapes, size, level) -> list[str
 
 def save_curve_figures(out_dir, rows, level) -> list[str]:
     """The claim-1 figures (error against sparsity and against pool size) from the rows alone."""
-    plt = _pyplot()
+    plt = pyplot()
     os.makedirs(out_dir, exist_ok=True)
     paths = []
     curves = [r for r in rows if r["table"] == "curve"]

@@ -281,10 +281,10 @@ class SparseReport:
 def sparse_code_report(Phi, X, A, lam, max_atoms: int | None = None) -> SparseReport:
     """l0 objective, exact l0 optimum and gap of codes ``A`` (N, K) of signals ``X`` (N, n) on ``Phi`` (n, K).
 
-    The optimum comes from ``solvers.sparse.code(..., penalty="l0", method="exact")``, which
+    The optimum comes from ``solvers.solve(SparseProblem(Phi, X, "l0", lam), "l0-exact")``, which
     enumerates supports (at most 20 atoms by default, ``max_atoms`` up to its hard limit).
     """
-    from solvers.sparse import code
+    from solvers import SparseProblem, solve
 
     from .sparse import objective
 
@@ -294,13 +294,13 @@ def sparse_code_report(Phi, X, A, lam, max_atoms: int | None = None) -> SparseRe
     if A2.shape[0] != X2.shape[0]:
         raise ValueError(f"A must have one code per signal: X has {X2.shape[0]} rows, A has {A2.shape[0]}")
     given = np.atleast_1d(objective(Phi, X2, A2, "l0", lam))
-    best = code(Phi, X2, penalty="l0", lam=lam, method="exact", **opts)
-    opt = np.atleast_1d(best.objective)
+    best = solve(SparseProblem(Phi, X2, "l0", lam), "l0-exact", **opts)
+    opt = np.atleast_1d(best.info["objective"])
     total = float(opt.sum())
     excess = given - opt
     gap = float(excess.sum() / total) if total > 0 else (0.0 if float(excess.sum()) <= 0 else float("inf"))
     return SparseReport(objective=given, optimum=opt, gap=gap, worst=int(np.argmax(excess)),
-                        codes_opt=np.atleast_2d(best.codes))
+                        codes_opt=np.atleast_2d(best.x))
 
 
 def assert_sparse_code_within(Phi, X, A, lam, rtol: float = 0.0, atol: float = 0.0,

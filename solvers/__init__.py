@@ -1,8 +1,8 @@
 """Solvers for the rounding and sparse-coding QUBOs, behind one front door.
 
 ``solve(problem, method=..., **options)`` returns a :class:`Result` whatever backend ran; the
-registered names are :func:`method_names`. Sparse coders have their own front door,
-:func:`solvers.sparse.code`.
+registered names are :func:`method_names`; a :class:`SparseProblem` takes the sparse coders
+(``method_names(kind="sparse")``, :mod:`solvers.sparse`).
 """
 
 from . import adaround, anneal, baselines, exhaustive, hessian, lns, rounding, sequential, sparse, tree  # noqa: F401  (each registers its methods)
@@ -16,7 +16,7 @@ from .orlib import read_bqp
 from .result import Result
 from .samplers import ExhaustiveSampler, TreeSampler
 from .sequential import AsymmetricLayer, quantize_network
-from .sparse import SparseResult, binary_sparse_coding_bqm, code
+from .sparse import SparseProblem, binary_sparse_coding_bqm, code
 
 __all__ = [
     "BQM",
@@ -34,7 +34,7 @@ __all__ = [
     "DiagonalHessianLayer",
     "AsymmetricLayer",
     "quantize_network",
-    "SparseResult",
+    "SparseProblem",
     "binary_sparse_coding_bqm",
     "code",
 ]

@@ -2,7 +2,9 @@
 
 A backend registers itself with :func:`register`, declaring the options it accepts (with their
 defaults), whether it acts on any QUBO (``kind="qubo"``; on a layer it runs row by row) or only
-on a layer (``kind="layer"``), and an optional size check run before any work starts.
+on a layer (``kind="layer"``) or codes a :class:`solvers.SparseProblem` (``kind="sparse"``,
+:func:`solvers.sparse.problem.register_sparse`), and an optional size check run before any work
+starts. Names are unique across kinds.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ OPTION_CHECKS = {
 
 def resolve_options(method: str, accepted: dict, given: dict) -> dict:
     """``accepted`` defaults updated with ``given``; an unknown option is an error listing the
-    accepted ones (shared by every front door: :func:`solvers.solve`, :func:`solvers.sparse.code`).
+    accepted ones (:func:`solvers.solve`, for every kind of problem).
     Given values of the shared options in :data:`OPTION_CHECKS` are checked here."""
     unknown = sorted(set(given) - set(accepted))
     if unknown:
@@ -127,8 +129,8 @@ METHODS: dict[str, Method] = {}
 def register(name: str, *, kind: str, summary: str, options: dict[str, Any] | None = None,
              exact: bool = False, check=None):
     """Decorator registering ``run`` under ``name``."""
-    if kind not in ("qubo", "layer"):
-        raise ValueError(f"kind must be 'qubo' or 'layer', found {kind!r}")
+    if kind not in ("qubo", "layer", "sparse"):
+        raise ValueError(f"kind must be 'qubo', 'layer' or 'sparse', found {kind!r}")
 
     def deco(run):
         if name in METHODS:

@@ -13,6 +13,7 @@ from .anneal import sampler_method
 from .bqm import BQM
 from .layer import LayerProblem
 from .result import Result
+from .sparse.problem import SparseProblem
 
 __all__ = ["solve"]
 
@@ -26,7 +27,7 @@ def _resolve(method) -> Method:
 
 
 def _as_problem(problem):
-    if isinstance(problem, (BQM, LayerProblem)):
+    if isinstance(problem, (BQM, LayerProblem, SparseProblem)):
         return problem
     try:
         import dimod
@@ -35,7 +36,8 @@ def _as_problem(problem):
     if dimod is not None and isinstance(problem, dimod.BinaryQuadraticModel):
         return BQM.from_dimod(problem)
     raise ValueError(
-        f"problem must be a solvers.BQM, a solvers.LayerProblem or a dimod.BinaryQuadraticModel, "
+        f"problem must be a solvers.BQM, a solvers.LayerProblem, a solvers.SparseProblem or a "
+        f"dimod.BinaryQuadraticModel, "
         f"found {type(problem).__name__}"
     )
 
@@ -101,14 +103,36 @@ def _per_row(problem: LayerProblem, m: Method, opts: dict, workers: int = 1) -> 
                    info={"row_status": statuses, "row_lower_bounds": bounds})
 
 
+def _solve_sparse(problem: SparseProblem, m: Method, opts: dict) -> Result:
+    """Codes of a sparse problem; ``energy`` is ``sum_i F(a_i)`` recomputed by the problem in float64."""
+    t0 = time.perf_counter()
+    out = m.run(problem, **opts)
+    seconds = time.perf_counter() - t0
+    A = np.asarray(out.x, dtype=np.float64).reshape(problem.shape)
+    rows = problem.objective(A, threads=opts.get("threads"))
+    energy = float(np.sum(rows))
+    if not np.isfinite(energy):  # never report a NaN or an overflow, let alone call it optimal
+        raise ValueError(f"method {m.name!r}: the objective of its codes is {energy} in float64; the problem's "
+                         "values are too large for it to be computed")
+    converged = bool(out.info.get("converged", out.optimal))
+    status = "optimal" if out.optimal else (out.status or ("converged" if converged else "iteration limit"))
+    lower = energy if out.optimal else out.lower_bound
+    info = {"objective": float(rows[0]) if problem.single else rows, "penalty": problem.penalty,
+            "lam": problem.lam, **out.info}
+    return Result(x=A[0] if problem.single else A, energy=energy, optimal=bool(out.optimal),
+                  lower_bound=None if lower is None else float(min(lower, energy)), seconds=seconds,
+                  method=m.name, status=status, info=info)
+
+
 def solve(problem, method="exhaustive", *, workers=1, **options) -> Result:
-    """Minimise a rounding problem or a QUBO with the named method.
+    """Minimise a rounding problem, a QUBO or a sparse coding problem with the named method.
 
     Parameters
     ----------
-    problem : LayerProblem, BQM or dimod.BinaryQuadraticModel
+    problem : LayerProblem, BQM, dimod.BinaryQuadraticModel or SparseProblem
         A layer is solved row by row by QUBO methods (rows are independent under Eq. 20);
         layer methods (``nearest``, ``floor``, ``ceil``, ``stochastic``) act on it whole.
+        A :class:`SparseProblem` takes the sparse coders (``method_names(kind="sparse")``).
     method : str or dimod.Sampler, default="exhaustive"
         A name from :func:`solvers.method_names`, or any dimod sampler object.
     workers : int or None, default=1
@@ -121,7 +145,9 @@ def solve(problem, method="exhaustive", *, workers=1, **options) -> Result:
     Returns
     -------
     Result
-        ``energy`` is recomputed by the problem in float64 (the local loss for a layer).
+        ``energy`` is recomputed by the problem in float64 (the local loss for a layer; for a
+        sparse problem the total objective ``sum_i F(a_i)``, with ``x`` the codes, float64 of
+        shape (N, K), and per-signal details in ``info``: ``objective``, ``iterations``, ...).
     """
     if workers is None:
         from .exhaustive import _n_threads
@@ -130,7 +156,14 @@ def solve(problem, method="exhaustive", *, workers=1, **options) -> Result:
     workers = check_positive_int(workers, "workers")
     problem = _as_problem(problem)
     m = _resolve(method)
+    if (m.kind == "sparse") != isinstance(problem, SparseProblem):
+        if m.kind == "sparse":
+            raise ValueError(f"method {m.name!r} codes a solvers.SparseProblem, not a {type(problem).__name__}; "
+                             f"for it use one of {method_names('qubo') + method_names('layer')}")
+        raise ValueError(f"method {m.name!r} does not code a SparseProblem; use one of {method_names('sparse')}")
     opts = m.resolve_options(options)
+    if isinstance(problem, SparseProblem):
+        return _solve_sparse(problem, m, opts)
     if isinstance(problem, LayerProblem):
         if m.kind == "qubo":
             m.check_size(problem.max_row_vars, opts)

@@ -21,11 +21,14 @@ class Result:
 
     Attributes
     ----------
-    x : int8 array
-        Binary solution: shape (n,) for a :class:`~solvers.BQM`, (out, in) for a
+    x : int8 or float64 array
+        Binary solution (int8): shape (n,) for a :class:`~solvers.BQM`, (out, in) for a
         :class:`~solvers.LayerProblem` (1 = round up; 0 where the weight's choice is fixed).
+        Codes (float64) for a :class:`~solvers.SparseProblem`: shape (N, K), one row per signal
+        ((K,) for one signal given as a vector).
     energy : float
-        ``E(x)`` recomputed by the problem in float64 (for a layer: the local loss, Eq. 20).
+        ``E(x)`` recomputed by the problem in float64 (for a layer: the local loss, Eq. 20; for
+        a sparse problem: the total objective ``sum_i F(a_i)``, docs/sparse.md).
         A backend's own figure is never reported.
     optimal : bool
         True only when the method proved ``x`` optimal.
@@ -64,7 +67,7 @@ class Result:
             ("optimal", str(self.optimal)),
             ("lower_bound", lb),
             ("seconds", f"{self.seconds:.4g}"),
-            ("x", f"int8 array of shape {self.x.shape}"),
+            ("x", f"{self.x.dtype} array of shape {self.x.shape}"),
             ("info", ", ".join(sorted(self.info)) or "-"),
         ]
         return aligned_repr("Result", rows)

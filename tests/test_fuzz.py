@@ -34,7 +34,8 @@ from reference.compare import main
 from reference.testing import (assert_rounding_within, assert_sparse_code_within, rounding_report,
                                sparse_code_report)
 from solvers import BQM, METHODS, LayerProblem, solve
-from solvers.sparse import SPARSE_METHODS, code
+from solvers import method_names
+from solvers.sparse import code
 
 #: Twice the profile's examples (ci: 120 a test, about 30 s for the file).
 FUZZ = settings(max_examples=settings.default.max_examples * 2, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
@@ -455,7 +456,7 @@ _HOSTILE_OPTION = st.one_of(st.sampled_from([None, True, 0, -1, 1, 2**70, 1.5, -
 
 @st.composite
 def method_and_options(draw):
-    name = draw(st.sampled_from(sorted(METHODS)))
+    name = draw(st.sampled_from(sorted(n for n, m in METHODS.items() if m.kind != "sparse")))
     opts = dict(_BASE.get(name, {}))
     names = sorted(METHODS[name].options) + ["not_an_option"]
     for key in draw(st.lists(st.sampled_from(names), max_size=3, unique=True)):
@@ -485,19 +486,20 @@ def test_solve_with_every_method_and_hostile_options(mo, layer, seed):
 @FUZZ
 @given(args=st.deferred(lambda: sparse_args()),
        penalty=maybe(st.sampled_from(["l0", "l1", "l1/2", "cel0"]), hostile_scalar()),
-       method=st.sampled_from(sorted(SPARSE_METHODS) * 3 + ["nope"]),
+       method=st.sampled_from(method_names(kind="sparse") * 3 + ["nope", "exhaustive"]),
        opts=st.dictionaries(st.sampled_from(["max_iter", "tol", "n_nonzero", "max_atoms", "threads", "step", "init",
-                                             "polish", "kkt_tol", "dtype", "bogus"]),
+                                             "certify", "kkt_tol", "dtype", "bogus"]),
                             _HOSTILE_OPTION.filter(lambda v: not (isinstance(v, int) and not isinstance(v, bool)
                                                                   and v > 50)), max_size=2)
        | st.just({}))
 def test_sparse_coders_refuse_or_give_finite_objectives(args, penalty, method, opts):
     Phi, X, lam = args["Phi"], args["X"], args["lam"]
-    if method == "exact" and penalty in ("l1", "l1/2"):
+    if method == "l0-exact" and penalty in ("l1", "l1/2"):
         penalty = "l0"
     r = _quiet(code, Phi, X, penalty, lam, method, **opts)
     if r is not None:
-        assert np.all(np.isfinite(r.objective)) and np.all(np.isfinite(r.codes))
+        assert np.all(np.isfinite(r.info["objective"])) and np.all(np.isfinite(r.x)) and np.isfinite(r.energy)
+        assert r.x.shape == np.shape(args["X"])[:-1] + (np.shape(args["Phi"])[1],)
 
 
 @FUZZ

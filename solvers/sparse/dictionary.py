@@ -2,7 +2,7 @@ r"""Dictionary learning as the V1 paper does it (docs/sparse.md), for any penalt
 
 One pass over the patches in batches (250 by default). For each batch ``X`` (shape (b, n)):
 
-1. codes ``A`` by plain ISTA from zero codes (:func:`solvers.sparse.code`, method ``"ista"``),
+1. codes ``A`` by plain ISTA from zero codes (:func:`solvers.solve` on a :class:`SparseProblem`, method ``"ista"``),
    stopped when every code's relative change is below ``tol`` (1e-2) or after ``max_iter``
    (5000) iterations;
 2. one gradient step on the reconstruction term ``1/2 ||X - A Phi^T||^2 / b``:
@@ -32,8 +32,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._validation import as_float_array, check_positive_int
-from .sparse import check_lambda, check_penalty
+from reference._validation import as_float_array, check_positive_int
+from reference.sparse import check_lambda, check_penalty
+
+from .. import _solve
+from .problem import SparseProblem
 
 __all__ = ["DictionaryResult", "learn_dictionary", "load_checkpoint", "random_dictionary", "save_checkpoint",
            "snapshot_path"]
@@ -123,8 +126,6 @@ def learn_dictionary(X, K: int, penalty: str = "l1", lam: float = 0.1, batch_siz
     -------
     DictionaryResult
     """
-    from solvers.sparse import code  # solvers builds on reference; import at call time
-
     stream = hasattr(X, "rows")
     if not stream:
         X = as_float_array(X, "X", ndim=2)
@@ -176,12 +177,13 @@ def learn_dictionary(X, K: int, penalty: str = "l1", lam: float = 0.1, batch_siz
     with limits:
         for b in range(start, total):
             Xb = X.rows(b * batch_size, (b + 1) * batch_size) if stream else X[b * batch_size:(b + 1) * batch_size]
-            res = code(Phi, Xb, penalty, lam, "ista", tol=tol, max_iter=max_iter, polish=False, dtype=dtype)
-            A = res.codes
+            res = _solve.solve(SparseProblem(Phi, Xb, penalty, lam), "ista", tol=tol, max_iter=max_iter,
+                               certify=False, dtype=dtype)
+            A = res.x
             R = Xb - A @ Phi.T
             record = {"batch": b, "batches": total, "error": float(0.5 * np.mean(np.sum(R * R, axis=1))),
-                      "l0": float(np.mean(np.count_nonzero(A, axis=1))), "iterations": res.iterations,
-                      "converged": res.converged}
+                      "l0": float(np.mean(np.count_nonzero(A, axis=1))), "iterations": res.info["iterations"],
+                      "converged": res.info["converged"]}
             Phi = Phi + lr * (R.T @ A) / batch_size
             norms = np.linalg.norm(Phi, axis=0)
             dead = norms == 0

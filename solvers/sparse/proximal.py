@@ -1,0 +1,166 @@
+r"""Proximal gradient (ISTA) and FISTA, batched over signals (docs/sparse.md, "Coders").
+
+``a <- prox_{g r}(y - g (G y - b))`` with ``G = Phi^T Phi`` and ``b = Phi^T x`` minimises
+``F(a) = 1/2 ||x - Phi a||^2 + sum_i r_i(a_i)`` for every penalty of
+:mod:`reference.penalties`; for ``l1`` with ``certify=True`` the iterations run on the
+certified path of :mod:`solvers.sparse.certified` and a code is "optimal" only when proven.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from reference._validation import as_float_array, check_positive_int
+from reference.penalties import penalty_elementwise, prox
+
+from .certified import STEP_SCALE, l1_certified
+from .problem import (L1_BLOCK, SparseProblem, check_iter_opts, check_threads, init_codes, outcome, register_sparse,
+                      step_size, thread_pool)
+
+__all__ = []
+
+
+def _smooth_value(A, GA, B, xx):
+    """``1/2 ||x - Phi a||^2`` from ``A``, ``A G`` and ``B = X Phi`` (no extra product)."""
+    return 0.5 * xx - np.einsum("ij,ij->i", A, B) + 0.5 * np.einsum("ij,ij->i", A, GA)
+
+
+# ---------------------------------------------------------------------------------- ISTA / FISTA
+def _proximal_gradient(prob: SparseProblem, accelerate: bool, max_iter, tol, init, step, certify, kkt_tol,
+                       first_check, check_every, finish_rounds, dtype, step_scale, threads):
+    max_iter, tol = check_iter_opts(max_iter, tol)
+    first_check = check_positive_int(first_check, "first_check")
+    check_every = check_positive_int(check_every, "check_every")
+    finish_rounds = check_positive_int(finish_rounds, "finish_rounds")
+    kkt_tol = float(as_float_array(kkt_tol, "kkt_tol", ndim=0))
+    if kkt_tol < 0:
+        raise ValueError(f"kkt_tol must be >= 0, found {kkt_tol!r}")
+    certified = bool(certify) and prob.penalty == "l1"
+    if dtype is None:
+        dtype = "float32" if certified else "float64"
+    if dtype not in ("float64", "float32"):
+        raise ValueError(f"dtype must be 'float64' or 'float32', found {dtype!r}")
+    if step_scale is None:
+        step_scale = STEP_SCALE if certified else 1.0
+    step_scale = float(as_float_array(step_scale, "step_scale", ndim=0))
+    if not 1.0 <= step_scale < 2.0:
+        raise ValueError(f"step_scale must be in [1, 2), found {step_scale!r}")
+    if step_scale != 1.0 and not certified:
+        raise ValueError(f"step_scale > 1 needs penalty 'l1' with certify=True (the exact finish certifies the "
+                         f"result), found penalty {prob.penalty!r}, certify={bool(certify)!r}")
+    threads = check_threads(threads)
+    N, K = prob.X.shape[0], prob.Phi.shape[1]
+    A0 = None if init is None else init_codes(init, N, K)
+    if certified:
+        # every product of the call runs on the pool's threads, the BLAS libraries on one thread
+        # each (BLAS threads left spinning beside the pool would slow it down)
+        with thread_pool(min(threads, -(-N // L1_BLOCK))) as pool:  # one block: no pool, BLAS as set
+            g = step_size(prob, step)
+            out, iters, verified, g = l1_certified(prob, pool, accelerate, max_iter, tol, A0, g, kkt_tol,
+                                                    first_check, check_every, finish_rounds, np.dtype(dtype),
+                                                    step_scale, scale_atoms=step is None)
+        done = verified
+        info = {"step": g, "step_scale": step_scale, "certified": verified}
+        optimal = bool(verified.all())  # every code a proven Lasso minimiser
+        status = "optimal" if optimal else f"{int((~verified).sum())} of {N} codes not certified"
+    else:
+        g = step_size(prob, step)
+        out, iters, done = _pg_loop(prob.G, prob.B, prob.xx, prob.penalty, prob.lam, prob.norms, accelerate,
+                                    max_iter, tol, init_codes(init, N, K), g, np.dtype(dtype))
+        info = {"step": g}
+        optimal, status = False, ""
+    info.update(signal_iterations=iters, converged_signals=int(done.sum()))
+    return outcome(out, int(iters.max(initial=0)), bool(done.all()), optimal=optimal, status=status, info=info)
+
+
+def _pg_loop(G64, B64, xx64, pen, lam, norms64, accelerate, max_iter, tol, A0, g, dt):
+    """Proximal gradient for any penalty: ``a <- prox_{g r}(y - g (G y - b))``, batched.
+
+    FISTA's momentum restarts for a signal whose objective went up (O'Donoghue and Candes 2015),
+    which keeps the nonconvex penalties monotone. Returns ``(codes, iterations, converged)``.
+    """
+    G, B, xx, norms = G64.astype(dt), B64.astype(dt), xx64.astype(dt), norms64.astype(dt)
+    N = B.shape[0]
+    out = np.array(A0, dtype=np.float64)
+    iters = np.zeros(N, dtype=np.int64)
+    done = np.zeros(N, dtype=bool)
+
+    def pen_sum(A):
+        return penalty_elementwise(A, pen, lam, norms).astype(dt).sum(1)
+
+    act = np.arange(N)
+    A = out.astype(dt)
+    GA = A @ G
+    A_prev, GA_prev = A.copy(), GA.copy()
+    Bact, xxact = B, xx
+    F = _smooth_value(A, GA, Bact, xxact) + pen_sum(A) if accelerate else np.zeros(N, dt)
+    t = np.ones(N, dtype=dt)
+    Y, GY, U = np.empty_like(A), np.empty_like(A), np.empty_like(A)  # work buffers: no allocation
+    A_new, GA_new = np.empty_like(A), np.empty_like(A)                 # of large arrays per iteration
+    for it in range(1, max_iter + 1):
+        if Y.shape[0] != A.shape[0]:  # rows left the batch
+            Y, GY, U = np.empty_like(A), np.empty_like(A), np.empty_like(A)
+            A_new, GA_new = np.empty_like(A), np.empty_like(A)
+        if accelerate:
+            t_new = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
+            beta = ((t - 1.0) / t_new)[:, None]
+            np.subtract(A, A_prev, out=Y)
+            Y *= beta
+            Y += A
+            np.subtract(GA, GA_prev, out=GY)
+            GY *= beta
+            GY += GA
+        else:
+            np.copyto(Y, A)
+            np.copyto(GY, GA)
+        np.subtract(GY, Bact, out=U)  # U = Y - g (GY - B), the gradient step
+        U *= -g
+        U += Y
+        if pen == "l1":  # soft thresholding in place
+            np.abs(U, out=A_new)
+            A_new -= dt.type(g * lam)
+            np.maximum(A_new, 0, out=A_new)
+            np.copysign(A_new, U, out=A_new)
+        else:
+            A_new[...] = prox(U, pen, g, lam, norms)
+        np.matmul(A_new, G, out=GA_new)
+        if accelerate:
+            F_new = _smooth_value(A_new, GA_new, Bact, xxact) + pen_sum(A_new)
+            t = np.where(F_new > F, 1.0, t_new).astype(dt)
+            F = F_new
+        D = np.subtract(A_new, A, out=U)
+        conv = np.sqrt(np.einsum("ij,ij->i", D, D)) <= tol * np.maximum(
+            np.sqrt(np.einsum("ij,ij->i", A_new, A_new)), np.finfo(dt).tiny)
+        # rotate the buffers: prev <- current <- new, the old prev becomes the next "new"
+        A_prev, A, A_new = A, A_new, A_prev
+        GA_prev, GA, GA_new = GA, GA_new, GA_prev
+        iters[act] = it
+        if np.any(conv):
+            out[act[conv]] = A[conv]
+            done[act[conv]] = True
+            keep = ~conv
+            act = act[keep]
+            if act.size == 0:
+                break
+            A, GA, A_prev, GA_prev, F, t = A[keep], GA[keep], A_prev[keep], GA_prev[keep], F[keep], t[keep]
+            Bact, xxact = B[act], xx[act]
+    if act.size:
+        out[act] = A
+    return out, iters, done
+
+
+_PG_OPTIONS = {"max_iter": 1000, "tol": 1e-6, "init": None, "step": None, "certify": True,
+               "kkt_tol": 1e-9, "first_check": 10, "check_every": 4, "finish_rounds": 3, "dtype": None,
+               "step_scale": None, "threads": None}
+
+
+@register_sparse("ista", options=_PG_OPTIONS, summary="proximal gradient (ISTA), batched, step 1/L")
+def _ista(prob, **opts):
+    return _proximal_gradient(prob, False, **opts)
+
+
+@register_sparse("fista", options=_PG_OPTIONS, summary="FISTA with restart, batched; l1 certified by an exact finish")
+def _fista(prob, **opts):
+    return _proximal_gradient(prob, True, **opts)
+
+
