@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -52,6 +54,36 @@ def test_wide_rows_use_the_tree_search():
     p = LayerProblem(W, grid, X=X)
     rep = rounding_report(W, grid, X=X, q=p.integers(solve(p, "nearest").x))
     assert rep.method == "tree" and rep.optimum is not None and rep.gap >= 0
+
+
+def _brute_force_rounding_optimum(W, X, grid):
+    """Min over every {floor, floor + 1} rounding (Eq. 22, clipped to [qmin, qmax]) of the loss
+    (1/N) sum_n ||(W - W_hat) x_n||^2, from W and X directly: itertools over each row's choices
+    (the loss is a sum over rows), no project code but the grid's numbers."""
+    out, fan_in = W.shape
+    s = np.broadcast_to(np.asarray(grid.scale, dtype=float), (out,))
+    z = np.broadcast_to(np.asarray(grid.zero_point, dtype=float), (out,))
+    total = 0.0
+    for k in range(out):
+        fl = np.floor(W[k] / s[k]) + z[k]
+        best = np.inf
+        for up in itertools.product((0.0, 1.0), repeat=fan_in):
+            qk = np.clip(fl + np.array(up), grid.qmin, grid.qmax)
+            r = (W[k] - s[k] * (qk - z[k])) @ X.T
+            best = min(best, float(r @ r) / X.shape[0])
+        total += best
+    return total
+
+
+@settings(max_examples=25)
+@given(layers(max_out=2, max_in=6))
+def test_the_reported_optimum_is_the_brute_force_optimum(layer):
+    W, X, grid = layer
+    rep = rounding_report(W, grid, X=X, q=round_nearest(W, grid))
+    want = _brute_force_rounding_optimum(W, X, grid)
+    scale = float(np.abs(W).sum() ** 2 * (X * X).mean()) + 1e-300  # |loss| <= this for any rounding
+    assert rep.optimum == pytest.approx(want, rel=1e-9, abs=1e-12 * scale)
+    assert rep.optimum <= rep.loss + 1e-12 * scale
 
 
 def test_roundings_off_the_up_down_choice_are_refused():
