@@ -3,6 +3,7 @@ import itertools
 import numpy as np
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reference import Grid, fit_grid, layer_loss
 from reference.suites import correlated_layer
@@ -75,10 +76,18 @@ def _brute_force_rounding_optimum(W, X, grid):
     return total
 
 
-@settings(max_examples=25)
-@given(layers(max_out=2, max_in=6))
-def test_the_reported_optimum_is_the_brute_force_optimum(layer):
+@settings(max_examples=30)
+@given(layers(max_out=2, max_in=6), st.sampled_from(["as drawn", "on the grid", "on ties"]), st.integers(0, 2**32 - 1))
+def test_the_reported_optimum_is_the_brute_force_optimum(layer, where, seed):
+    """Weights as drawn, or some moved exactly onto grid points or exact half steps (a power-of-two
+    scale keeps W / s exact), where {floor, floor + 1} still lets a weight move up a step."""
     W, X, grid = layer
+    if where != "as drawn":
+        s = 2.0 ** np.round(np.log2(grid.scale))
+        grid = Grid(s, grid.qmin, grid.qmax, grid.zero_point)
+        s_rows = np.broadcast_to(np.asarray(s, dtype=float), (W.shape[0],))[:, None]
+        snapped = (np.round(W / s_rows) + (0.5 if where == "on ties" else 0.0)) * s_rows
+        W = np.where(np.random.default_rng(seed).random(W.shape) < 0.6, snapped, W)
     rep = rounding_report(W, grid, X=X, q=round_nearest(W, grid))
     want = _brute_force_rounding_optimum(W, X, grid)
     scale = float(np.abs(W).sum() ** 2 * (X * X).mean()) + 1e-300  # |loss| <= this for any rounding

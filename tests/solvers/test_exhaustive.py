@@ -95,10 +95,10 @@ def _planted(n: int, t_high: int, seed: int):
     return A, -2 * A @ z, float(z @ A @ z) - 3.0, z
 
 
-@pytest.mark.parametrize("threads, t_high", [(1, 256), (1, 1023), (2, 511), (2, 512)])
+@pytest.mark.parametrize("threads, t_high", [(1, 256), (2, 511), (2, 512), (2, 1023)])
 def test_multi_batch_enumeration_finds_a_planted_optimum_at_28_variables(threads, t_high):
     """n = 28: 2^10 high states in batches of 256, on one thread (4 batches) or two (2 each);
-    the optimum is planted at a batch's or a thread's first or last high state."""
+    the optimum is planted at a batch's or a thread's first or last high state, or the last of all."""
     P, q, c, z = _planted(28, t_high, seed=t_high)
     x, e = exhaustive_minimum(P, q, c, threads=threads)
     np.testing.assert_array_equal(x, z.astype(np.int8))
