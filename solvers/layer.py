@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from reference._validation import as_float_array, as_int_scalar, check_loss_range
-from reference.grid import Grid, _updown
+from reference.grid import Grid, _grid_neighbours
 from reference.loss import gram
 
 from .bqm import BQM
@@ -89,15 +89,15 @@ class LayerProblem:
             raise ValueError(f"grid must be a reference.Grid, found {type(grid).__name__}")
         grid.per_row(W.shape[0])  # validates the grid's length against W
         check_loss_range(W, G, grid, X)
-        ud = _updown(W, grid)
+        nb = _grid_neighbours(W, grid)
         self.W = W
         self.G = G
         self.X = X
         self.grid = grid
         self.name = name
-        self.lo = ud.lo
-        self.delta = ud.delta
-        self.residual = ud.residual
+        self.lo = nb.lo
+        self.delta = nb.delta
+        self.residual = nb.residual
         self.free = [np.flatnonzero(self.delta[k]) for k in range(W.shape[0])]
         self._rows: dict[int, BQM] = {}
         for arr in (self.W, self.G, self.lo, self.delta, self.residual):
