@@ -145,9 +145,9 @@ def nearest_plane(R: np.ndarray, y: np.ndarray) -> np.ndarray:
     v = np.zeros(n)
     t = y.copy()
     for j in range(n - 1, -1, -1):
-        x = 1.0 if (R[j, j] - t[j]) ** 2 < t[j] ** 2 else 0.0
-        v[j] = x
-        if x:
+        bit = 1.0 if (R[j, j] - t[j]) ** 2 < t[j] ** 2 else 0.0
+        v[j] = bit
+        if bit:
             t[:j] -= R[:j, j]
     return v.astype(np.int8)
 

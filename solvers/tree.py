@@ -15,7 +15,7 @@ The math (docs/exact.md has the proofs and measurements):
    exact rewrite, so the search is exact whatever the accuracy of ``u``.
 2. **Tree.** Variables are fixed from the last (``v_{n-1}``, the root) to the first. At a node
    with ``v_k .. v_{n-1}`` fixed, rows ``i >= k`` of ``R v - y`` are known; the partial cost
-   ``D = sum_{i >= k} (R_i v - y_i)^2`` grows by ``(R_jj x - t_j)^2`` when ``v_j = x`` is fixed,
+   ``D = sum_{i >= k} (R_i v - y_i)^2`` grows by ``(R_jj b - t_j)^2`` when ``v_j = b`` is fixed,
    with ``t = y - R_{:, >= k} v_{>= k}`` updated incrementally.
 3. **Bound.** Rows ``i < k`` still depend on free variables ``v_i .. v_{k-1}`` in ``[0, 1]``:
    ``R_{i, i:k} v`` ranges over ``[lo_i, hi_i]`` (sums of the negative and positive entries), so
@@ -151,11 +151,11 @@ def _search(form: LeastSquaresForm, Pp, qp, c, lowest: _LowestStates, *, rows: b
         nodes += 2 * D.size
         if j == 0:
             thr = lowest.threshold + eps
-            for x, Dx in ((0, D0), (1, D1)):
+            for bit, Dx in ((0, D0), (1, D1)):
                 cand = ~(Dx + c0 >= thr)
                 if cand.any():
                     Vc = V[cand].copy()
-                    Vc[:, 0] = x
+                    Vc[:, 0] = bit
                     Xf = Vc.astype(np.float64)
                     Ec = np.einsum("ij,ij->i", Xf @ Pp, Xf) + Xf @ qp + c
                     form_error = max(form_error, float(np.max(np.abs(Ec - (Dx[cand] + c0)))))
