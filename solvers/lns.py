@@ -31,6 +31,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from reference._validation import check_positive_int
 
@@ -251,8 +252,6 @@ def _check(n: int, opts: dict) -> None:
           summary="large-neighbourhood search: windows of strongly coupled variables re-solved "
                   "exactly by the tree (deterministic work budget)")
 def _lns(bqm, window, max_window, window_nodes, max_nodes, start, reads, kicks, kick, seed) -> Outcome:
-    from threadpoolctl import threadpool_limits
-
     with threadpool_limits(1):  # windows are tiny: BLAS threads only add start-up cost
         return lns(bqm, window=int(window), max_window=int(max_window), window_nodes=int(window_nodes),
                    max_nodes=int(max_nodes), start=start, reads=int(reads),
