@@ -46,7 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from reference import Grid, fit_grid  # noqa: E402
 from solvers import LayerProblem, method_names, solve  # noqa: E402
 from solvers.orlib import read_bqp  # noqa: E402
-from solvers.tree import least_squares_form, tree_search  # noqa: E402
+from solvers.least_squares import least_squares_form  # noqa: E402
+from solvers.tree import tree_search  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BQP50_OPT = [2098, 3702, 4626, 3544, 4012, 3693, 4520, 4216, 3780, 3507]
@@ -190,15 +191,15 @@ def peers(sizes, rows, limit, families, peer_names):
                 t0 = time.perf_counter()
                 r = tree_search(bqm.P, bqm.q, bqm.c, time_limit=limit)
                 t_tree.append(time.perf_counter() - t0)
-                nodes.append(r.nodes)
+                nodes.append(r.info["nodes"])
                 ok_tree.append(r.optimal)
                 for name, fn in active:
                     e, ok, dt = fn(bqm, limit)
                     if ok and r.optimal:  # two proofs must agree
-                        assert abs(e - r.energies[0]) <= 1e-6 * abs(r.energies[0]) + 1e-12, (name, e, r.energies[0])
+                        assert abs(e - r.energy) <= 1e-6 * abs(r.energy) + 1e-12, (name, e, r.energy)
                     peer_res[name].append((ok, dt))
                 print(f"  {fam}-{n} row {k}: tree {'optimal' if r.optimal else 'open':7s} {t_tree[-1]:7.2f} s "
-                      f"{r.nodes:>12,d} nodes; " + "; ".join(
+                      f"{r.info['nodes']:>12,d} nodes; " + "; ".join(
                           f"{name} {'optimal' if ok else 'open':7s} {dt:7.2f} s" for name, (ok, dt) in
                           ((nm, v[-1]) for nm, v in peer_res.items())), flush=True)
             m = len(t_tree)
@@ -226,7 +227,7 @@ def diagonal(sizes, rows, limit, families, max_nodes):
                 for dg in ("uniform", "sdp"):
                     t0 = time.perf_counter()
                     r = tree_search(bqm.P, bqm.q, bqm.c, diagonal=dg, time_limit=limit, max_nodes=max_nodes)
-                    out.append(f"{dg} {'' if r.optimal else '>'}{r.nodes:,} ({time.perf_counter() - t0:.2f} s, "
+                    out.append(f"{dg} {'' if r.optimal else '>'}{r.info['nodes']:,} ({time.perf_counter() - t0:.2f} s, "
                                f"root bound {r.info['root_bound']:.4g})")
                 print(f"  {fam}-{n} row {k}: " + " | ".join(out), flush=True)
 
@@ -289,24 +290,24 @@ def prove(sizes, rows, limit, nat_limit):
             r = tree_search(bqm.P, bqm.q, bqm.c, time_limit=limit)
             t_tree.append(time.perf_counter() - t0)
             proved += r.optimal
-            nodes_s.append(r.nodes)
+            nodes_s.append(r.info["nodes"])
             t0 = time.perf_counter()
             rn = tree_search(bqm.P, bqm.q, bqm.c, order="natural", time_limit=nat_limit)
             t_nat.append(time.perf_counter() - t0)
-            nodes_n.append(rn.nodes if rn.optimal else float("nan"))
+            nodes_n.append(rn.info["nodes"] if rn.optimal else float("nan"))
             nat_proved += rn.optimal
             rp = tree_search(bqm.P, bqm.q, bqm.c, bound="plain", time_limit=nat_limit)
-            nodes_p.append(rp.nodes if rp.optimal else float("nan"))
+            nodes_p.append(rp.info["nodes"] if rp.optimal else float("nan"))
             if n <= 24:
                 t0 = time.perf_counter()
                 ex = solve(bqm, "exhaustive")
                 t_ex.append(time.perf_counter() - t0)
-                assert abs(ex.energy - r.energies[0]) <= 1e-9 * (1 + ex.energy), (ex.energy, r.energies[0])
+                assert abs(ex.energy - r.energy) <= 1e-9 * (1 + ex.energy), (ex.energy, r.energy)
             if n <= 32:
                 t0 = time.perf_counter()
                 e_py, _, done = python_tree(bqm.P, bqm.q, bqm.c, time_limit=limit)
                 t_py.append(time.perf_counter() - t0)
-                assert not done or abs(e_py - r.energies[0]) <= 1e-9 * (1 + abs(e_py))
+                assert not done or abs(e_py - r.energy) <= 1e-9 * (1 + abs(e_py))
         print(f"n={n:4d}  tree proved {proved}/{rows}: {_fmt(t_tree)}")
         print(f"        natural order:           {_fmt(t_nat)}  (capped at {nat_limit} s; "
               f"proved {nat_proved}/{rows})")
@@ -355,9 +356,9 @@ def bqp(limit):
         r = tree_search(m.P, m.q, m.c, time_limit=limit)
         dt = time.perf_counter() - t0
         proved += r.optimal
-        print(f"bqp50.{i:<2d} {'optimal' if r.optimal else r.status:22s} best {r.energies[0]:8.0f} "
+        print(f"bqp50.{i:<2d} {'optimal' if r.optimal else r.status:22s} best {r.energy:8.0f} "
               f"(known {-opt})  bound {r.lower_bound:10.1f}  root bound {r.info['root_bound']:10.1f}  "
-              f"nodes {r.nodes:>12,d}  {dt:6.1f} s")
+              f"nodes {r.info['nodes']:>12,d}  {dt:6.1f} s")
         sys.stdout.flush()
     print(f"proved optimal: {proved}/10")
 

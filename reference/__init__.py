@@ -2,22 +2,22 @@
 
 from .grid import (
     Grid,
-    UpDown,
+    GridNeighbours,
     asymmetric_range,
     dequantize,
     fit_grid,
+    grid_neighbours,
     round_ceil,
     round_floor,
     round_nearest,
     round_stochastic,
     symmetric_range,
-    updown,
 )
 from .loss import gram, layer_loss, layer_loss_gram
 
 __all__ = [
     "Grid",
-    "UpDown",
+    "GridNeighbours",
     "asymmetric_range",
     "dequantize",
     "fit_grid",
@@ -29,5 +29,5 @@ __all__ = [
     "round_nearest",
     "round_stochastic",
     "symmetric_range",
-    "updown",
+    "grid_neighbours",
 ]

@@ -7,7 +7,7 @@ output row. The paper (Nagel et al. 2020, Eq. 1) writes the rounding problem on 
 .. math:: \\hat W = s \\cdot \\mathrm{clip}(\\lfloor W / s \\rceil + z, q_{min}, q_{max}) - s z .
 
 Rounding never changes the grid: every method here and in :mod:`solvers` chooses, per weight,
-between the two neighbours ``lo`` and ``hi`` returned by :func:`updown`.
+between the two neighbours ``lo`` and ``hi`` returned by :func:`grid_neighbours`.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from ._validation import as_float_array, as_int_scalar, as_per_row, check_bits, 
 
 __all__ = [
     "Grid",
-    "UpDown",
+    "GridNeighbours",
     "symmetric_range",
     "asymmetric_range",
     "fit_grid",
-    "updown",
+    "grid_neighbours",
     "dequantize",
     "round_nearest",
     "round_floor",
@@ -122,8 +122,9 @@ class Grid:
 
 
 @dataclass(frozen=True)
-class UpDown:
-    """The two rounding neighbours of each weight (docs/math.md, "The up/down variables").
+class GridNeighbours:
+    """The two grid neighbours ``{floor, floor + 1}`` of each weight (Eq. 22; docs/math.md,
+    "The up/down variables"): a weight exactly on the grid may still move up a step.
 
     ``floor = floor(W/s) + z``; ``lo = clip(floor, qmin, qmax)``; ``hi = clip(floor + 1, qmin, qmax)``;
     ``delta = hi - lo`` in {0, 1} (0 where the weight is clipped and its choice is fixed);
@@ -141,7 +142,7 @@ def _as_weights(W) -> np.ndarray:
     return as_float_array(W, "W", ndim=2)
 
 
-def _updown(W: np.ndarray, grid: Grid) -> UpDown:
+def _grid_neighbours(W: np.ndarray, grid: Grid) -> GridNeighbours:
     s, z = grid.per_row(W.shape[0])
     x = W / s
     fl = np.floor(x)
@@ -154,12 +155,13 @@ def _updown(W: np.ndarray, grid: Grid) -> UpDown:
     f = fl + z
     lo = np.clip(f, grid.qmin, grid.qmax)
     hi = np.clip(f + 1.0, grid.qmin, grid.qmax)
-    return UpDown(floor=f, lo=lo, hi=hi, delta=hi - lo, residual=r)
+    return GridNeighbours(floor=f, lo=lo, hi=hi, delta=hi - lo, residual=r)
 
 
-def updown(W, grid: Grid) -> UpDown:
-    """Neighbours ``lo``/``hi``, fixed mask and residual of every weight of ``W`` (out, in)."""
-    return _updown(_as_weights(W), _check_grid(grid))
+def grid_neighbours(W, grid: Grid) -> GridNeighbours:
+    """Neighbours ``lo``/``hi`` (``{floor, floor + 1}``, Eq. 22, clipped to the grid), fixed mask
+    and residual of every weight of ``W`` (out, in)."""
+    return _grid_neighbours(_as_weights(W), _check_grid(grid))
 
 
 def _check_grid(grid) -> Grid:
@@ -180,8 +182,8 @@ def dequantize(q, grid: Grid) -> np.ndarray:
     return s * (q - z)
 
 
-def _from_updown(ud: UpDown, up: np.ndarray) -> np.ndarray:
-    return (ud.lo + ud.delta * up).astype(np.int64)
+def _from_neighbours(nb: GridNeighbours, up: np.ndarray) -> np.ndarray:
+    return (nb.lo + nb.delta * up).astype(np.int64)
 
 
 def round_nearest(W, grid: Grid) -> np.ndarray:
@@ -190,20 +192,20 @@ def round_nearest(W, grid: Grid) -> np.ndarray:
     Equals choosing ``hi`` where the residual is >= 1/2. Note that PyTorch's ``torch.round``
     breaks exact ties to even; ties have measure zero for real weights.
     """
-    ud = updown(W, grid)
-    return _from_updown(ud, ud.residual >= 0.5)
+    nb = grid_neighbours(W, grid)
+    return _from_neighbours(nb, nb.residual >= 0.5)
 
 
 def round_floor(W, grid: Grid) -> np.ndarray:
     """Always round down: ``clip(floor(W/s) + z, qmin, qmax)``."""
-    ud = updown(W, grid)
-    return ud.lo.astype(np.int64)
+    nb = grid_neighbours(W, grid)
+    return nb.lo.astype(np.int64)
 
 
 def round_ceil(W, grid: Grid) -> np.ndarray:
     """Always round up: ``clip(ceil(W/s) + z, qmin, qmax)`` (a weight on the grid stays)."""
-    ud = updown(W, grid)
-    return _from_updown(ud, ud.residual > 0)
+    nb = grid_neighbours(W, grid)
+    return _from_neighbours(nb, nb.residual > 0)
 
 
 def round_stochastic(W, grid: Grid, seed=None) -> np.ndarray:
@@ -211,9 +213,9 @@ def round_stochastic(W, grid: Grid, seed=None) -> np.ndarray:
 
     ``seed`` is passed to :func:`numpy.random.default_rng`; the same seed gives the same result.
     """
-    ud = updown(W, grid)
+    nb = grid_neighbours(W, grid)
     rng = np.random.default_rng(seed)
-    return _from_updown(ud, rng.random(ud.residual.shape) < ud.residual)
+    return _from_neighbours(nb, rng.random(nb.residual.shape) < nb.residual)
 
 
 def _nearest_error(W: np.ndarray, s: np.ndarray, z: np.ndarray, qmin: int, qmax: int) -> np.ndarray:

@@ -138,7 +138,7 @@ def run_paper_suite(settings: PaperSettings | None = None, progress=None) -> dic
                         lb = max(lb, 0.0)
                     taylor[gradient, k] = (fq, r, lb)
             fq, r, lb = taylor[False, 0]
-            rec.add("1", bits, "Eq. 13 QUBO, anneal", **evaluate(with_layers({0: fq.w_hat(fq.updown(r.x))})),
+            rec.add("1", bits, "Eq. 13 QUBO, anneal", **evaluate(with_layers({0: fq.w_hat(fq.up_down(r.x))})),
                     qubo="Eq. 13", energy=r.energy, gap=r.energy - lb, bound=True)
 
             # ---------------------------------------------------------------- Table 2 (per level)
@@ -159,7 +159,7 @@ def run_paper_suite(settings: PaperSettings | None = None, progress=None) -> dic
             def taylor_level(gradient):
                 def choose(k):
                     fq, r, lb = taylor[gradient, k]
-                    return fq.w_hat(fq.updown(r.x)), r.energy, r.energy - lb, True
+                    return fq.w_hat(fq.up_down(r.x)), r.energy, r.energy - lb, True
                 return choose
 
             def exact_level(problems, optima):

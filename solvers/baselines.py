@@ -5,14 +5,14 @@
 a time; after each decision the error is fed back to the columns not yet decided, which move
 to their continuous least-squares optimum. On the local loss of one row (Eq. 20) this is Babai's
 nearest-plane rule on the lattice of ``G``: with ``A = P + damp I = R^T R`` and decisions taken
-in tree order (:func:`solvers.tree.nearest_plane`), the decided variable takes the value in
+in tree order (:func:`solvers.least_squares.nearest_plane`), the decided variable takes the value in
 {0, 1} nearest to its conditional continuous optimum, i.e. the one of the two grid neighbours
 (down, up) nearest to the error-corrected weight. ``damp`` is GPTQ's damping (``percdamp``:
 a fraction of the mean diagonal added to the Hessian, 0.01 by default). Weights clipped at the
 grid's end have no choice and are known fixed from the start (their error is part of ``a``).
 ``order="natural"`` decides columns left to right as GPTQ does; ``"act_order"`` decides them by
 descending diagonal of ``G`` (GPTQ's ``act_order``). A non-convex ``P`` (a general QUBO) is
-first made convex by the exact diagonal shift (module :mod:`solvers.tree`).
+first made convex by the exact diagonal shift (module :mod:`solvers.least_squares`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from scipy.linalg import solve_triangular
 
 from ._registry import Outcome, register
 from .anneal import _sample
-from .tree import _shift_for, nearest_plane
+from .least_squares import _shift_for, nearest_plane
 
 __all__ = ["gptq_rule", "GPTQ_ORDERS"]
 

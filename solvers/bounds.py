@@ -9,7 +9,7 @@ Two bounds, each valid for every ``E(v) = v^T P v + q^T v + c`` (PSD or not):
   With ``d`` large enough that ``A = P + d I`` is positive semidefinite the right-hand side
   ``f`` is convex, and its minimum over the box ``[0, 1]^n`` is at most the binary optimum.
   ``f`` is minimised numerically (bounded-variable least squares on the tree search's factor,
-  :func:`solvers.tree.least_squares_form`) and the bound is *certified* at the point ``x``
+  :func:`solvers.least_squares.least_squares_form`) and the bound is *certified* at the point ``x``
   reached: by convexity ``f(u) >= f(x) + g^T (u - x)`` for every ``u`` with ``g = 2 A x + b``,
   so
 
@@ -31,34 +31,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.optimize import lsq_linear
 
 from .bqm import BQM
+from .least_squares import _pow2_scale, _unscale_bound, least_squares_form
 
 __all__ = ["Bounds", "box_qp_bound", "convex_shift", "lower_bounds", "roof_duality_bound"]
 
 _SAFETY = 1e-9  # relative slack subtracted from every bound (safe direction)
 
-
-def _pow2_scale(P: np.ndarray, q: np.ndarray, c: float) -> float:
-    """A power of two ``s`` with ``s * max(|P|, |q|, |c|)`` in ``[0.5, 1)`` (1 for a zero model).
-
-    Multiplying a model by ``s`` is exact in floating point, except for entries that become
-    subnormal; those change by less than ``2^-1074 / s``, far inside the relative ``1e-9``
-    slack of every bound. So bounds of the rescaled model divided by ``s`` are bounds of the
-    original one, and the fixed-point conversion of roof duality and the factor of the tree stay
-    away from underflow and overflow.
-    """
-    m = max(float(np.max(np.abs(P), initial=0.0)), float(np.max(np.abs(q), initial=0.0)), abs(float(c)))
-    if not np.isfinite(m):
-        raise ValueError("the model's coefficients must be finite")
-    if m == 0.0:
-        return 1.0
-    return float(np.ldexp(1.0, -int(np.frexp(m)[1])))
-
-
-def _unscale_bound(bound: float, s: float) -> float:
-    """``bound / s`` rounded down (``s`` a power of two: exact unless the result is subnormal)."""
-    return float(np.nextafter(bound / s, -np.inf))
 
 
 def _energy_scale(P: np.ndarray, q: np.ndarray, c: float) -> float:
@@ -85,16 +66,12 @@ def convex_shift(P: np.ndarray, eigenvalues: np.ndarray | None = None) -> float:
 def _box_qp_bound(P, q, c, max_iter: int = 2000, diagonal=None) -> tuple[float, np.ndarray]:
     """Certified lower bound of the box-QP relaxation and the box point it was certified at.
 
-    The convex form used is the tree search's exact rewrite ``||R v - y||^2 + c0`` (``A = R^T R
+    The convex form used is the exact least-squares rewrite ``||R v - y||^2 + c0`` (``A = R^T R
     = P + d I`` positive definite, equal to ``E`` on binary points); its box minimum is found by
     bounded-variable least squares (scipy's ``lsq_linear``) and then certified as above.
     ``diagonal``: the vector ``u`` of the rewrite ``P + diag u`` (the tree's SDP-dual diagonal);
     None for the uniform shift. The certificate holds for any ``u``.
     """
-    from scipy.optimize import lsq_linear
-
-    from .tree import least_squares_form
-
     n = P.shape[0]
     if n == 0:
         return float(c), np.zeros(0)

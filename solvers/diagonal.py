@@ -29,6 +29,7 @@ reached.
 from __future__ import annotations
 
 import numpy as np
+from scipy.linalg import cho_solve
 
 __all__ = ["sdp_diagonal", "continuous_bound"]
 
@@ -42,8 +43,6 @@ def _factor(P, u):
 
 def _phi_parts(L, q, u):
     """``(phi - c, x, A^{-1})`` from the Cholesky factor ``L`` of ``A(u)``."""
-    from scipy.linalg import cho_solve
-
     n = L.shape[0]
     Ainv = cho_solve((L, True), np.eye(n))
     b = q - u

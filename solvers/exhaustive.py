@@ -14,6 +14,9 @@ shared between threads (NumPy releases the GIL inside these kernels). Memory doe
 with ``n``; time is ``O(2^n)``.
 
 Energies are compared in float64; the state returned is re-evaluated by the model.
+
+:func:`lowest_states` enumerates the same way for the ``k`` lowest states (the samplers'
+``num_states``), keeping a running set of the ``k`` best.
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ._registry import Outcome, register
 
-__all__ = ["MAX_VARS", "HARD_MAX_VARS", "exhaustive_minimum"]
+__all__ = ["MAX_VARS", "HARD_MAX_VARS", "exhaustive_minimum", "lowest_states"]
 
 #: Default size limit (about a minute on two cores); raise it with ``max_vars`` up to HARD_MAX_VARS.
 MAX_VARS = 34
@@ -36,6 +40,7 @@ _LOW_BITS = 8  # rows of the cached block C
 _MID_BITS = 10  # columns of C (contiguous, reduced along)
 _BATCH = 256  # high states per matrix product
 _THREADED_MIN = 64  # fewer high states than this: one thread (measured: docs/performance.md)
+_LOW = 14  # bits enumerated per block
 
 
 def _all_states(k: int) -> np.ndarray:
@@ -64,8 +69,6 @@ def exhaustive_minimum(P: np.ndarray, q: np.ndarray, c: float, threads=None) -> 
     n = P.shape[0]
     if n == 0:
         return np.zeros(0, dtype=np.int8), float(c)
-    from threadpoolctl import threadpool_limits
-
     with threadpool_limits(limits=1, user_api="blas"):
         return _minimum(P, q, c, n, threads)
 
@@ -115,6 +118,41 @@ def _minimum(P, q, c, n, threads):
     i, j = np.unravel_index(np.argmin(full), full.shape)
     x = np.concatenate([L[i], M[j], t]).astype(np.int8)
     return x, float(best)
+
+
+def lowest_states(P, q, c, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` lowest states of ``v^T P v + q^T v + c`` by full enumeration (trusted input).
+
+    Returns ``(states int8 (k', n), energies (k',))`` by ascending energy, ``k' = min(k, 2^n)``.
+    States are split into low (``<= 14`` bits, enumerated as one block) and high bits; for each
+    high state the block's energies are ``E_low + 2 L P_lh t + E_high(t)``; a running set of the
+    ``k`` best is kept (memory ``O(2^14 + k)`` states).
+    """
+    n = P.shape[0]
+    if n == 0:
+        return np.zeros((1, 0), dtype=np.int8), np.array([float(c)])
+    a = min(n, _LOW)
+    h = n - a
+    L = ((np.arange(2**a)[:, None] >> np.arange(a)) & 1).astype(np.float64)
+    lo, hi = slice(0, a), slice(a, n)
+    e_low = np.einsum("ij,ij->i", L @ P[lo, lo], L) + L @ q[lo]
+    cross = 2 * L @ P[lo, hi]
+    best_E = np.zeros(0)
+    best_idx = np.zeros(0, dtype=np.int64)
+    for t_int in range(2**h):
+        t = ((t_int >> np.arange(h)) & 1).astype(np.float64)
+        e = e_low + cross @ t + (t @ P[hi, hi] @ t + q[hi] @ t + c)
+        kk = min(k, e.size)
+        part = np.argpartition(e, kk - 1)[:kk] if kk < e.size else np.arange(e.size)
+        best_E = np.concatenate([best_E, e[part]])
+        best_idx = np.concatenate([best_idx, part + (t_int << a)])
+        if best_E.size > k:
+            keep = np.argsort(best_E, kind="stable")[:k]
+            best_E, best_idx = best_E[keep], best_idx[keep]
+    order = np.argsort(best_E, kind="stable")
+    idx = best_idx[order]
+    states = ((idx[:, None] >> np.arange(n)) & 1).astype(np.int8)
+    return states, best_E[order]
 
 
 def _all_states_range(k: int, start: int, stop: int) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 From the task loss down to the local loss (Nagel et al. 2020, Eqs. 4-20), for the weights ``W``
 (out, in) of one layer of a :class:`reference.network.MLP`, with up/down variables ``v``
-(``W_hat = s (lo + delta v - z)``, :func:`reference.updown`) and ``dw = vec(W_hat - W)`` in
+(``W_hat = s (lo + delta v - z)``, :func:`reference.grid_neighbours`) and ``dw = vec(W_hat - W)`` in
 row-major order (index ``k * in + i``, as ``W.ravel()``):
 
 1. **Task-loss change** (ground truth): :func:`task_loss_change` runs the network with ``W_hat``.
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from reference._validation import as_float_array
-from reference.grid import Grid, _updown
+from reference.grid import Grid, _grid_neighbours
 from reference.network import MLP
 
 from .bqm import BQM
@@ -100,7 +100,7 @@ class FullLayerQUBO:
             raise ValueError("v must hold only 0 and 1 (1 = round up)")
         return v.reshape(-1)[self.free].astype(np.int8)
 
-    def updown(self, x) -> np.ndarray:
+    def up_down(self, x) -> np.ndarray:
         """The up/down array (out, in) of a BQM state ``x`` of shape (n_free,); fixed weights get 0."""
         x = as_float_array(x, "x", shape=(self.free.size,))
         v = np.zeros(self.W.size, dtype=np.int8)
@@ -143,20 +143,20 @@ def taylor_qubo(W, grid, H, g=None) -> FullLayerQUBO:
         raise ValueError("H must be symmetric")
     g = np.zeros(n) if g is None else as_float_array(g, "g", shape=W.shape).reshape(-1)
     grid.per_row(W.shape[0])
-    ud = _updown(W, grid)
+    nb = _grid_neighbours(W, grid)
     s, z = grid.per_row(W.shape[0])
-    a = (s * (ud.lo - z) - W).reshape(-1)
-    b = (s * ud.delta).reshape(-1)
-    free = np.flatnonzero(ud.delta.reshape(-1))
+    a = (s * (nb.lo - z) - W).reshape(-1)
+    b = (s * nb.delta).reshape(-1)
+    free = np.flatnonzero(nb.delta.reshape(-1))
     Ha = H @ a
     bF = b[free]
     P = 0.5 * H[np.ix_(free, free)] * np.outer(bF, bF)
     q = bF * (Ha + g)[free]
     c = float(0.5 * a @ Ha + g @ a)
     bqm = BQM(P, q, c, labels=free.tolist())
-    for arr in (W, ud.lo, ud.delta, ud.residual, free):
+    for arr in (W, nb.lo, nb.delta, nb.residual, free):
         arr.setflags(write=False)
-    return FullLayerQUBO(bqm=bqm, W=W, grid=grid, lo=ud.lo, delta=ud.delta, residual=ud.residual, free=free)
+    return FullLayerQUBO(bqm=bqm, W=W, grid=grid, lo=nb.lo, delta=nb.delta, residual=nb.residual, free=free)
 
 
 def task_loss_qubo(net, layer, X, y, grid, gradient: bool = False) -> FullLayerQUBO:

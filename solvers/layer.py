@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from reference._validation import as_float_array, as_int_scalar, check_loss_range
-from reference.grid import Grid, _updown
+from reference.conv import _check_X, conv_geometry, conv_gram
+from reference.grid import Grid, _grid_neighbours
 from reference.loss import gram
 
 from .bqm import BQM
@@ -89,15 +90,15 @@ class LayerProblem:
             raise ValueError(f"grid must be a reference.Grid, found {type(grid).__name__}")
         grid.per_row(W.shape[0])  # validates the grid's length against W
         check_loss_range(W, G, grid, X)
-        ud = _updown(W, grid)
+        nb = _grid_neighbours(W, grid)
         self.W = W
         self.G = G
         self.X = X
         self.grid = grid
         self.name = name
-        self.lo = ud.lo
-        self.delta = ud.delta
-        self.residual = ud.residual
+        self.lo = nb.lo
+        self.delta = nb.delta
+        self.residual = nb.residual
         self.free = [np.flatnonzero(self.delta[k]) for k in range(W.shape[0])]
         self._rows: dict[int, BQM] = {}
         for arr in (self.W, self.G, self.lo, self.delta, self.residual):
@@ -198,8 +199,6 @@ class LayerProblem:
 def _check_patch_gram(grams, X, geo) -> None:
     """Refuse patch Gram matrices that overflowed, or that underflowed to 0 from patches that are
     not all zero (zero padding or a stride can leave every patch zero: then G = 0 is exact)."""
-    from reference.conv import conv_gram
-
     m = float(np.max(np.abs(X), initial=0.0))
     if not np.all(np.isfinite(grams)):
         raise ValueError(f"X's patch Gram matrix X^T X / N overflows float64 (max |X| == {m:.3g}); rescale X")
@@ -241,7 +240,6 @@ class ConvProblem(LayerProblem):
     """
 
     def __init__(self, W, grid: Grid, X, *, stride=1, padding=0, dilation=1, groups=1, name: str | None = None):
-        from reference.conv import _check_X, conv_geometry, conv_gram
 
         W4 = as_float_array(W, "W", ndim=4)
         X = _check_X(X)

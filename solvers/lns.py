@@ -31,6 +31,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from reference._validation import check_positive_int
 
@@ -136,8 +137,8 @@ class _Search:
             budget = max(1, min(self.window_nodes, self.max_nodes - self.nodes))
             res = tree_search(PSS, qS, 0.0, max_nodes=budget, initial=xs.astype(np.int8),
                               root_bound=False)
-            self.nodes += res.nodes
-            new = res.states[0].astype(np.float64)
+            self.nodes += res.info["nodes"]
+            new = res.x.astype(np.float64)
         self.windows += 1
         d = new - xs
         if not np.any(d) or _energy(PSS, qS, new) - _energy(PSS, qS, xs) >= -self.tol:
@@ -160,10 +161,10 @@ def lns(bqm, *, window: int = 16, max_window: int = 32, window_nodes: int = 20_0
     e_start = _energy(P, q, elites[0]) + bqm.c
     if n <= max_window:  # one window is the whole problem: the tree decides it
         res = tree_search(P, q, bqm.c, max_nodes=max_nodes, initial=elites[0])
-        return Outcome(x=res.states[0], optimal=res.optimal,
+        return Outcome(x=res.x, optimal=res.optimal,
                        lower_bound=res.lower_bound if np.isfinite(res.lower_bound) else None,
                        status="optimal" if res.optimal else "best found",
-                       info={"nodes": res.nodes, "windows": 1, "passes": 0, "window": n,
+                       info={"nodes": res.info["nodes"], "windows": 1, "passes": 0, "window": n,
                              "start_energy": e_start})
     rng = np.random.default_rng(seed)
     C = _coupling(P)
@@ -251,8 +252,6 @@ def _check(n: int, opts: dict) -> None:
           summary="large-neighbourhood search: windows of strongly coupled variables re-solved "
                   "exactly by the tree (deterministic work budget)")
 def _lns(bqm, window, max_window, window_nodes, max_nodes, start, reads, kicks, kick, seed) -> Outcome:
-    from threadpoolctl import threadpool_limits
-
     with threadpool_limits(1):  # windows are tiny: BLAS threads only add start-up cost
         return lns(bqm, window=int(window), max_window=int(max_window), window_nodes=int(window_nodes),
                    max_nodes=int(max_nodes), start=start, reads=int(reads),

@@ -16,47 +16,11 @@ import numpy as np
 from reference._validation import check_positive_int
 
 from .bqm import BQM
-from .exhaustive import HARD_MAX_VARS, MAX_VARS, exhaustive_minimum
-from .tree import BOUNDS, ORDERS, tree_search
+from .exhaustive import HARD_MAX_VARS, MAX_VARS, exhaustive_minimum, lowest_states
+from .least_squares import ORDERS
+from .tree import BOUNDS, DEFAULT_MAX_NODES, _check_options, tree_search
 
-__all__ = ["ExhaustiveSampler", "TreeSampler", "lowest_states"]
-
-_LOW = 14  # bits enumerated per block
-
-
-def lowest_states(P, q, c, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` lowest states of ``v^T P v + q^T v + c`` by full enumeration (trusted input).
-
-    Returns ``(states int8 (k', n), energies (k',))`` by ascending energy, ``k' = min(k, 2^n)``.
-    States are split into low (``<= 14`` bits, enumerated as one block) and high bits; for each
-    high state the block's energies are ``E_low + 2 L P_lh t + E_high(t)``; a running set of the
-    ``k`` best is kept (memory ``O(2^14 + k)`` states).
-    """
-    n = P.shape[0]
-    if n == 0:
-        return np.zeros((1, 0), dtype=np.int8), np.array([float(c)])
-    a = min(n, _LOW)
-    h = n - a
-    L = ((np.arange(2**a)[:, None] >> np.arange(a)) & 1).astype(np.float64)
-    lo, hi = slice(0, a), slice(a, n)
-    e_low = np.einsum("ij,ij->i", L @ P[lo, lo], L) + L @ q[lo]
-    cross = 2 * L @ P[lo, hi]
-    best_E = np.zeros(0)
-    best_idx = np.zeros(0, dtype=np.int64)
-    for t_int in range(2**h):
-        t = ((t_int >> np.arange(h)) & 1).astype(np.float64)
-        e = e_low + cross @ t + (t @ P[hi, hi] @ t + q[hi] @ t + c)
-        kk = min(k, e.size)
-        part = np.argpartition(e, kk - 1)[:kk] if kk < e.size else np.arange(e.size)
-        best_E = np.concatenate([best_E, e[part]])
-        best_idx = np.concatenate([best_idx, part + (t_int << a)])
-        if best_E.size > k:
-            keep = np.argsort(best_E, kind="stable")[:k]
-            best_E, best_idx = best_E[keep], best_idx[keep]
-    order = np.argsort(best_E, kind="stable")
-    idx = best_idx[order]
-    states = ((idx[:, None] >> np.arange(n)) & 1).astype(np.int8)
-    return states, best_E[order]
+__all__ = ["ExhaustiveSampler", "TreeSampler"]
 
 
 class _ExactSampler(dimod.Sampler):
@@ -124,8 +88,6 @@ class TreeSampler(_ExactSampler):
 
     def _solve(self, model, num_states, max_nodes=None, time_limit=None, order="schur",
                bound="rows"):
-        from .tree import DEFAULT_MAX_NODES, _check_options
-
         _check_options({"max_nodes": max_nodes, "time_limit": time_limit, "order": order,
                         "bound": bound, "batch": 512, "diagonal": "sdp"})
         if max_nodes is None and time_limit is None:
@@ -133,5 +95,5 @@ class TreeSampler(_ExactSampler):
         res = tree_search(model.P, model.q, model.c, order=order, bound=bound,
                           num_states=num_states, max_nodes=max_nodes, time_limit=time_limit)
         info = {"optimal": res.optimal, "lower_bound": res.lower_bound, "status": res.status,
-                "nodes": res.nodes}
-        return res.states, info
+                "nodes": res.info["nodes"]}
+        return res.info["states"], info

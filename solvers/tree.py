@@ -3,14 +3,11 @@ integer least squares, Schnorr-Euchner style depth-first search), vectorised per
 
 The math (docs/exact.md has the proofs and measurements):
 
-1. **Exact least-squares form.** For binary ``v``, ``v_i^2 = v_i``, so for any ``d``
-   ``E(v) = v^T (P + d I) v + (q - d)^T v + c``. The shift ``d`` is chosen so that
-   ``A = P + d I`` is positive *definite* (``lambda_min(A) = mu``, a ``1e-6`` fraction of
-   ``||P||_2``): a semidefinite or indefinite ``P`` needs no special case, and the energy of
-   every binary state is unchanged (not regularised: exactly rewritten). With the Cholesky
-   factor ``A = R^T R`` (``R`` upper triangular) and ``R^T y = -(q - d)/2``:
+1. **Exact least-squares form** (:mod:`solvers.least_squares`). For binary ``v``,
+   ``v_i^2 = v_i``, so a diagonal moved from ``q`` into ``P`` changes no energy; with it
+   ``A = P + d I`` is positive definite, ``A = R^T R`` and
 
-   .. math:: E(v) = \\|R v - y\\|^2 + c_0, \\qquad c_0 = c - \\|y\\|^2 .
+   .. math:: E(v) = \\|R v - y\\|^2 + c_0 .
 
    By default (``diagonal="sdp"``) a vector ``u`` is moved first, ``P + diag(u)``, ``q - u``,
    with ``u`` the SDP-dual diagonal of :mod:`solvers.diagonal` (the one maximising the
@@ -18,7 +15,7 @@ The math (docs/exact.md has the proofs and measurements):
    exact rewrite, so the search is exact whatever the accuracy of ``u``.
 2. **Tree.** Variables are fixed from the last (``v_{n-1}``, the root) to the first. At a node
    with ``v_k .. v_{n-1}`` fixed, rows ``i >= k`` of ``R v - y`` are known; the partial cost
-   ``D = sum_{i >= k} (R_i v - y_i)^2`` grows by ``(R_jj x - t_j)^2`` when ``v_j = x`` is fixed,
+   ``D = sum_{i >= k} (R_i v - y_i)^2`` grows by ``(R_jj b - t_j)^2`` when ``v_j = b`` is fixed,
    with ``t = y - R_{:, >= k} v_{>= k}`` updated incrementally.
 3. **Bound.** Rows ``i < k`` still depend on free variables ``v_i .. v_{k-1}`` in ``[0, 1]``:
    ``R_{i, i:k} v`` ranges over ``[lo_i, hi_i]`` (sums of the negative and positive entries), so
@@ -47,149 +44,29 @@ On a node or time limit the search returns the best state found, the proven boun
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.linalg import cho_factor, cho_solve, solve_triangular
+from threadpoolctl import threadpool_limits
 
 from reference._validation import check_positive_int
 
 from ._registry import Outcome, register
+from .bounds import _box_qp_bound
+from .diagonal import sdp_diagonal
+from .least_squares import ORDERS, LeastSquaresForm, _pow2_scale, _unscale_bound, least_squares_form, nearest_plane
+from .result import Result
 
-__all__ = ["TreeSearch", "tree_search", "least_squares_form", "nearest_plane", "ORDERS", "BOUNDS",
-           "DIAGONALS", "DEFAULT_MAX_NODES"]
+__all__ = ["tree_search", "BOUNDS", "DIAGONALS", "DEFAULT_MAX_NODES"]
 
-ORDERS = ("schur", "natural")
 DIAGONALS = ("sdp", "uniform")
 #: Node limit of ``solve(..., "tree")`` when neither ``max_nodes`` nor ``time_limit`` is given.
 DEFAULT_MAX_NODES = 50_000_000
 BOUNDS = ("rows", "plain")
-_MU = 1e-6  # lambda_min of the shifted matrix, relative to ||P||_2
-_EPS = 1e-9  # pruning slack, relative to the energy scale
-_ROOT_BOUND_TIMED_MAX = 256
-_SDP_MAX = 512  # above: the uniform shift (the Newton steps cost O(n^3) each)  # with a time limit, no root box-QP bound above this size
+_ROOT_BOUND_TIMED_MAX = 256  # with a time limit, no root box-QP bound above this size
+_SDP_MAX = 512  # above: the uniform shift (the Newton steps cost O(n^3) each)
 
 
-# ---------------------------------------------------------------------------- the factor
-@dataclass
-class LeastSquaresForm:
-    """``E(v) = ||R v - y||^2 + c0`` on binary ``v`` in the permuted order ``perm``.
-
-    Attributes
-    ----------
-    perm : int array of shape (n,)
-        Position ``p`` of the tree holds original variable ``perm[p]``; the root is ``p = n-1``.
-    R : array of shape (n, n), upper triangular
-    y : array of shape (n,)
-    c0 : float
-    shift : float
-        The diagonal ``d`` moved from the linear term into ``P`` (``A = P + d I``).
-    eps : float
-        Pruning slack covering the rounding of the form.
-    """
-
-    perm: np.ndarray
-    R: np.ndarray
-    y: np.ndarray
-    c0: float
-    shift: float
-    eps: float
-    diagonal: np.ndarray | None = None  # the whole diagonal moved: A = P + diag(diagonal)
-
-
-def _shift_for(w: np.ndarray, q: np.ndarray) -> float:
-    """Diagonal ``d`` making ``P + d I`` positive definite with ``lambda_min = mu``."""
-    norm = float(np.max(np.abs(w))) if w.size else 0.0
-    ref = norm if norm > 0 else max(float(np.max(np.abs(q), initial=0.0)), 1.0)
-    return max(0.0, _MU * ref - float(w[0]))
-
-
-def _schur_order(A: np.ndarray) -> np.ndarray:
-    """Greedy V-BLAST order: position n-1 (root) gets argmax 1/(A^-1)_ii, and so on."""
-    n = A.shape[0]
-    with np.errstate(all="ignore"):  # a nearly singular A only spoils the order, never the result
-        return _schur_greedy(cho_solve(cho_factor(A), np.eye(n)))
-
-
-def _schur_greedy(M: np.ndarray) -> np.ndarray:
-    n = M.shape[0]
-    remaining = list(range(n))
-    from_root = []
-    for _ in range(n):
-        i = int(np.argmin(np.diag(M)))
-        from_root.append(remaining.pop(i))
-        m = M[:, i].copy()
-        M = M - np.outer(m, m) / m[i]
-        M = np.delete(np.delete(M, i, axis=0), i, axis=1)
-    return np.array(from_root[::-1], dtype=np.int64)
-
-
-def _make_pd(P, q, w):
-    """``(d, P + d I)`` with ``lambda_min = mu`` (rounding checked by a Cholesky factorisation)."""
-    n = P.shape[0]
-    d = _shift_for(w, q)
-    for _ in range(60):
-        A = P + d * np.eye(n)
-        try:
-            np.linalg.cholesky(A)
-            return d, A
-        except np.linalg.LinAlgError:  # rounding in lambda_min: move further in
-            d = 2 * d if d > 0 else _MU
-    raise RuntimeError("could not make P positive definite")  # pragma: no cover
-
-
-def least_squares_form(P, q, c, order: str = "schur", eigenvalues=None,
-                       diagonal=None) -> LeastSquaresForm:
-    """The exact least-squares rewrite of a BQM (trusted float64 input), see the module docs.
-
-    ``diagonal`` (optional, shape (n,)): a diagonal ``u`` moved first (``P + diag u``,
-    ``q - u``; e.g. :func:`solvers.diagonal.sdp_diagonal`); the uniform shift ``d`` is then
-    added on top so that ``lambda_min(A) >= mu``, and ``diagonal`` of the form is ``u + d``.
-    The ``"schur"`` order is always chosen on the uniformly shifted ``P`` (measured: fewer
-    nodes than ordering on ``P + diag u``, docs/exact.md).
-    """
-    n = P.shape[0]
-    w = np.linalg.eigvalsh(P) if eigenvalues is None else eigenvalues
-    d, A = _make_pd(P, q, w)
-    u = np.zeros(n)
-    perm = np.arange(n) if order == "natural" else _schur_order(A)
-    if diagonal is not None:
-        u = np.asarray(diagonal, dtype=np.float64)
-        P, q = P + np.diag(u), q - u
-        w = np.linalg.eigvalsh(P)
-        d, A = _make_pd(P, q, w)
-    L = np.linalg.cholesky(A[np.ix_(perm, perm)])
-    b = (q - d)[perm]
-    y = solve_triangular(L, -b / 2, lower=True)
-    R = np.ascontiguousarray(L.T)
-    with np.errstate(over="ignore", invalid="ignore"):
-        yy = float(y @ y)
-        c0 = float(c - yy)
-        norm_A = float(np.max(np.abs(w))) + d if n else 0.0
-        scale = n * norm_A + yy + abs(float(c)) + float(np.abs(b).sum())
-    if not (np.isfinite(scale) and np.isfinite(c0) and np.isfinite(R).all() and np.isfinite(y).all()):
-        # ||q||^2 / ||P|| beyond float64 (a NaN bound would prune everything)
-        raise ValueError("the least-squares factor of this model is not finite: the ratio "
-                         "||q||^2 / ||P|| exceeds the float64 range; use method='exhaustive'")
-    return LeastSquaresForm(perm=perm, R=R, y=y, c0=c0, shift=float(d), eps=_EPS * scale,
-                            diagonal=u + d)
-
-
-def nearest_plane(R: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Babai's nearest-plane point in ``{0,1}^n``: fix ``v_{n-1}, ..., v_0`` in turn, each to
-    the value minimising ``(R_jj x - t_j)^2`` given those already fixed (the GPTQ/OBQ
-    error-feedback rule restricted to up/down). Positions as in ``R``; returns int8."""
-    n = R.shape[0]
-    v = np.zeros(n)
-    t = y.copy()
-    for j in range(n - 1, -1, -1):
-        x = 1.0 if (R[j, j] - t[j]) ** 2 < t[j] ** 2 else 0.0
-        v[j] = x
-        if x:
-            t[:j] -= R[:j, j]
-    return v.astype(np.int8)
-
-
+# ---------------------------------------------------------------------------- the search
 def _descend(P, q, v) -> np.ndarray:
     """Steepest 1-flip descent on the exact model (improving flips only)."""
     v = v.astype(np.float64).copy()
@@ -206,38 +83,8 @@ def _descend(P, q, v) -> np.ndarray:
     return v.astype(np.int8)
 
 
-# ---------------------------------------------------------------------------- the search
-@dataclass
-class TreeSearch:
-    """Outcome of :func:`tree_search`.
-
-    Attributes
-    ----------
-    states : int8 array of shape (k, n)
-        The lowest states found, by ascending energy (``k <= num_states``).
-    energies : float array of shape (k,)
-        Their energies, computed from ``P`` in float64.
-    optimal : bool
-        True only if the search finished: the states are the ``k`` lowest.
-    lower_bound : float
-        Proven lower bound on the minimum energy (the minimum itself when optimal).
-    status : str
-    nodes : int
-        Tree nodes whose bound was evaluated.
-    info : dict
-    """
-
-    states: np.ndarray
-    energies: np.ndarray
-    optimal: bool
-    lower_bound: float
-    status: str
-    nodes: int
-    info: dict = field(default_factory=dict)
-
-
-class _Pool:
-    """The k lowest distinct states seen so far (in tree positions)."""
+class _LowestStates:
+    """The ``k`` lowest distinct states seen so far (in tree positions) and their energies."""
 
     def __init__(self, k: int, n: int):
         self.k = k
@@ -262,7 +109,7 @@ def _row_distance2(T: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", gap, gap)
 
 
-def _search(form: LeastSquaresForm, Pp, qp, c, pool: _Pool, *, rows: bool, batch: int,
+def _search(form: LeastSquaresForm, Pp, qp, c, lowest: _LowestStates, *, rows: bool, batch: int,
             max_nodes, deadline, stop_at: float):
     """Batched depth-first branch and bound. Returns (finished, status, open lower bound, nodes,
     form_error)."""
@@ -277,11 +124,11 @@ def _search(form: LeastSquaresForm, Pp, qp, c, pool: _Pool, *, rows: bool, batch
     form_error = 0.0
     status = "optimal"
     while stack:
-        if pool.threshold <= stop_at:
+        if lowest.threshold <= stop_at:
             stack.clear()
             break
         k, D, T, V, B = stack.pop()
-        keep = ~(B >= pool.threshold + eps)  # a NaN bound never prunes
+        keep = ~(B >= lowest.threshold + eps)  # a NaN bound never prunes
         if not keep.all():
             D, T, V, B = D[keep], T[keep], V[keep], B[keep]
         if D.size == 0:
@@ -303,16 +150,16 @@ def _search(form: LeastSquaresForm, Pp, qp, c, pool: _Pool, *, rows: bool, batch
         D1 = D + (R[j, j] - tj) ** 2
         nodes += 2 * D.size
         if j == 0:
-            thr = pool.threshold + eps
-            for x, Dx in ((0, D0), (1, D1)):
+            thr = lowest.threshold + eps
+            for bit, Dx in ((0, D0), (1, D1)):
                 cand = ~(Dx + c0 >= thr)
                 if cand.any():
                     Vc = V[cand].copy()
-                    Vc[:, 0] = x
+                    Vc[:, 0] = bit
                     Xf = Vc.astype(np.float64)
                     Ec = np.einsum("ij,ij->i", Xf @ Pp, Xf) + Xf @ qp + c
                     form_error = max(form_error, float(np.max(np.abs(Ec - (Dx[cand] + c0)))))
-                    pool.add(Vc, Ec)
+                    lowest.add(Vc, Ec)
             continue
         T0 = T[:, :j]
         T1 = T0 - R[:j, j]
@@ -322,7 +169,7 @@ def _search(form: LeastSquaresForm, Pp, qp, c, pool: _Pool, *, rows: bool, batch
             B1 = D1 + c0 + _row_distance2(T1, lo, hi)
         else:
             B0, B1 = D0 + c0, D1 + c0
-        thr = pool.threshold + eps
+        thr = lowest.threshold + eps
         k0, k1 = ~(B0 >= thr), ~(B1 >= thr)
         V1 = V[k1].copy()
         V1[:, j] = 1
@@ -341,7 +188,7 @@ def _search(form: LeastSquaresForm, Pp, qp, c, pool: _Pool, *, rows: bool, batch
 
 def tree_search(P, q, c=0.0, *, order: str = "schur", bound: str = "rows", num_states: int = 1,
                 max_nodes=None, time_limit=None, batch: int = 512, initial=None,
-                root_bound: bool = True, diagonal: str = "sdp") -> TreeSearch:
+                root_bound: bool = True, diagonal: str = "sdp") -> Result:
     """Exact minimum (or ``num_states`` lowest states) of ``v^T P v + q^T v + c`` over {0,1}^n.
 
     Any symmetric ``P`` is accepted: semidefinite and indefinite ones are handled by the exact
@@ -380,10 +227,16 @@ def tree_search(P, q, c=0.0, *, order: str = "schur", bound: str = "rows", num_s
 
     Returns
     -------
-    TreeSearch
+    Result
+        ``x`` the lowest state found and ``energy`` its energy, computed from ``P`` in float64;
+        ``optimal`` True only if the search finished (then the states in ``info["states"]``
+        are the lowest ones); ``lower_bound`` a proven bound on the minimum (the minimum
+        itself when optimal); ``status`` ``"optimal"`` or the limit reached. ``info``:
+        ``states`` (int8, shape (k, n), ``k <= num_states``) and ``energies`` (shape (k,)),
+        the lowest distinct states found by ascending energy; ``nodes`` (tree nodes whose
+        bound was evaluated), ``order``, ``bound``, ``shift``, ``eps``, ``form_error`` and
+        ``root_bound`` (module docs).
     """
-    from threadpoolctl import threadpool_limits
-
     with threadpool_limits(limits=1, user_api="blas"):
         return _tree_search(P, q, c, order=order, bound=bound, num_states=num_states,
                             max_nodes=max_nodes, time_limit=time_limit, batch=batch,
@@ -391,16 +244,16 @@ def tree_search(P, q, c=0.0, *, order: str = "schur", bound: str = "rows", num_s
 
 
 def _tree_search(P, q, c, *, order, bound, num_states, max_nodes, time_limit, batch, initial,
-                 root_bound, diagonal) -> TreeSearch:
-    from .bounds import _box_qp_bound, _pow2_scale, _unscale_bound
-    from .diagonal import sdp_diagonal
-
+                 root_bound, diagonal) -> Result:
     t0 = time.perf_counter()
     n = P.shape[0]
     k = min(num_states, 2**n) if n < 63 else num_states
     if n == 0:
-        return TreeSearch(np.zeros((1, 0), dtype=np.int8), np.array([float(c)]), True, float(c),
-                          "optimal", 1)
+        return Result(x=np.zeros(0, dtype=np.int8), energy=float(c), optimal=True,
+                      lower_bound=float(c), seconds=time.perf_counter() - t0, method="tree",
+                      status="optimal",
+                      info={"states": np.zeros((1, 0), dtype=np.int8), "energies": np.array([float(c)]),
+                            "nodes": 1})
     P0, q0, c00 = P, q, float(c)
     s = _pow2_scale(P, q, c)  # exact rescaling: the factor stays inside the float64 range
     P, q, c = P * s, q * s, float(c) * s
@@ -409,7 +262,7 @@ def _tree_search(P, q, c, *, order, bound, num_states, max_nodes, time_limit, ba
     perm = form.perm
     Pp = P[np.ix_(perm, perm)]
     qp = q[perm]
-    pool = _Pool(k, n)
+    lowest = _LowestStates(k, n)
 
     def energies(V):
         X = V.astype(np.float64)
@@ -419,11 +272,11 @@ def _tree_search(P, q, c, *, order, bound, num_states, max_nodes, time_limit, ba
     if initial is not None:
         starts.append(np.asarray(initial, dtype=np.int8)[perm])
     S = np.array(starts, dtype=np.int8)
-    if k > 1:  # the starts' 1-flip neighbours fill the pool faster
+    if k > 1:  # the starts' 1-flip neighbours fill the set of lowest states faster
         flips = np.repeat(S, n, axis=0)
         flips[np.arange(len(flips)), np.tile(np.arange(n), len(S))] ^= 1
         S = np.concatenate([S, flips])
-    pool.add(S, energies(S))
+    lowest.add(S, energies(S))
     lb_root = -np.inf
     stop_at = -np.inf
     if root_bound and (time_limit is None or n <= _ROOT_BOUND_TIMED_MAX):
@@ -432,10 +285,10 @@ def _tree_search(P, q, c, *, order, bound, num_states, max_nodes, time_limit, ba
             stop_at = lb_root
     deadline = None if time_limit is None else t0 + float(time_limit)
     finished, status, open_bound, nodes, form_error = _search(
-        form, Pp, qp, c, pool, rows=(bound == "rows"), batch=batch, max_nodes=max_nodes,
+        form, Pp, qp, c, lowest, rows=(bound == "rows"), batch=batch, max_nodes=max_nodes,
         deadline=deadline, stop_at=stop_at)
-    states = np.empty_like(pool.V)
-    states[:, perm] = pool.V
+    states = np.empty_like(lowest.V)
+    states[:, perm] = lowest.V
     X = states.astype(np.float64)  # energies of the original model, in float64
     E = np.einsum("ij,ij->i", X @ P0, X) + X @ q0 + c00
     idx = np.argsort(E, kind="stable")
@@ -445,11 +298,11 @@ def _tree_search(P, q, c, *, order, bound, num_states, max_nodes, time_limit, ba
         lower = best
     else:
         lower = min(best, _unscale_bound(max(open_bound, lb_root), s))
-    info = {"nodes": nodes, "order": order, "bound": bound, "shift": form.shift / s,
-            "eps": form.eps / s, "form_error": form_error / s,
-            "root_bound": lb_root / s,
-            "seconds": time.perf_counter() - t0}
-    return TreeSearch(states, E, finished, float(lower), status, nodes, info)
+    info = {"states": states, "energies": E, "nodes": nodes, "order": order, "bound": bound,
+            "shift": form.shift / s, "eps": form.eps / s, "form_error": form_error / s,
+            "root_bound": lb_root / s}
+    return Result(x=states[0], energy=best, optimal=finished, lower_bound=float(lower),
+                  seconds=time.perf_counter() - t0, method="tree", status=status, info=info)
 
 
 # ---------------------------------------------------------------------------- registration
@@ -487,5 +340,5 @@ def _tree(bqm, max_nodes, time_limit, order, bound, batch, diagonal) -> Outcome:
     res = tree_search(bqm.P, bqm.q, bqm.c, order=order, bound=bound, max_nodes=max_nodes,
                       time_limit=time_limit, batch=int(batch), diagonal=diagonal)
     info = {key: res.info[key] for key in ("nodes", "shift", "root_bound")}
-    return Outcome(x=res.states[0], optimal=res.optimal, lower_bound=res.lower_bound,
-                   status="optimal" if res.optimal else res.status, info=info)
+    return Outcome(x=res.x, optimal=res.optimal, lower_bound=res.lower_bound, status=res.status,
+                   info=info)

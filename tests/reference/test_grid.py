@@ -13,7 +13,7 @@ from reference import (
     round_nearest,
     round_stochastic,
     symmetric_range,
-    updown,
+    grid_neighbours,
 )
 from tests.strategies import grid_layers, small_layers
 
@@ -52,7 +52,7 @@ def test_bad_grids_are_refused(kwargs, match):
 def test_grid_length_must_match_rows():
     g = Grid([0.1, 0.2, 0.3], -8, 7)
     with pytest.raises(ValueError, match="3 entries but W has 2 rows"):
-        updown(np.ones((2, 4)), g)
+        grid_neighbours(np.ones((2, 4)), g)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
@@ -126,17 +126,17 @@ def test_zero_rows_get_unit_scale_and_are_exact():
 
 
 @given(st.one_of(small_layers(), grid_layers()))
-def test_updown_neighbours_bracket_the_weight(layer):
+def test_grid_neighbours_bracket_the_weight(layer):
     W, _, grid = layer
-    ud = updown(W, grid)
+    nb = grid_neighbours(W, grid)
     s, z = grid.per_row(W.shape[0])
     x = W / s + z
-    assert np.all((ud.delta == 0) | (ud.delta == 1))
-    assert np.all((ud.lo >= grid.qmin) & (ud.hi <= grid.qmax))
+    assert np.all((nb.delta == 0) | (nb.delta == 1))
+    assert np.all((nb.lo >= grid.qmin) & (nb.hi <= grid.qmax))
     inside = (x >= grid.qmin) & (x < grid.qmax)
-    assert np.all(ud.lo[inside] <= x[inside] + 1e-9) and np.all(x[inside] <= ud.hi[inside] + 1e-9)
-    assert np.all(ud.delta[inside] == 1)
-    assert np.all((ud.residual >= 0) & (ud.residual < 1))
+    assert np.all(nb.lo[inside] <= x[inside] + 1e-9) and np.all(x[inside] <= nb.hi[inside] + 1e-9)
+    assert np.all(nb.delta[inside] == 1)
+    assert np.all((nb.residual >= 0) & (nb.residual < 1))
 
 
 @given(st.one_of(small_layers(), grid_layers()))
@@ -185,7 +185,7 @@ def test_dequantize_inverts_the_grid(bits, symmetric):
 def test_residual_stays_below_one_for_weights_just_below_a_grid_point():
     W = np.array([[-1e-100, -1e-17, 2.0 - 1e-16, 0.5]])
     g = Grid(1.0, -8, 7)
-    ud = updown(W, g)
-    assert np.all((ud.residual >= 0) & (ud.residual < 1))
-    np.testing.assert_array_equal(ud.lo, [[0, 0, 2, 0]])
+    nb = grid_neighbours(W, g)
+    assert np.all((nb.residual >= 0) & (nb.residual < 1))
+    np.testing.assert_array_equal(nb.lo, [[0, 0, 2, 0]])
     np.testing.assert_array_equal(round_nearest(W, g), [[0, 0, 2, 1]])

@@ -1,6 +1,9 @@
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reference import Grid, fit_grid, layer_loss
 from reference.suites import correlated_layer
@@ -52,6 +55,44 @@ def test_wide_rows_use_the_tree_search():
     p = LayerProblem(W, grid, X=X)
     rep = rounding_report(W, grid, X=X, q=p.integers(solve(p, "nearest").x))
     assert rep.method == "tree" and rep.optimum is not None and rep.gap >= 0
+
+
+def _brute_force_rounding_optimum(W, X, grid):
+    """Min over every {floor, floor + 1} rounding (Eq. 22, clipped to [qmin, qmax]) of the loss
+    (1/N) sum_n ||(W - W_hat) x_n||^2, from W and X directly: itertools over each row's choices
+    (the loss is a sum over rows), no project code but the grid's numbers."""
+    out, fan_in = W.shape
+    s = np.broadcast_to(np.asarray(grid.scale, dtype=float), (out,))
+    z = np.broadcast_to(np.asarray(grid.zero_point, dtype=float), (out,))
+    total = 0.0
+    for k in range(out):
+        fl = np.floor(W[k] / s[k]) + z[k]
+        best = np.inf
+        for up in itertools.product((0.0, 1.0), repeat=fan_in):
+            qk = np.clip(fl + np.array(up), grid.qmin, grid.qmax)
+            r = (W[k] - s[k] * (qk - z[k])) @ X.T
+            best = min(best, float(r @ r) / X.shape[0])
+        total += best
+    return total
+
+
+@settings(max_examples=30)
+@given(layers(max_out=2, max_in=6), st.sampled_from(["as drawn", "on the grid", "on ties"]), st.integers(0, 2**32 - 1))
+def test_the_reported_optimum_is_the_brute_force_optimum(layer, where, seed):
+    """Weights as drawn, or some moved exactly onto grid points or exact half steps (a power-of-two
+    scale keeps W / s exact), where {floor, floor + 1} still lets a weight move up a step."""
+    W, X, grid = layer
+    if where != "as drawn":
+        s = 2.0 ** np.round(np.log2(grid.scale))
+        grid = Grid(s, grid.qmin, grid.qmax, grid.zero_point)
+        s_rows = np.broadcast_to(np.asarray(s, dtype=float), (W.shape[0],))[:, None]
+        snapped = (np.round(W / s_rows) + (0.5 if where == "on ties" else 0.0)) * s_rows
+        W = np.where(np.random.default_rng(seed).random(W.shape) < 0.6, snapped, W)
+    rep = rounding_report(W, grid, X=X, q=round_nearest(W, grid))
+    want = _brute_force_rounding_optimum(W, X, grid)
+    scale = float(np.abs(W).sum() ** 2 * (X * X).mean()) + 1e-300  # |loss| <= this for any rounding
+    assert rep.optimum == pytest.approx(want, rel=1e-9, abs=1e-12 * scale)
+    assert rep.optimum <= rep.loss + 1e-12 * scale
 
 
 def test_roundings_off_the_up_down_choice_are_refused():

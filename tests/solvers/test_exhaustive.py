@@ -86,3 +86,36 @@ def test_size_limit_is_refused_before_any_work():
 def test_empty_model_is_its_offset():
     r = solve(BQM(np.zeros((0, 0)), c=2.5), "exhaustive")
     assert r.energy == 2.5 and r.optimal and r.x.shape == (0,)
+
+
+def _planted(n: int, t_high: int, seed: int):
+    """``E(v) = (v - z)^T A (v - z) - 3`` with ``A`` positive definite (``lambda_min >= 1/2``): its
+    unique minimiser is the planted ``z`` (energy -3, every other state >= -2.5). ``z``'s last
+    ``n - 18`` bits (the enumeration's high group) spell ``t_high`` in binary; the rest are random."""
+    rng = np.random.default_rng(seed)
+    B = rng.normal(size=(2 * n, n))
+    A = B.T @ B / n + 0.5 * np.eye(n)
+    z = rng.integers(0, 2, size=n).astype(float)
+    z[18:] = (t_high >> np.arange(n - 18)) & 1
+    return A, -2 * A @ z, float(z @ A @ z) - 3.0, z
+
+
+@pytest.mark.parametrize("threads, t_high", [(1, 256), (2, 511), (2, 512), (2, 1023)])
+def test_multi_batch_enumeration_finds_a_planted_optimum_at_28_variables(threads, t_high):
+    """n = 28: 2^10 high states in batches of 256, on one thread (4 batches) or two (2 each);
+    the optimum is planted at a batch's or a thread's first or last high state, or the last of all."""
+    P, q, c, z = _planted(28, t_high, seed=t_high)
+    x, e = exhaustive_minimum(P, q, c, threads=threads)
+    np.testing.assert_array_equal(x, z.astype(np.int8))
+    assert e == pytest.approx(-3.0, abs=1e-9)
+
+
+def test_multi_batch_enumeration_equals_the_trees_proven_optimum_at_28_variables():
+    rng = np.random.default_rng(28)
+    B = rng.normal(size=(40, 28))
+    bqm = BQM(B.T @ B / 40, rng.normal(size=28) * 2, 0.7)  # PSD, optimum in no particular batch
+    tree = solve(bqm, "tree")
+    assert tree.optimal
+    x, e = exhaustive_minimum(bqm.P, bqm.q, bqm.c, threads=2)
+    assert e == pytest.approx(tree.energy, rel=1e-12, abs=1e-12)
+    assert bqm.energy(x) == pytest.approx(tree.energy, rel=1e-12, abs=1e-12)

@@ -64,7 +64,7 @@ def test_issue_15_9a_tiny_P_large_q_is_never_a_wrong_optimum():
         assert "not finite" in str(err)
         return
     assert res.optimal
-    assert res.energies[0] <= opt + _rounding(bqm, x)
+    assert res.energy <= opt + _rounding(bqm, x)
     assert res.lower_bound <= opt + _rounding(bqm, x)
 
 

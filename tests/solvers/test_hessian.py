@@ -27,7 +27,7 @@ def _net(seed, sizes=(4, 3, 3), n=9):
 
 def _every_v(fq):
     for x in all_states(fq.free.size):
-        yield x, fq.updown(x)
+        yield x, fq.up_down(x)
 
 
 @given(small_layers(max_out=2, max_in=4), st.booleans())
@@ -54,7 +54,7 @@ def test_taylor_qubo_predicts_the_task_loss_change_to_third_order():
         fq = task_loss_qubo(net, layer, X, y, grid, gradient=True)
         rng = np.random.default_rng(layer)
         for _ in range(5):
-            v = fq.updown(rng.integers(0, 2, size=fq.free.size))
+            v = fq.up_down(rng.integers(0, 2, size=fq.free.size))
             true = task_loss_change(net, layer, fq.w_hat(v), X, y)
             assert fq.energy(v) == pytest.approx(true, rel=1e-3, abs=1e-12)
 
@@ -76,7 +76,7 @@ def test_full_layer_qubo_optimum_by_exhaustive_equals_brute_force():
     res = solvers.solve(fq.bqm, "exhaustive")
     best = min(fq.energy(v) for _, v in _every_v(fq))
     assert res.optimal and res.energy == pytest.approx(best, abs=1e-12)
-    assert fq.energy(fq.updown(res.x)) == pytest.approx(res.energy, abs=1e-15)
+    assert fq.energy(fq.up_down(res.x)) == pytest.approx(res.energy, abs=1e-15)
 
 
 def test_diagonal_level_is_twice_taylor_with_the_diagonal_output_hessian():

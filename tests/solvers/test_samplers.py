@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from solvers.samplers import ExhaustiveSampler, TreeSampler, lowest_states
+from solvers.exhaustive import lowest_states
+from solvers.samplers import ExhaustiveSampler, TreeSampler
 from tests.solvers.test_tree import general_bqm
 from tests.strategies import qubo_models
 

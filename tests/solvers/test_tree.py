@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from reference import Grid
 from solvers import BQM, LayerProblem, solve
 from solvers.exhaustive import exhaustive_minimum
-from solvers.tree import least_squares_form, nearest_plane, tree_search
+from solvers.least_squares import least_squares_form, nearest_plane
+from solvers.tree import tree_search
 from tests.strategies import qubo_models
 
 
@@ -83,10 +84,10 @@ def test_tree_returns_the_k_lowest_energies(bqm, k):
     res = tree_search(bqm.P, bqm.q, bqm.c, num_states=k)
     want = np.sort(E)[: min(k, E.size)]
     assert res.optimal
-    assert res.states.shape == (want.size, bqm.n)
-    assert len({s.tobytes() for s in res.states}) == want.size  # distinct states
-    np.testing.assert_allclose(res.energies, want, rtol=0, atol=1e-9 * (1 + np.abs(E).max()))
-    np.testing.assert_allclose(bqm.energies(res.states), res.energies, rtol=0, atol=1e-12 * (1 + np.abs(E).max()))
+    assert res.info["states"].shape == (want.size, bqm.n)
+    assert len({s.tobytes() for s in res.info["states"]}) == want.size  # distinct states
+    np.testing.assert_allclose(res.info["energies"], want, rtol=0, atol=1e-9 * (1 + np.abs(E).max()))
+    np.testing.assert_allclose(bqm.energies(res.info["states"]), res.info["energies"], rtol=0, atol=1e-12 * (1 + np.abs(E).max()))
 
 
 @given(general_bqm(max_n=9), st.sampled_from(["schur", "natural"]))
