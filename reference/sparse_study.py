@@ -56,6 +56,8 @@ def _debias(Phi, X, A):
 
 
 def gap_rows(Phi, X, lam, tune, seed):
+    """Rows of the optimality-gap table at one ``lam``: each coder's codes scored by the l0
+    objective against the exact l0 optimum (method ``l0-exact``), raw and debiased."""
     from solvers.sparse import code
 
     K = Phi.shape[1]
@@ -184,6 +186,7 @@ def atom_grid(Phi, size: int | None = None, pad: int = 1) -> np.ndarray:
 
 
 def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend, or an ImportError naming the ``plots`` extra."""
     try:
         import matplotlib
 
