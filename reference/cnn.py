@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import as_float_array, check_positive_int
+from .validation import as_float_array, check_positive_int
 from .conv import ConvGeometry, _pad, _patches_adjoint, _patches_all, conv_geometry
 from .network import _WeightsAndBiases
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import as_float_array, as_int_scalar
+from .validation import as_float_array, as_int_scalar
 
 __all__ = ["CHUNK_ELEMENTS", "ConvGeometry", "conv_geometry", "conv2d", "conv_gram", "conv_loss", "patches"]
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import check_positive_int
+from .validation import check_positive_int
 
 __all__ = ["Digits", "load_digits"]
 

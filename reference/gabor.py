@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validation import as_float_array, check_positive_int
+from .validation import as_float_array, check_positive_int
 
 __all__ = ["GABOR_PARAMS", "count_subregions", "fit_gabor", "fit_gabors", "gabor"]
 

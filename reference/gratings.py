@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validation import as_float_array, check_positive_int
+from .validation import as_float_array, check_positive_int
 
 __all__ = ["ORIENTED_OSI", "code_responses", "grating", "grating_set", "linear_responses", "tuning"]
 

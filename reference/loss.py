@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validation import as_float_array
+from .validation import as_float_array
 
 __all__ = ["gram", "layer_loss", "layer_loss_gram"]
 

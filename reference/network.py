@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import as_float_array, check_positive_int
+from .validation import as_float_array, check_positive_int
 
 __all__ = ["MLP", "Forward", "loss_and_gradients", "train_mlp"]
 

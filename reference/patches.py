@@ -22,7 +22,7 @@ import os
 
 import numpy as np
 
-from ._validation import as_float_array, check_positive_int
+from .validation import as_float_array, check_positive_int
 
 __all__ = [
     "PatchStream",

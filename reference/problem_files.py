@@ -23,7 +23,7 @@ import zipfile
 
 import numpy as np
 
-from ._validation import as_float_array, as_int_scalar
+from .validation import as_float_array, as_int_scalar
 from .grid import Grid, fit_grid
 
 __all__ = ["ProblemFileError", "load_layer", "main", "read_inputs", "read_safetensors", "write_layer"]

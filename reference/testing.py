@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import as_float_array, check_tolerance
+from .validation import as_float_array, check_tolerance
 
 __all__ = [
     "RoundingReport",

@@ -17,7 +17,7 @@ import numbers
 
 import numpy as np
 
-from reference._validation import check_positive_int
+from reference.validation import check_positive_int
 
 __all__ = ["Method", "Outcome", "METHODS", "register", "method_names", "resolve_options", "OPTION_CHECKS"]
 

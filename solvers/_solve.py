@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from reference._validation import check_positive_int
+from reference.validation import check_positive_int
 
 from ._registry import METHODS, Method, Outcome, method_names
 from .anneal import sampler_method

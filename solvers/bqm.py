@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reference._validation import as_float_array, as_int_scalar
+from reference.validation import as_float_array, as_int_scalar
 
 __all__ = ["BQM", "MAX_DENSE_VARS", "MAX_ENERGY"]
 

@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from reference._validation import as_float_array
+from reference.validation import as_float_array
 from reference.grid import Grid
 
 from .layer import LayerProblem

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reference._validation import as_float_array
+from reference.validation import as_float_array
 from reference.grid import Grid, _grid_neighbours
 from reference.network import MLP
 

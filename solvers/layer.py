@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reference._validation import as_float_array, as_int_scalar, check_loss_range
+from reference.validation import as_float_array, as_int_scalar, check_loss_range
 from reference.conv import _check_X, conv_geometry, conv_gram
 from reference.grid import Grid, _grid_neighbours
 from reference.loss import gram

@@ -33,7 +33,7 @@ from functools import lru_cache
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from reference._validation import check_positive_int
+from reference.validation import check_positive_int
 
 from ._registry import Outcome, register
 from .baselines import gptq_rule

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dimod
 import numpy as np
 
-from reference._validation import check_positive_int
+from reference.validation import check_positive_int
 
 from .bqm import BQM
 from .exhaustive import HARD_MAX_VARS, MAX_VARS, exhaustive_minimum, lowest_states

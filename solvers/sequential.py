@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reference._validation import as_float_array
+from reference.validation import as_float_array
 from reference.grid import Grid, fit_grid
 from reference.network import MLP
 

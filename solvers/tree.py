@@ -48,7 +48,7 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from reference._validation import check_positive_int
+from reference.validation import check_positive_int
 
 from ._registry import Outcome, register
 from .bounds import _box_qp_bound

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reference._validation import as_float_array
+from reference.validation import as_float_array
 from reference.sparse import check_dictionary, check_lambda
 
 from ..bqm import BQM

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from reference._validation import as_float_array, check_positive_int
+from reference.validation import as_float_array, check_positive_int
 from reference.sparse import check_lambda, check_penalty
 
 from .. import _solve

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from reference._validation import check_positive_int
+from reference.validation import check_positive_int
 
 from .problem import outcome, register_sparse
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reference._validation import check_positive_int
+from reference.validation import check_positive_int
 
 from .problem import check_iter_opts, init_codes, outcome, register_sparse, step_size
 

@@ -24,7 +24,7 @@ import numpy as np
 from scipy.linalg import eigvalsh
 from threadpoolctl import threadpool_limits
 
-from reference._validation import as_float_array, check_positive_int
+from reference.validation import as_float_array, check_positive_int
 from reference.penalties import PENALTIES
 from reference.sparse import atom_norms, check_dictionary, check_lambda, check_penalty, check_signals, objective_rows
 

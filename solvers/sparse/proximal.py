@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reference._validation import as_float_array, check_positive_int
+from reference.validation import as_float_array, check_positive_int
 from reference.penalties import penalty_elementwise, prox
 
 from .certified import STEP_SCALE, l1_certified
