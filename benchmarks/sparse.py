@@ -27,10 +27,11 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 import numpy as np
+
+from reference.validation import available_cpus
 
 
 def _best(fn, repeat):
@@ -82,7 +83,7 @@ def coding(N, repeat, seed=0, quick_naive=False):
             t, out[name] = _best(fn, 1)
             best[name] = min(best[name], t)
     t_sk = best_sk
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = available_cpus()
     t_par, _ = _best(lambda: sparse_encode(X, Phi.T, algorithm="lasso_cd", alpha=lam, n_jobs=cores), repeat)
     print(f"  scikit-learn sparse_encode(lasso_cd):    {t_sk:8.3f} s   "
           f"mean nonzeros {np.count_nonzero(S) / N:.1f}")

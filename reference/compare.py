@@ -249,9 +249,9 @@ def _fail(msg: str) -> int:
 
 
 def _default_jobs() -> int:
-    from .harness import _cores
+    from .validation import available_cpus
 
-    return _cores()
+    return available_cpus()
 
 
 def main(argv=None) -> int:

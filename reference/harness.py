@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
@@ -20,6 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .store import task_key
+from .validation import available_cpus
 
 __all__ = ["Task", "problem_hash", "problem_kind", "make_tasks", "run_task", "run_tasks", "aggregate",
            "SchedulerError", "SCHEDULER_TIMEOUT"]
@@ -180,13 +180,6 @@ def _limit_blas(threads: int) -> None:
     _BLAS_LIMIT = threadpool_limits(limits=threads)
 
 
-def _cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover
-        return os.cpu_count() or 1
-
-
 @contextmanager
 def _executor(jobs: int, scheduler: str | None):
     """``(executor, workers)``: a ``concurrent.futures.Executor`` for the tasks and how many run at once.
@@ -212,7 +205,7 @@ def _executor(jobs: int, scheduler: str | None):
                 yield ex, workers
     elif jobs > 1:
         with ProcessPoolExecutor(max_workers=jobs, initializer=_limit_blas,
-                                 initargs=(max(1, _cores() // jobs),)) as ex:
+                                 initargs=(max(1, available_cpus() // jobs),)) as ex:
             yield ex, jobs
     else:
         yield _SerialExecutor(), 1

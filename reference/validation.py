@@ -9,6 +9,7 @@ found. Nothing is repaired: a NaN is refused, not replaced; a shape is refused, 
 from __future__ import annotations
 
 import numbers
+import os
 
 import numpy as np
 
@@ -21,6 +22,15 @@ __all__ = [
     "as_per_row",
     "check_bits",
     "check_positive_int",
+    "Param",
+    "Integer",
+    "Real",
+    "Choice",
+    "Flag",
+    "Interval",
+    "Array",
+    "Passed",
+    "available_cpus",
 ]
 
 
@@ -155,3 +165,182 @@ def check_loss_range(W, G, grid, X=None) -> None:
         raise ValueError(f"the row QUBOs' coefficients G s^2 underflow float64: max|G| == {gmax:.3g} ({source}) "
                          f"with grid scale {float(np.min(s)):.3g} gives 2^{log_lo:.0f}; rescale W (and its grid) "
                          f"or {source}")
+# --- Declared option constraints ---------------------------------------------------------------
+# A method declares each option it accepts with one of these when it registers
+# (solvers._registry.register); the one resolver checks every given value against it before any
+# work starts. ``None`` is accepted only where ``none=True`` (it then means the method's own
+# default behaviour). Values are checked, never converted: what the caller gave is what runs.
+
+
+class Param:
+    """One declared option: its default and what values it accepts."""
+
+    def __init__(self, default=None, *, none: bool = False, doc: str = ""):
+        self.default = default
+        self.none = bool(none)
+        self.doc = doc
+
+    def check(self, value, name: str, others: dict | None = None) -> None:
+        if value is None:
+            if not self.none:
+                raise ValueError(f"{name} must be {self.describe()}, found None")
+            return
+        self._check(value, name, others or {})
+
+    def _check(self, value, name, others):  # pragma: no cover - every subclass overrides it
+        raise NotImplementedError
+
+    def describe(self) -> str:  # pragma: no cover
+        raise NotImplementedError
+
+    def _refuse(self, value, name, kind=ValueError):
+        extra = " or None" if self.none else ""
+        raise kind(f"{name} must be {self.describe()}{extra}, found {describe(value)}")
+
+
+def _num(x) -> str:
+    """A bound for a message: an integer as an integer (2147483647, not 2.14748e+09)."""
+    return str(int(x)) if float(x).is_integer() and abs(x) < 2**53 else f"{x:g}"
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+class Integer(Param):
+    """An integer in ``[low, high]``; ``low`` may name another option (``"window"``): at least its value."""
+
+    def __init__(self, default=None, low: int | str = 0, high: int | None = None, **kw):
+        super().__init__(default, **kw)
+        self.low, self.high = low, high
+
+    def describe(self) -> str:
+        hi = "" if self.high is None else f" and <= {self.high}"
+        return f"an integer >= {self.low}{hi}"
+
+    def _check(self, value, name, others):
+        if not isinstance(value, (numbers.Integral, float, np.floating)) or isinstance(value, (bool, np.bool_)):
+            self._refuse(value, name, TypeError)
+        if not isinstance(value, numbers.Integral) and not (np.isfinite(value) and float(value).is_integer()):
+            self._refuse(value, name)
+        low = self.low
+        if isinstance(low, str):
+            low = others.get(low)
+            if low is None:
+                return
+        if value < low or (self.high is not None and value > self.high):
+            self._refuse(value, name)
+
+
+class Real(Param):
+    """A finite real number in ``[low, high]`` (an open end with ``open_low``/``open_high``)."""
+
+    def __init__(self, default=None, low: float | None = None, high: float | None = None, *,
+                 open_low: bool = False, open_high: bool = False, **kw):
+        super().__init__(default, **kw)
+        self.low, self.high, self.open_low, self.open_high = low, high, bool(open_low), bool(open_high)
+
+    def describe(self) -> str:
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.open_low else '>='} {_num(self.low)}")
+        if self.high is not None:
+            parts.append(f"{'<' if self.open_high else '<='} {_num(self.high)}")
+        return "a finite number" + (" " + " and ".join(parts) if parts else "")
+
+    def _check(self, value, name, others):
+        if not _is_real(value):
+            self._refuse(value, name, TypeError)
+        v = float(value)
+        if not np.isfinite(v):
+            self._refuse(value, name)
+        if self.low is not None and (v < self.low or (self.open_low and v == self.low)):
+            self._refuse(value, name)
+        if self.high is not None and (v > self.high or (self.open_high and v == self.high)):
+            self._refuse(value, name)
+
+
+class Choice(Param):
+    """One of a fixed set of values (strings, usually)."""
+
+    def __init__(self, default, choices, **kw):
+        super().__init__(default, **kw)
+        self.choices = tuple(choices)
+
+    def describe(self) -> str:
+        return f"one of {list(self.choices)}"
+
+    def _check(self, value, name, others):
+        if not isinstance(value, str) and any(isinstance(c, str) for c in self.choices):
+            self._refuse(value, name, TypeError)
+        if value not in self.choices:
+            self._refuse(value, name)
+
+
+class Flag(Param):
+    """True or False."""
+
+    def describe(self) -> str:
+        return "True or False"
+
+    def _check(self, value, name, others):
+        if not isinstance(value, (bool, np.bool_)):
+            self._refuse(value, name, TypeError)
+
+
+class Interval(Param):
+    """A pair of finite numbers > 0: ``[low, high]`` with ``low <= high`` when ``ordered`` (e.g.
+    inverse temperatures), any order otherwise (e.g. a schedule's start and end)."""
+
+    def __init__(self, default=None, *, ordered: bool = True, **kw):
+        super().__init__(default, **kw)
+        self.ordered = bool(ordered)
+
+    def describe(self) -> str:
+        if self.ordered:
+            return "a pair [low, high] of finite numbers with 0 < low <= high"
+        return "a pair (start, end) of finite numbers > 0"
+
+    def _check(self, value, name, others):
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2 \
+                or not all(_is_real(b) for b in value):
+            self._refuse(value, name)
+        lo, hi = (float(b) for b in value)
+        if not (np.isfinite(lo) and np.isfinite(hi)) or lo <= 0 or hi <= 0 or (self.ordered and hi < lo):
+            self._refuse(value, name)
+
+
+class Array(Param):
+    """An array checked by the method itself against the problem's shape (e.g. initial codes):
+    declared so the option is known; only ``None`` or an array-like is accepted here."""
+
+    def __init__(self, default=None, what: str = "an array", **kw):
+        super().__init__(default, **kw)
+        self.what = what
+
+    def describe(self) -> str:
+        return self.what
+
+    def _check(self, value, name, others):
+        if isinstance(value, (str, bytes, dict)):
+            self._refuse(value, name, TypeError)
+
+
+class Passed(Param):
+    """An option handed on unchecked to a component that checks it itself (the keyword
+    parameters of a user's dimod sampler)."""
+
+    def describe(self) -> str:
+        return "a value its owner checks"
+
+    def _check(self, value, name, others):
+        return None
+
+
+def available_cpus() -> int:
+    """Cores this process may run on (its CPU affinity where the OS reports one): the one count
+    behind every ``threads=None``/``workers=None``/``jobs`` default."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS and Windows have no affinity call
+        return max(1, os.cpu_count() or 1)

@@ -1,96 +1,81 @@
-"""The registry ``name -> method``: both the dispatch table and the list of names.
+"""The registry ``name -> method``: the dispatch table, the list of names, and the one place
+where options are checked.
 
-A backend registers itself with :func:`register`, declaring the options it accepts (with their
-defaults), whether it acts on any QUBO (``kind="qubo"``; on a layer it runs row by row) or only
-on a layer (``kind="layer"``) or codes a :class:`solvers.SparseProblem` (``kind="sparse"``,
-:func:`solvers.sparse.problem.register_sparse`), and an optional size check run before any work
-starts. Names are unique across kinds.
+A backend registers itself with :func:`register`, declaring each option it accepts with its
+default and the values it accepts (a :class:`~reference.validation.Param`: ``Integer``,
+``Real``, ``Choice``, ``Flag``, ``Interval``, ``Array``; options shared by several methods,
+such as ``seed`` or ``time_limit``, may be declared by their default alone and take the shared
+declaration in :data:`SHARED`), what it acts on (``kind``: ``"qubo"`` any QUBO, row by row on
+a layer; ``"layer"`` only a layer's weights whole; ``"sparse"`` a :class:`solvers.SparseProblem`,
+registered through :func:`solvers.sparse.problem.register_sparse`), and optionally ``size_limit``, the option
+that caps the number of variables. :func:`resolve_options` checks every given value against
+its declaration before any work starts, so a bad value is refused with the option named.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import math
-import numbers
-
 import numpy as np
 
-from reference.validation import check_positive_int
+from reference.validation import Integer, Interval, Param, Real
 
-__all__ = ["Method", "Outcome", "METHODS", "register", "method_names", "resolve_options", "OPTION_CHECKS"]
+__all__ = ["Method", "Outcome", "METHODS", "SHARED", "KINDS", "C_INT_MAX", "register", "method_names",
+           "resolve_options"]
 
 
 #: Largest value of a C ``int``: the samplers of dwave-samplers take their counts as one.
 C_INT_MAX = 2**31 - 1
 
+#: What a method can act on.
+KINDS = ("qubo", "layer", "sparse")
 
-def _count(minimum: int, maximum: int | None = None):
-    def check(value, name):
-        if isinstance(value, str):
-            hi = "" if maximum is None else f" and <= {maximum}"
-            raise TypeError(f"{name} must be an integer >= {minimum}{hi}, found the string {value!r}")
-        v = check_positive_int(value, name, minimum=minimum)
-        if maximum is not None and v > maximum:
-            raise ValueError(f"{name} must be <= {maximum}, found {v}")
-    return check
-
-
-def _seconds(value, name):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) \
-            or not math.isfinite(value) or value <= 0 or value > C_INT_MAX:
-        kind = TypeError if isinstance(value, str) else ValueError
-        raise kind(f"{name} must be a positive number (finite, at most {C_INT_MAX}) or None, found {value!r}")
-
-
-def _beta_range(value, name):
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
-        raise ValueError(f"{name} must be a pair [hot, cold] of inverse temperatures, found {value!r}")
-    if any(isinstance(b, (bool, np.bool_)) or not isinstance(b, numbers.Real) for b in value):
-        raise ValueError(f"{name} must hold two real numbers, found {value!r}")
-    lo, hi = (float(b) for b in value)
-    if not (math.isfinite(lo) and math.isfinite(hi)) or lo <= 0 or hi < lo:
-        raise ValueError(f"{name} must be two finite numbers 0 < hot <= cold, found {value!r}")
-
-
-#: Checks of options that several methods share, by name; ``None`` is always accepted (it means
-#: the method's own default). Run by :func:`resolve_options` on every given value, so a bad seed
-#: or thread count is refused with the option named before any work starts.
-OPTION_CHECKS = {
-    "seed": _count(0),
-    "threads": _count(1, 1024),
-    "num_reads": _count(1, C_INT_MAX),
-    "num_sweeps": _count(1, C_INT_MAX),
-    "num_restarts": _count(1, C_INT_MAX),
-    "max_nodes": _count(1),
-    "batch": _count(1),
-    "max_iter": _count(1),
-    "max_vars": _count(0),
-    "max_atoms": _count(1),
-    "n_nonzero": _count(0),
-    "time_limit": _seconds,
-    "timeout": _seconds,
-    "beta_range": _beta_range,
+#: Declarations of options that several methods share, by name: a method that declares one of
+#: these names by its default alone gets this constraint (with its own default).
+SHARED: dict[str, Param] = {
+    "seed": Integer(0, low=0, none=True, doc="seed of every random choice (None: fresh entropy)"),
+    "threads": Integer(None, low=1, high=1024, none=True, doc="threads (None: one per available core)"),
+    "num_reads": Integer(1, low=1, high=C_INT_MAX, doc="independent runs; the best is returned"),
+    "num_sweeps": Integer(1000, low=1, high=C_INT_MAX, doc="sweeps per read"),
+    "num_restarts": Integer(20, low=1, high=C_INT_MAX, doc="restarts per read"),
+    "max_nodes": Integer(None, low=1, none=True, doc="deterministic work budget in nodes"),
+    "max_iter": Integer(1000, low=1, doc="iteration limit"),
+    "time_limit": Real(None, low=0, high=C_INT_MAX, open_low=True, none=True,
+                       doc="wall-clock limit in seconds (makes results machine dependent)"),
+    "beta_range": Interval(None, none=True, doc="[hot, cold] inverse temperatures"),
 }
 
 
-def resolve_options(method: str, accepted: dict, given: dict) -> dict:
-    """``accepted`` defaults updated with ``given``; an unknown option is an error listing the
-    accepted ones (:func:`solvers.solve`, for every kind of problem).
-    Given values of the shared options in :data:`OPTION_CHECKS` are checked here."""
-    unknown = sorted(set(given) - set(accepted))
+def _declare(method: str, options: dict) -> dict[str, Param]:
+    out = {}
+    for name, spec in (options or {}).items():
+        if isinstance(spec, Param):
+            out[name] = spec
+        elif name in SHARED:
+            p = copy.copy(SHARED[name])
+            p.default = spec
+            out[name] = p
+        else:
+            raise TypeError(f"method {method!r}: option {name!r} must be declared with a Param "
+                            f"(Integer, Real, Choice, ...), found the bare default {spec!r}")
+    return out
+
+
+def resolve_options(method: str, declared: dict[str, Param], given: dict) -> dict:
+    """The declared defaults updated with ``given``, every given value checked against its
+    declaration; an unknown option is an error listing the accepted ones."""
+    unknown = sorted(set(given) - set(declared))
     if unknown:
         raise ValueError(
             f"method {method!r} got unknown option(s) {unknown}; it accepts "
-            f"{sorted(accepted) or 'no options'}"
+            f"{sorted(declared) or 'no options'}"
         )
-    for name, value in given.items():
-        check = OPTION_CHECKS.get(name)
-        if check is not None and value is not None:
-            check(value, name)
-    opts = dict(accepted)
+    opts = {name: p.default for name, p in declared.items()}
     opts.update(given)
+    for name in given:  # after the update: a bound may name another option (``low="window"``)
+        declared[name].check(given[name], name, opts)
     return opts
 
 
@@ -110,37 +95,57 @@ class Method:
     name: str
     run: Callable[..., Outcome]
     kind: str
-    options: dict
+    params: dict
     summary: str
     exact: bool = False
-    check: Callable[[int, dict], None] | None = None
+    size_limit: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def options(self) -> dict:
+        """``{option: default}``."""
+        return {name: p.default for name, p in self.params.items()}
 
     def resolve_options(self, given: dict) -> dict:
-        return resolve_options(self.name, self.options, given)
+        return resolve_options(self.name, self.params, given)
 
     def check_size(self, n: int, opts: dict) -> None:
-        if self.check is not None:
-            self.check(n, opts)
+        """Refuse a problem with more variables than the option named by ``size_limit`` allows."""
+        if self.size_limit is not None and n > opts[self.size_limit]:
+            limit, most = opts[self.size_limit], getattr(self.params[self.size_limit], "high", None)
+            raise ValueError(
+                f"{self.name}: problem has {n} variables, above the limit {self.size_limit} == {limit} "
+                f"(raise {self.size_limit}{'' if most is None else f' up to {most}'}, or use another method)"
+            )
 
 
 METHODS: dict[str, Method] = {}
 
 
 def register(name: str, *, kind: str, summary: str, options: dict[str, Any] | None = None,
-             exact: bool = False, check=None):
-    """Decorator registering ``run`` under ``name``."""
-    if kind not in ("qubo", "layer", "sparse"):
-        raise ValueError(f"kind must be 'qubo', 'layer' or 'sparse', found {kind!r}")
+             exact: bool = False, size_limit: str | None = None, **extra):
+    """Decorator registering ``run`` under ``name`` with its declared options (see the module
+    docstring). ``extra`` holds kind-specific metadata (e.g. the penalties a sparse coder accepts)."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {list(KINDS)}, found {kind!r}")
+    params = _declare(name, options)
+    if size_limit is not None and size_limit not in params:
+        raise ValueError(f"method {name!r}: size_limit {size_limit!r} is not one of its options")
+    for pname, p in params.items():  # a default must satisfy its own declaration
+        p.check(p.default, f"{name}: default of {pname}", {k: q.default for k, q in params.items()})
 
     def deco(run):
         if name in METHODS:
             raise ValueError(f"method {name!r} is already registered")
-        METHODS[name] = Method(name, run, kind, dict(options or {}), summary, exact, check)
+        METHODS[name] = Method(name, run, kind, params, summary, exact, size_limit, dict(extra))
         return run
 
     return deco
 
 
 def method_names(kind: str | None = None) -> list[str]:
-    """Sorted names of the registered methods (optionally of one kind)."""
+    """Sorted names of the registered methods (optionally of one kind: ``"qubo"``, ``"layer"``,
+    ``"sparse"``)."""
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"kind must be one of {list(KINDS)} or None, found {kind!r}")
     return sorted(n for n, m in METHODS.items() if kind is None or m.kind == kind)

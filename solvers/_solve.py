@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from reference.validation import check_positive_int
+from reference.validation import available_cpus, check_positive_int
 
 from ._registry import METHODS, Method, Outcome, method_names
 from .anneal import sampler_method
@@ -150,9 +150,7 @@ def solve(problem, method="exhaustive", *, workers=1, **options) -> Result:
         shape (N, K), and per-signal details in ``info``: ``objective``, ``iterations``, ...).
     """
     if workers is None:
-        from .exhaustive import _n_threads
-
-        workers = _n_threads(None)
+        workers = available_cpus()
     workers = check_positive_int(workers, "workers")
     problem = _as_problem(problem)
     m = _resolve(method)

@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from reference.validation import Choice, Flag, Integer, Interval, Real
+
 from ._registry import Outcome, register
 from .layer import LayerProblem
-from .relaxation import DataTerm, _check_choice, _int, _thread_limiter, relax, resolve_settings, soft_weight_map
+from .relaxation import PRESETS, DataTerm, _check_choice, _thread_limiter, relax, resolve_settings, soft_weight_map
 
 __all__ = ["LocalLoss"]
 
@@ -104,9 +106,16 @@ class LocalLoss(DataTerm):
 
 
 @register("adaround", kind="layer",
-          options={"preset": "aimet", "lam": None, "beta": None, "schedule": None, "warm_start": None,
-                   "iterations": None, "lr": None, "batch_size": None, "normalization": None,
-                   "mode": "gram", "seed": 0, "history": False, "history_every": None, "threads": None},
+          options={"preset": Choice("aimet", tuple(PRESETS)),
+                   "lam": Real(None, low=0, none=True, doc="regulariser weight (None: the preset's)"),
+                   "beta": Interval(None, ordered=False, none=True, doc="(start, end) of the beta schedule"),
+                   "schedule": Choice(None, ("cosine", "linear"), none=True),
+                   "warm_start": Real(None, low=0, high=1, open_high=True, none=True, doc="fraction of steps without regulariser"),
+                   "iterations": Integer(None, low=1, none=True), "lr": Real(None, low=0, open_low=True, none=True),
+                   "batch_size": Integer(None, low=1, none=True),
+                   "normalization": Choice(None, ("element", "sample"), none=True),
+                   "mode": Choice("gram", ("batch", "gram")), "seed": 0, "history": Flag(False),
+                   "history_every": Integer(None, low=1, none=True), "threads": None},
           summary="AdaRound continuous relaxation (Eqs. 21-24), Adam in numpy, hard rounding V >= 0")
 def _adaround(problem: LayerProblem, preset="aimet", *, lam=None, beta=None, schedule=None, warm_start=None,
               iterations=None, lr=None, batch_size=None, normalization=None, mode="gram", seed=0,
@@ -129,10 +138,7 @@ def _adaround(problem: LayerProblem, preset="aimet", *, lam=None, beta=None, sch
     """
     st = resolve_settings(preset, lam=lam, beta=beta, schedule=schedule, warm_start=warm_start,
                           iterations=iterations, lr=lr, batch_size=batch_size, normalization=normalization)
-    _check_choice(mode, "mode", ("batch", "gram"))
-    if not isinstance(history, (bool, np.bool_)):
-        raise ValueError(f"history must be True or False, found {history!r}")
-    every = max(1, st["iterations"] // 100) if history_every is None else _int(history_every, "history_every")
+    every = max(1, st["iterations"] // 100) if history_every is None else int(history_every)
     term = LocalLoss(problem, st["normalization"])
     if mode == "batch":
         if term.X is None:
@@ -143,8 +149,6 @@ def _adaround(problem: LayerProblem, preset="aimet", *, lam=None, beta=None, sch
         if st["batch_size"] > term.n_samples:
             raise ValueError(f"batch_size must be <= the number of samples N == {term.n_samples}, "
                              f"found {st['batch_size']}")
-    if seed is not None:
-        seed = _int(seed, "seed", lo=0)
     rng = np.random.default_rng(seed)
     st["mode"] = mode
     st["seed"] = seed

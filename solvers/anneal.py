@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from reference.validation import Passed
+
 from ._registry import Method, Outcome, register
 
 __all__ = ["simulated_annealing_sampler", "sampler_method"]
@@ -72,13 +74,12 @@ def sampler_method(sampler) -> Method:
             f"method must be a registered name or a dimod sampler (with .sample and .parameters), "
             f"found {name}"
         )
-    defaults = {p: _UNSET for p in params}
+    declared = {p: Passed(_UNSET) for p in params}  # the sampler checks its own parameters
 
     def run(bqm, **opts):
         return _sample(sampler, bqm, **{k: v for k, v in opts.items() if v is not _UNSET})
 
-    return Method(name=name, run=run, kind="qubo", options=defaults,
-                  summary=f"dimod sampler {name}")
+    return Method(name=name, run=run, kind="qubo", params=declared, summary=f"dimod sampler {name}")
 
 
 class _Unset:

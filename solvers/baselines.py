@@ -20,7 +20,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.linalg import solve_triangular
 
-from ._registry import Outcome, register
+from reference.validation import Choice, Real
+
+from ._registry import C_INT_MAX, Outcome, register
 from .anneal import _sample
 from .least_squares import _shift_for, nearest_plane
 
@@ -58,16 +60,7 @@ def gptq_rule(P, q, order: str = "natural", damp: float = 0.01) -> np.ndarray:
     return v
 
 
-def _check_gptq(n: int, opts: dict) -> None:
-    if opts["order"] not in GPTQ_ORDERS:
-        raise ValueError(f"order must be one of {list(GPTQ_ORDERS)}, found {opts['order']!r}")
-    damp = opts["damp"]
-    if isinstance(damp, bool) or not isinstance(damp, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(damp) or damp < 0:
-        raise ValueError(f"damp must be a finite number >= 0, found {damp!r}")
-
-
-@register("gptq", kind="qubo", check=_check_gptq, options={"order": "natural", "damp": 0.01},
+@register("gptq", kind="qubo", options={"order": Choice("natural", GPTQ_ORDERS), "damp": Real(0.01, low=0)},
           summary="GPTQ/OBQ error feedback (Babai nearest plane) restricted to up/down")
 def _gptq(bqm, order, damp) -> Outcome:
     return Outcome(x=gptq_rule(bqm.P, bqm.q, order=order, damp=float(damp)),
@@ -78,7 +71,9 @@ def _seed(seed):
     return None if seed is None else int(seed) % (2**31)
 
 
-@register("tabu", kind="qubo", options={"num_reads": 1, "num_restarts": 20, "timeout": None, "seed": 0},
+@register("tabu", kind="qubo",
+          options={"num_reads": 1, "num_restarts": 20, "seed": 0,
+                   "timeout": Real(None, low=0, high=C_INT_MAX, open_low=True, none=True, doc="ms per read")},
           summary="tabu search (dwave-samplers TabuSampler), best of num_reads; stops after "
                   "num_restarts restarts (deterministic) or timeout ms per read if given")
 def _tabu(bqm, num_reads, num_restarts, timeout, seed) -> Outcome:

@@ -21,11 +21,12 @@ Energies are compared in float64; the state returned is re-evaluated by the mode
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from threadpoolctl import threadpool_limits
+
+from reference.validation import Integer, available_cpus
 
 from ._registry import Outcome, register
 
@@ -50,15 +51,6 @@ def _all_states(k: int) -> np.ndarray:
 
 def _group_energy(S: np.ndarray, P: np.ndarray, q: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", S @ P, S) + S @ q
-
-
-def _n_threads(threads):
-    if threads is not None:
-        return max(1, int(threads))
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 def exhaustive_minimum(P: np.ndarray, q: np.ndarray, c: float, threads=None) -> tuple[np.ndarray, float]:
@@ -105,7 +97,7 @@ def _minimum(P, q, c, n, threads):
         return best, best_t
 
     # below 64 high states (n < 24) the scan takes milliseconds: starting threads costs more
-    threads = 1 if n_high < _THREADED_MIN else min(_n_threads(threads), n_high)
+    threads = 1 if n_high < _THREADED_MIN else min(available_cpus() if threads is None else int(threads), n_high)
     if threads == 1:
         parts = [scan(0, n_high)]
     else:
@@ -159,19 +151,8 @@ def _all_states_range(k: int, start: int, stop: int) -> np.ndarray:
     return ((np.arange(start, stop)[:, None] >> np.arange(k)) & 1).astype(np.float64)
 
 
-def _check(n: int, opts: dict) -> None:
-    limit = opts["max_vars"]
-    if not isinstance(limit, (int, np.integer)) or not 0 <= limit <= HARD_MAX_VARS:
-        raise ValueError(f"max_vars must be an integer in [0, {HARD_MAX_VARS}], found {limit!r}")
-    if n > limit:
-        raise ValueError(
-            f"exhaustive: problem has {n} variables, above the limit max_vars == {limit} "
-            f"(2^{n} states; raise max_vars up to {HARD_MAX_VARS}, or use an exact tree search or a heuristic)"
-        )
-
-
-@register("exhaustive", kind="qubo", exact=True, check=_check,
-          options={"max_vars": MAX_VARS, "threads": None},
+@register("exhaustive", kind="qubo", exact=True, size_limit="max_vars",
+          options={"max_vars": Integer(MAX_VARS, low=0, high=HARD_MAX_VARS), "threads": None},
           summary="exact: enumerate all 2^n states (vectorised, memory bounded)")
 def _exhaustive(bqm, max_vars, threads) -> Outcome:
     x, e = exhaustive_minimum(bqm.P, bqm.q, bqm.c, threads=threads)

@@ -145,7 +145,7 @@ def nearest_plane(R: np.ndarray, y: np.ndarray) -> np.ndarray:
     v = np.zeros(n)
     t = y.copy()
     for j in range(n - 1, -1, -1):
-        bit = 1.0 if (R[j, j] - t[j]) ** 2 < t[j] ** 2 else 0.0
+        bit = 1.0 if abs(R[j, j] - t[j]) < abs(t[j]) else 0.0  # (R_jj - t_j)^2 < t_j^2, without overflow
         v[j] = bit
         if bit:
             t[:j] -= R[:j, j]

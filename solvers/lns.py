@@ -33,7 +33,7 @@ from functools import lru_cache
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from reference.validation import check_positive_int
+from reference.validation import Choice, Integer
 
 from ._registry import Outcome, register
 from .baselines import gptq_rule
@@ -236,19 +236,11 @@ def lns(bqm, *, window: int = 16, max_window: int = 32, window_nodes: int = 20_0
     return Outcome(x=st.x.astype(np.int8), status="best found", info=info)
 
 
-def _check(n: int, opts: dict) -> None:
-    for name in ("window", "max_window", "window_nodes", "max_nodes", "reads", "kick"):
-        check_positive_int(opts[name], name)
-    check_positive_int(opts["kicks"], "kicks", minimum=0)
-    if opts["max_window"] < opts["window"]:
-        raise ValueError(f"max_window must be >= window ({opts['window']}), found {opts['max_window']}")
-    if opts["start"] not in _STARTS:
-        raise ValueError(f"start must be one of {list(_STARTS)}, found {opts['start']!r}")
-
-
-@register("lns", kind="qubo", check=_check,
-          options={"window": 16, "max_window": 32, "window_nodes": 20_000, "max_nodes": 20_000_000,
-                   "start": "tabu", "reads": 3, "kicks": 32, "kick": 6, "seed": 0},
+@register("lns", kind="qubo",
+          options={"window": Integer(16, low=1), "max_window": Integer(32, low="window"),
+                   "window_nodes": Integer(20_000, low=1), "max_nodes": Integer(20_000_000, low=1),
+                   "start": Choice("tabu", _STARTS), "reads": Integer(3, low=1), "kicks": Integer(32, low=0),
+                   "kick": Integer(6, low=1), "seed": 0},
           summary="large-neighbourhood search: windows of strongly coupled variables re-solved "
                   "exactly by the tree (deterministic work budget)")
 def _lns(bqm, window, max_window, window_nodes, max_nodes, start, reads, kicks, kick, seed) -> Outcome:

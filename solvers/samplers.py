@@ -18,7 +18,8 @@ from reference.validation import check_positive_int
 from .bqm import BQM
 from .exhaustive import HARD_MAX_VARS, MAX_VARS, exhaustive_minimum, lowest_states
 from .least_squares import ORDERS
-from .tree import BOUNDS, DEFAULT_MAX_NODES, _check_options, tree_search
+from ._registry import METHODS
+from .tree import BOUNDS, DEFAULT_MAX_NODES, tree_search
 
 __all__ = ["ExhaustiveSampler", "TreeSampler"]
 
@@ -88,8 +89,8 @@ class TreeSampler(_ExactSampler):
 
     def _solve(self, model, num_states, max_nodes=None, time_limit=None, order="schur",
                bound="rows"):
-        _check_options({"max_nodes": max_nodes, "time_limit": time_limit, "order": order,
-                        "bound": bound, "batch": 512, "diagonal": "sdp"})
+        METHODS["tree"].resolve_options({"max_nodes": max_nodes, "time_limit": time_limit, "order": order,
+                                         "bound": bound})  # the tree method's declared checks
         if max_nodes is None and time_limit is None:
             max_nodes = DEFAULT_MAX_NODES
         res = tree_search(model.P, model.q, model.c, order=order, bound=bound,

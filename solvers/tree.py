@@ -48,7 +48,7 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from reference.validation import check_positive_int
+from reference.validation import Choice, Integer
 
 from ._registry import Outcome, register
 from .bounds import _box_qp_bound
@@ -306,30 +306,10 @@ def _tree_search(P, q, c, *, order, bound, num_states, max_nodes, time_limit, ba
 
 
 # ---------------------------------------------------------------------------- registration
-def _check_options(opts: dict) -> None:
-    if opts["order"] not in ORDERS:
-        raise ValueError(f"order must be one of {list(ORDERS)}, found {opts['order']!r}")
-    if opts["bound"] not in BOUNDS:
-        raise ValueError(f"bound must be one of {list(BOUNDS)}, found {opts['bound']!r}")
-    if opts["max_nodes"] is not None:
-        check_positive_int(opts["max_nodes"], "max_nodes")
-    if opts["time_limit"] is not None:
-        tl = opts["time_limit"]
-        if isinstance(tl, bool) or not isinstance(tl, (int, float, np.integer, np.floating)) \
-                or not np.isfinite(tl) or tl <= 0:
-            raise ValueError(f"time_limit must be a positive number of seconds or None, found {tl!r}")
-    check_positive_int(opts["batch"], "batch")
-    if opts["diagonal"] not in DIAGONALS:
-        raise ValueError(f"diagonal must be one of {list(DIAGONALS)}, found {opts['diagonal']!r}")
-
-
-def _check(n: int, opts: dict) -> None:
-    _check_options(opts)
-
-
-@register("tree", kind="qubo", exact=True, check=_check,
-          options={"max_nodes": None, "time_limit": None, "order": "schur", "bound": "rows",
-                   "batch": 512, "diagonal": "sdp"},
+@register("tree", kind="qubo", exact=True,
+          options={"max_nodes": None, "time_limit": None, "order": Choice("schur", ORDERS),
+                   "bound": Choice("rows", BOUNDS), "batch": Integer(512, low=1),
+                   "diagonal": Choice("sdp", DIAGONALS)},
           summary="exact: branch and bound on the triangular factor (any QUBO, via a diagonal "
                   "rewrite); proves optimality or returns its bound")
 def _tree(bqm, max_nodes, time_limit, order, bound, batch, diagonal) -> Outcome:

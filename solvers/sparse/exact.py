@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from reference.validation import check_positive_int
+from reference.validation import Integer, check_positive_int
 
 from .problem import outcome, register_sparse
 
@@ -153,7 +153,7 @@ def least_squares_on_supports(Phi, X, support):
     return A
 
 
-@register_sparse("l0-exact", options={"max_atoms": EXACT_MAX_ATOMS}, penalties=("l0", "cel0"), exact=True,
+@register_sparse("l0-exact", options={"max_atoms": Integer(EXACT_MAX_ATOMS, low=1, high=EXACT_HARD_MAX_ATOMS)}, penalties=("l0", "cel0"), exact=True,
                  summary="exact l0 optimum by enumerating supports (incremental Cholesky)")
 def _exact(prob, max_atoms):
     K = prob.Phi.shape[1]

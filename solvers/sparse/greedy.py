@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from reference.validation import check_positive_int
+from reference.validation import Integer, check_positive_int
 
-from .problem import check_iter_opts, init_codes, outcome, register_sparse, step_size
+from .problem import INIT, STEP, TOL, init_codes, outcome, register_sparse, step_size
 
 __all__ = ["keep_largest"]
 
@@ -27,7 +27,8 @@ def keep_largest(U, k):
     return out
 
 
-@register_sparse("iht", options={"n_nonzero": None, "max_iter": 1000, "tol": 1e-6, "init": None, "step": None},
+@register_sparse("iht", options={"n_nonzero": Integer(None, low=1, none=True, doc="atoms kept per signal (required)"),
+                                 "max_iter": 1000, "tol": TOL, "init": INIT, "step": STEP},
                  summary="iterative hard thresholding to n_nonzero atoms (sparsity constrained)")
 def _iht(prob, n_nonzero, max_iter, tol, init, step):
     """Iterative hard thresholding (Blumensath and Davies 2008), batched over signals:
@@ -39,7 +40,7 @@ def _iht(prob, n_nonzero, max_iter, tol, init, step):
         raise ValueError("method 'iht' needs the option n_nonzero (number of atoms kept per signal)")
     K = prob.G.shape[0]
     k = check_positive_int(n_nonzero, "n_nonzero", minimum=1, maximum=K)
-    max_iter, tol = check_iter_opts(max_iter, tol)
+    max_iter, tol = int(max_iter), float(tol)
     g = step_size(prob, step)
     N = prob.B.shape[0]
     A = keep_largest(init_codes(init, N, K), k)
@@ -60,7 +61,8 @@ def _iht(prob, n_nonzero, max_iter, tol, init, step):
 
 
 # ---------------------------------------------------------------------------------- OMP
-@register_sparse("omp", options={"n_nonzero": None},
+@register_sparse("omp", options={"n_nonzero": Integer(None, low=1, none=True,
+                                                     doc="atoms per signal (None: stop by lam)")},
                  summary="orthogonal matching pursuit (n_nonzero atoms, or l0 stopping with lam)")
 def _omp(prob, n_nonzero):
     """Orthogonal matching pursuit with incremental Cholesky factors, batched: add the atom most

@@ -16,7 +16,6 @@ The helpers below (step sizes, thread pools, row blocks) are shared by the coder
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
@@ -24,7 +23,7 @@ import numpy as np
 from scipy.linalg import eigvalsh
 from threadpoolctl import threadpool_limits
 
-from reference.validation import as_float_array, check_positive_int
+from reference.validation import Array, Real, as_float_array, available_cpus, check_positive_int
 from reference.penalties import PENALTIES
 from reference.sparse import atom_norms, check_dictionary, check_lambda, check_penalty, check_signals, objective_rows
 
@@ -150,12 +149,10 @@ def outcome(A, iterations, converged, optimal=False, status="", info=None) -> Ou
     return Outcome(x=np.asarray(A, dtype=np.float64), optimal=bool(optimal), status=status, info=info)
 
 
-def check_iter_opts(max_iter, tol):
-    max_iter = check_positive_int(max_iter, "max_iter", minimum=1)
-    tol = float(as_float_array(tol, "tol", ndim=0))
-    if tol < 0:
-        raise ValueError(f"tol must be >= 0, found {tol!r}")
-    return max_iter, tol
+#: Declarations shared by the iterative coders (checked by the one resolver, solvers._registry).
+TOL = Real(1e-6, low=0, doc="stopping rule: relative change of the codes")
+INIT = Array(None, what="initial codes, an array of shape (N, K)", none=True)
+STEP = Real(None, low=0, open_low=True, none=True, doc="step size, at most 1/L (None: 1/L)")
 
 
 def init_codes(init, N, K):
@@ -178,10 +175,7 @@ def step_size(prob: SparseProblem, step):
 
 def check_threads(threads):
     if threads is None:
-        try:
-            return max(1, len(os.sched_getaffinity(0)))
-        except AttributeError:  # not on Linux
-            return max(1, os.cpu_count() or 1)
+        return available_cpus()
     return check_positive_int(threads, "threads", minimum=1)
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from reference.validation import as_float_array, check_positive_int
+from reference.validation import Choice, Flag, Integer, Real
 from reference.penalties import penalty_elementwise, prox
 
 from .certified import STEP_SCALE, l1_certified
-from .problem import (L1_BLOCK, SparseProblem, check_iter_opts, check_threads, init_codes, outcome, register_sparse,
+from .problem import (INIT, L1_BLOCK, STEP, TOL, SparseProblem, check_threads, init_codes, outcome, register_sparse,
                       step_size, thread_pool)
 
 __all__ = []
@@ -28,23 +28,15 @@ def _smooth_value(A, GA, B, xx):
 # ---------------------------------------------------------------------------------- ISTA / FISTA
 def _proximal_gradient(prob: SparseProblem, accelerate: bool, max_iter, tol, init, step, certify, kkt_tol,
                        first_check, check_every, finish_rounds, dtype, step_scale, threads):
-    max_iter, tol = check_iter_opts(max_iter, tol)
-    first_check = check_positive_int(first_check, "first_check")
-    check_every = check_positive_int(check_every, "check_every")
-    finish_rounds = check_positive_int(finish_rounds, "finish_rounds")
-    kkt_tol = float(as_float_array(kkt_tol, "kkt_tol", ndim=0))
-    if kkt_tol < 0:
-        raise ValueError(f"kkt_tol must be >= 0, found {kkt_tol!r}")
+    # option types and ranges are declared at registration (below) and checked by the resolver
+    max_iter, tol, kkt_tol = int(max_iter), float(tol), float(kkt_tol)
+    first_check, check_every, finish_rounds = int(first_check), int(check_every), int(finish_rounds)
     certified = bool(certify) and prob.penalty == "l1"
     if dtype is None:
         dtype = "float32" if certified else "float64"
-    if dtype not in ("float64", "float32"):
-        raise ValueError(f"dtype must be 'float64' or 'float32', found {dtype!r}")
     if step_scale is None:
         step_scale = STEP_SCALE if certified else 1.0
-    step_scale = float(as_float_array(step_scale, "step_scale", ndim=0))
-    if not 1.0 <= step_scale < 2.0:
-        raise ValueError(f"step_scale must be in [1, 2), found {step_scale!r}")
+    step_scale = float(step_scale)
     if step_scale != 1.0 and not certified:
         raise ValueError(f"step_scale > 1 needs penalty 'l1' with certify=True (the exact finish certifies the "
                          f"result), found penalty {prob.penalty!r}, certify={bool(certify)!r}")
@@ -149,9 +141,15 @@ def _pg_loop(G64, B64, xx64, pen, lam, norms64, accelerate, max_iter, tol, A0, g
     return out, iters, done
 
 
-_PG_OPTIONS = {"max_iter": 1000, "tol": 1e-6, "init": None, "step": None, "certify": True,
-               "kkt_tol": 1e-9, "first_check": 10, "check_every": 4, "finish_rounds": 3, "dtype": None,
-               "step_scale": None, "threads": None}
+_PG_OPTIONS = {
+    "max_iter": 1000, "tol": TOL, "init": INIT, "step": STEP,
+    "certify": Flag(True, doc="l1: the float32 path whose codes an exact finish certifies optimal"),
+    "kkt_tol": Real(1e-9, low=0, doc="tolerance of the optimality (KKT) certificate"),
+    "first_check": Integer(10, low=1), "check_every": Integer(4, low=1), "finish_rounds": Integer(3, low=1),
+    "dtype": Choice(None, ("float64", "float32"), none=True, doc="iteration precision (None: float32 when certified)"),
+    "step_scale": Real(None, low=1, high=2, open_high=True, none=True, doc="step multiple of 1/L (certified l1 only)"),
+    "threads": None,
+}
 
 
 @register_sparse("ista", options=_PG_OPTIONS, summary="proximal gradient (ISTA), batched, step 1/L")

@@ -383,25 +383,25 @@ G_ONLY = LayerProblem(np.ones((2, 3)) * 0.3, Grid(0.25, -8, 7), G=np.eye(3))
 
 @pytest.mark.parametrize("opts, message", [
     ({"preset": "qdrop"}, r"preset must be one of \['aimet', 'brecq', 'brecq_imagenet', 'torch_ao'\], found 'qdrop'"),
-    ({"lam": -0.1}, r"lam must be >= 0.0, found -0.1"),
-    ({"lam": float("nan")}, r"lam must be a finite real number"),
+    ({"lam": -0.1}, r"lam must be a finite number >= 0 or None, found -0.1"),
+    ({"lam": float("nan")}, r"lam must be a finite number >= 0 or None, found nan"),
     ({"beta": (20, 0.5)}, r"beta end must be >= 1.0, found 0.5"),
-    ({"beta": 3}, r"beta must be a pair \(start, end\), found 3"),
-    ({"schedule": "step"}, r"schedule must be one of \['cosine', 'linear'\], found 'step'"),
-    ({"warm_start": 1.0}, r"warm_start must be < 1.0, found 1.0"),
-    ({"iterations": 0}, r"iterations must be >= 1, found 0"),
-    ({"iterations": 2.5}, r"iterations must be an integer, found 2.5"),
-    ({"lr": 0.0}, r"lr must be > 0.0, found 0.0"),
-    ({"normalization": "mean"}, r"normalization must be one of \['element', 'sample'\], found 'mean'"),
+    ({"beta": 3}, r"beta must be a pair \(start, end\) of finite numbers > 0 or None, found 3"),
+    ({"schedule": "step"}, r"schedule must be one of \['cosine', 'linear'\] or None, found 'step'"),
+    ({"warm_start": 1.0}, r"warm_start must be a finite number >= 0 and < 1 or None, found 1.0"),
+    ({"iterations": 0}, r"iterations must be an integer >= 1 or None, found 0"),
+    ({"iterations": 2.5}, r"iterations must be an integer >= 1 or None, found 2.5"),
+    ({"lr": 0.0}, r"lr must be a finite number > 0 or None, found 0.0"),
+    ({"normalization": "mean"}, r"normalization must be one of \['element', 'sample'\] or None, found 'mean'"),
     ({"mode": "sgd"}, r"mode must be one of \['batch', 'gram'\], found 'sgd'"),
     ({"mode": "batch"}, r"mode='batch' draws mini-batches from the samples"),
     ({"history": 1}, r"history must be True or False, found 1"),
-    ({"history_every": 0}, r"history_every must be >= 1, found 0"),
-    ({"seed": -1}, r"seed must be >= 0, found -1"),
+    ({"history_every": 0}, r"history_every must be an integer >= 1 or None, found 0"),
+    ({"seed": -1}, r"seed must be an integer >= 0 or None, found -1"),
     ({"momentum": 0.9}, r"method 'adaround' got unknown option\(s\) \['momentum'\]"),
 ])
 def test_bad_options_are_refused_with_the_argument_named(opts, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises((ValueError, TypeError), match=message):
         solve(G_ONLY, "adaround", **opts)
 
 
@@ -422,5 +422,5 @@ def test_threads_caps_blas_without_changing_the_result():
     base = solve(p, "adaround", iterations=200)
     capped = solve(p, "adaround", iterations=200, threads=1)
     np.testing.assert_array_equal(capped.info["V"], base.info["V"])
-    with pytest.raises(ValueError, match="threads must be >= 1, found 0"):
+    with pytest.raises(ValueError, match="threads must be an integer >= 1 and <= 1024 or None, found 0"):
         solve(p, "adaround", threads=0)

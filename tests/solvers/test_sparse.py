@@ -62,7 +62,7 @@ def test_exact_refuses_above_its_size_limit():
     Phi, X = _problem(0, 4, 21, 2)
     with pytest.raises(ValueError, match=r"K == 21 atoms, above the limit max_atoms == 20"):
         code(Phi, X, "l0", 0.1, "l0-exact")
-    with pytest.raises(ValueError, match=r"max_atoms must be >= 1 and <= 22, found 30"):
+    with pytest.raises(ValueError, match=r"max_atoms must be an integer >= 1 and <= 22, found 30"):
         code(Phi, X, "l0", 0.1, "l0-exact", max_atoms=30)
 
 
@@ -418,17 +418,17 @@ def test_binary_sparse_coding_is_solved_by_every_qubo_method(method):
     (lambda: code(np.ones((3, 2)), np.ones(3), "l1", 0.1, "fista", iters=3), r"unknown option\(s\) \['iters'\]"),
     (lambda: code(np.ones((3, 2)), np.ones(3), "l1", 0.1, "l0-exact"), r"needs penalty in \['l0', 'cel0'\]"),
     (lambda: code(np.ones((3, 2)), np.ones(3), "l1", 0.1, "iht"), "needs the option n_nonzero"),
-    (lambda: code(np.ones((3, 2)), np.ones(3), "l1", 0.1, "fista", max_iter=0), "max_iter must be >= 1"),
+    (lambda: code(np.ones((3, 2)), np.ones(3), "l1", 0.1, "fista", max_iter=0), "max_iter must be an integer >= 1, found 0"),
     (lambda: code(np.eye(3), np.ones(3), "l1", 0.1, "fista", step=2.0), r"step must be in \(0, 1/L\]"),
     (lambda: code(np.eye(3), np.ones(3), "l1", 0.1, "fista", init=np.ones((2, 3))), r"init must have shape \(1, 3\)"),
-    (lambda: code(np.eye(3), np.ones(3), "l1", 0.1, "fista", dtype="float16"), "dtype must be 'float64' or 'float32'"),
-    (lambda: code(np.eye(3), np.ones(3), "l1", 0.1, "fista", step_scale=2.0), r"step_scale must be in \[1, 2\)"),
+    (lambda: code(np.eye(3), np.ones(3), "l1", 0.1, "fista", dtype="float16"), r"dtype must be one of \['float64', 'float32'\] or None, found 'float16'"),
+    (lambda: code(np.eye(3), np.ones(3), "l1", 0.1, "fista", step_scale=2.0), r"step_scale must be a finite number >= 1 and < 2 or None, found 2.0"),
     (lambda: code(np.eye(3), np.ones(3), "l0", 0.1, "fista", step_scale=1.5), "step_scale > 1 needs penalty 'l1'"),
     (lambda: code(np.eye(3), np.ones(3), "l1", 0.1, "fista", certify=False, step_scale=1.5), "certify=False"),
-    (lambda: code(np.eye(3), np.ones(3), "l1", 0.1, "fista", threads=0), "threads must be >= 1, found 0"),
-    (lambda: code(np.eye(3), np.ones(3), "l1", 0.1, "fista", first_check=0), "first_check must be >= 1"),
-    (lambda: code(np.eye(3), np.ones(3), "l1", 0.1, "fista", kkt_tol=-1.0), "kkt_tol must be >= 0"),
-    (lambda: code(np.eye(3), np.ones(3), "l1", 0.1, "fista", kkt_tol=np.nan), "kkt_tol must be finite"),
+    (lambda: code(np.eye(3), np.ones(3), "l1", 0.1, "fista", threads=0), "threads must be an integer >= 1 and <= 1024 or None, found 0"),
+    (lambda: code(np.eye(3), np.ones(3), "l1", 0.1, "fista", first_check=0), "first_check must be an integer >= 1, found 0"),
+    (lambda: code(np.eye(3), np.ones(3), "l1", 0.1, "fista", kkt_tol=-1.0), "kkt_tol must be a finite number >= 0, found -1.0"),
+    (lambda: code(np.eye(3), np.ones(3), "l1", 0.1, "fista", kkt_tol=np.nan), "kkt_tol must be a finite number >= 0, found nan"),
     (lambda: binary_sparse_coding_bqm(np.eye(3), np.ones(3), 0.0, 0.1), "alpha must be nonzero"),
     (lambda: binary_sparse_coding_bqm(np.eye(3), np.ones(4), 1.0, 0.1), r"x must have shape \(3\)"),
 ])

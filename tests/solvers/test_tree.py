@@ -191,9 +191,9 @@ def test_nearest_plane_takes_the_conditionally_best_value_at_each_step():
 @pytest.mark.parametrize("opts, message", [
     ({"order": "random"}, "order must be one of"),
     ({"bound": "sdp"}, "bound must be one of"),
-    ({"max_nodes": 0}, "max_nodes must be >= 1"),
-    ({"time_limit": -1.0}, "time_limit must be a positive number"),
-    ({"batch": 0}, "batch must be >= 1"),
+    ({"max_nodes": 0}, "max_nodes must be an integer >= 1 or None, found 0"),
+    ({"time_limit": -1.0}, "time_limit must be a finite number > 0 and <= 2147483647 or None, found -1.0"),
+    ({"batch": 0}, "batch must be an integer >= 1, found 0"),
     ({"nodes": 5}, "unknown option"),
 ])
 def test_bad_tree_options_are_refused(opts, message):

@@ -1,0 +1,84 @@
+"""The declared-option machinery: every constraint accepts its boundary and refuses just past it."""
+
+import math
+
+import numpy as np
+import pytest
+
+from reference.validation import Array, Choice, Flag, Integer, Interval, Real
+from solvers import METHODS, method_names
+from solvers._registry import SHARED, resolve_options
+
+
+@pytest.mark.parametrize("value", [1, 5, 10, np.int64(7), 3.0])
+def test_integer_accepts_range(value):
+    Integer(1, low=1, high=10).check(value, "k")
+
+
+@pytest.mark.parametrize("value,kind", [(0, ValueError), (11, ValueError), (2.5, ValueError),
+                                        (math.nan, ValueError), (True, TypeError), ("3", TypeError),
+                                        (None, ValueError)])
+def test_integer_refuses(value, kind):
+    with pytest.raises(kind, match="k must be an integer >= 1 and <= 10"):
+        Integer(1, low=1, high=10).check(value, "k")
+
+
+def test_integer_bound_by_another_option():
+    p = Integer(32, low="window")
+    p.check(16, "max_window", {"window": 16})
+    with pytest.raises(ValueError, match="max_window must be an integer >= window"):
+        p.check(15, "max_window", {"window": 16})
+
+
+@pytest.mark.parametrize("value", [1e-300, 1.0, 2**31 - 1])
+def test_real_open_low(value):
+    Real(None, low=0, high=2**31 - 1, open_low=True).check(value, "t")
+
+
+@pytest.mark.parametrize("value,kind", [(0.0, ValueError), (-1.0, ValueError), (math.inf, ValueError),
+                                        (math.nan, ValueError), (2.0**31, ValueError), (False, TypeError),
+                                        ("1", TypeError)])
+def test_real_refuses(value, kind):
+    with pytest.raises(kind, match="^t must be a finite number > 0"):
+        Real(None, low=0, high=2**31 - 1, open_low=True).check(value, "t")
+
+
+def test_none_only_where_declared():
+    Real(None, low=0, none=True).check(None, "t")
+    with pytest.raises(ValueError, match="found None"):
+        Real(1.0, low=0).check(None, "t")
+
+
+def test_choice_flag_interval_array():
+    Choice("a", ("a", "b")).check("b", "c")
+    with pytest.raises(ValueError, match=r"c must be one of \['a', 'b'\], found 'z'"):
+        Choice("a", ("a", "b")).check("z", "c")
+    with pytest.raises(TypeError):
+        Choice("a", ("a", "b")).check(1, "c")
+    Flag(True).check(False, "f")
+    with pytest.raises(TypeError, match="f must be True or False"):
+        Flag(True).check(1, "f")
+    Interval(None).check([0.1, 0.1], "b")
+    for bad in ([0.0, 1.0], [2.0, 1.0], [1.0], "ab", [1.0, math.inf]):
+        with pytest.raises(ValueError, match="b must be a pair"):
+            Interval(None).check(bad, "b")
+    Array(None).check(np.zeros(3), "init")
+    with pytest.raises(TypeError):
+        Array(None).check("zeros", "init")
+
+
+def test_resolver_checks_given_values_and_lists_unknown():
+    declared = {"seed": SHARED["seed"], "k": Integer(4, low=1)}
+    assert resolve_options("m", declared, {"k": 2}) == {"seed": 0, "k": 2}
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['kk'\]; it accepts \['k', 'seed'\]"):
+        resolve_options("m", declared, {"kk": 2})
+    with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+        resolve_options("m", declared, {"seed": -1})
+
+
+def test_every_registered_option_is_declared_and_its_default_valid():
+    assert method_names()
+    for name, m in METHODS.items():
+        for opt, p in m.params.items():
+            p.check(p.default, opt, m.options)  # the registry checked this too; a new method cannot skip it
+            assert p.describe()
