@@ -21,6 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from solvers import ConvProblem, LayerProblem, SparseProblem, solve
+
+from .grid import Grid, asymmetric_range, fit_grid, symmetric_range
+from .sparse import objective
 from .validation import as_float_array, check_tolerance
 
 __all__ = [
@@ -96,8 +100,6 @@ class RoundingReport:
 
 
 def _problem(W, grid, X, G, conv=None):
-    from solvers import ConvProblem, LayerProblem
-
     if np.ndim(W) == 4:
         if G is not None or X is None:
             raise ValueError("a convolution (4-D W) needs its inputs X of shape (N, C_in, H, W), not G")
@@ -173,8 +175,6 @@ def rounding_report(W, grid, *, X=None, G=None, q=None, W_hat=None, method: str 
     time_limit : float or None, default=60
         Seconds per row for the tree search; past it the optimum is reported as not proven.
     """
-    from solvers import solve
-
     if off_grid not in _OFF_GRID:
         raise ValueError(f"off_grid must be one of {list(_OFF_GRID)}, found {off_grid!r}")
     problem = _problem(W, grid, X, G, conv)
@@ -284,10 +284,6 @@ def sparse_code_report(Phi, X, A, lam, max_atoms: int | None = None) -> SparseRe
     The optimum comes from ``solvers.solve(SparseProblem(Phi, X, "l0", lam), "l0-exact")``, which
     enumerates supports (at most 20 atoms by default, ``max_atoms`` up to its hard limit).
     """
-    from solvers import SparseProblem, solve
-
-    from .sparse import objective
-
     opts = {} if max_atoms is None else {"max_atoms": max_atoms}
     X2 = np.atleast_2d(as_float_array(X, "X"))
     A2 = np.atleast_2d(as_float_array(A, "A"))
@@ -338,7 +334,6 @@ def layers(max_out: int = 3, max_in: int = 6, allow_clipping: bool = True):
     weights of very different scales, any N >= 1 (often N < in: singular G), and, when
     ``allow_clipping``, a shrunk scale so that the largest weights fall off the grid."""
     st = _st()
-    from .grid import Grid, fit_grid
 
     @st.composite
     def build(draw):
@@ -361,7 +356,6 @@ def grids(n_rows: int = 3):
     """Strategy for a :class:`reference.Grid` for ``n_rows`` rows: 2-8 bits, symmetric signed or
     unsigned with a zero point, one scale for the tensor or one per row (scales from 1e-3 to 10)."""
     st = _st()
-    from .grid import Grid, asymmetric_range, symmetric_range
 
     @st.composite
     def build(draw):

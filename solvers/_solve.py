@@ -10,6 +10,7 @@ from reference.validation import check_positive_int
 
 from ._registry import METHODS, Method, Outcome, method_names
 from .anneal import sampler_method
+from .exhaustive import _n_threads
 from .bqm import BQM
 from .layer import LayerProblem
 from .result import Result
@@ -150,8 +151,6 @@ def solve(problem, method="exhaustive", *, workers=1, **options) -> Result:
         shape (N, K), and per-signal details in ``info``: ``objective``, ``iterations``, ...).
     """
     if workers is None:
-        from .exhaustive import _n_threads
-
         workers = _n_threads(None)
     workers = check_positive_int(workers, "workers")
     problem = _as_problem(problem)
