@@ -144,3 +144,18 @@ def test_importing_an_objective_loads_no_solver(module):
     code = f"import sys, {module}; print(any(k == 'solvers' or k.startswith('solvers.') for k in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_importing_the_package_loads_only_objectives():
+    """``import reference`` stays cheap: it loads objective modules only, no application."""
+    code = "import sys, reference; print(' '.join(sorted(k for k in sys.modules if k.split('.')[0] == 'reference')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    loaded = set(out.stdout.split())
+    assert "reference" in loaded and loaded <= OBJECTIVES, sorted(loaded - OBJECTIVES)
+
+
+def test_compare_help_runs_with_every_import_at_module_level():
+    out = subprocess.run([sys.executable, "-m", "reference.compare", "--help"], capture_output=True, text=True,
+                         cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("usage: python -m reference.compare")
