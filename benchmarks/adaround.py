@@ -190,13 +190,13 @@ def headline(args):
     problem = LayerProblem(W, grid, X=X, name="fc128x64")
     rows = []
     if aimet is not None:
-        x = ((aimet["alpha"] >= 0) & (problem.delta == 1)).astype(np.int8)
+        x = ((aimet["alpha"] >= 0) & (problem.movable == 1)).astype(np.int8)
         # AIMET's own hard weights: (clip(floor(W/d) + [alpha >= 0] - off, cmin, cmax) + off) d
         d, off, (cmin, cmax) = aimet["delta"], aimet["offset"], aimet["clip"]
         wa = (np.clip(np.floor(W / d) + (aimet["alpha"] >= 0) - off, cmin, cmax) + off) * d
         same = np.max(np.abs(wa - problem.w_hat(x)))
         ha = np.clip(1 / (1 + np.exp(-aimet["alpha"].astype(np.float64))) * 1.2 - 0.1, 0, 1)
-        far = int(np.sum((ha > 1e-3) & (ha < 1 - 1e-3) & (problem.delta == 1)))
+        far = int(np.sum((ha > 1e-3) & (ha < 1 - 1e-3) & (problem.movable == 1)))
         rows.append(("AIMET AdaRound (batch 32, float32)", float(aimet["opt_seconds"]), problem.loss(x),
                      f"{far} h not binary; whole apply_adaround call {float(aimet['total_seconds']):.1f} s; "
                      f"aimet-torch {aimet['version']}, torch {aimet['torch_version']}"))

@@ -52,7 +52,7 @@ def main() -> int:
         W = conv.weight.detach().double().numpy()
         prob = ConvProblem(W, fit_grid(W.reshape(cout, -1), bits=3), X, stride=conv.stride, padding=conv.padding,
                            dilation=conv.dilation, groups=conv.groups)
-        v = (rng.random(prob.shape) < 0.5) * prob.delta
+        v = (rng.random(prob.shape) < 0.5) * prob.movable
         opts = dict(stride=conv.stride, padding=conv.padding, dilation=conv.dilation, groups=g)
         with torch.no_grad():
             xt = torch.from_numpy(X)
@@ -67,7 +67,7 @@ def main() -> int:
     X = rng.normal(size=(4, 6, 5))
     W = lin.weight.detach().double().numpy()
     prob = LayerProblem(W, fit_grid(W, bits=3), X=X)
-    v = (rng.random(prob.shape) < 0.5) * prob.delta
+    v = (rng.random(prob.shape) < 0.5) * prob.movable
     with torch.no_grad():
         e = torch.from_numpy(X) @ torch.from_numpy(W - prob.w_hat(v)).T
         want = float((e ** 2).sum() / (4 * 6))

@@ -30,11 +30,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from solvers import ConvProblem, LayerProblem
+
 from .validation import as_float_array, check_positive_int
 from .conv import ConvGeometry, _pad, _patches_adjoint, _patches_all, conv_geometry
+from .digits import load_digits
 from .network import _WeightsAndBiases
 
-__all__ = ["CNN", "ConvSpec", "DIGITS_CNN", "digits_images", "train_cnn"]
+__all__ = ["CNN", "ConvSpec", "DIGITS_CNN", "cnn_calibration", "digits_cnn", "digits_images", "train_cnn"]
 
 
 @dataclass(frozen=True)
@@ -289,8 +292,6 @@ class CNN(_WeightsAndBiases):
     def layer_problem(self, layer, X, grid, inputs=None, name=None):
         """Eq. 20 of ``weights[layer]`` on the inputs the network computes from images ``X``
         (or the given ``inputs`` of that layer): a ConvProblem or a LayerProblem."""
-        from solvers import ConvProblem, LayerProblem
-
         layer = self._check_layer(layer)
         A = self.layer_inputs(X)[layer] if inputs is None else inputs
         name = name or f"layer {layer}"
@@ -357,3 +358,22 @@ def _unchecked(net: CNN, params) -> CNN:
     out.geometries, out.pool, out.input_shape = net.geometries, net.pool, net.input_shape
     out.weights, out.biases = tuple(params[0::2]), tuple(params[1::2])
     return out
+
+
+_CNN_CACHE: dict = {}
+
+
+def digits_cnn(seed: int = 0):
+    """The trained digits CNN (:func:`train_cnn`, training seed ``seed``, 40 epochs), with
+    its data; trained once per process."""
+    if seed not in _CNN_CACHE:
+        data = load_digits()
+        net = train_cnn(digits_images(data.X_train), data.y_train, seed=seed)
+        _CNN_CACHE[seed] = (net, data)
+    return _CNN_CACHE[seed]
+
+
+def cnn_calibration(data, seed: int = 0, n: int = 256):
+    """``n`` training images drawn without replacement (seeded), with their labels."""
+    idx = np.random.default_rng([seed, 7]).choice(data.X_train.shape[0], n, replace=False)
+    return digits_images(data.X_train[idx]), data.y_train[idx]

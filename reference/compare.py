@@ -24,6 +24,15 @@ import sys
 
 import numpy as np
 
+from solvers import METHODS
+
+from .harness import SchedulerError, aggregate, make_tasks, prob_name, problem_hash, run_tasks
+from .problem_files import ProblemFileError, load_layer
+from .sources import load_config, load_qubo_file
+from .store import ResultStore, StoreError
+from .suites import REPORTS, SUITE_OPTIONS, SUITES
+from .validation import available_cpus
+
 __all__ = ["main", "default_methods", "run_problem", "TREE_NODES"]
 
 #: Default node budget per row for ``tree`` in compare: deterministic (the same result on any
@@ -35,8 +44,6 @@ TREE_NODES = 50_000_000
 
 def default_methods() -> list[str]:
     """Every registered QUBO and layer method: exact ones first, then the others in registration order."""
-    from solvers import METHODS
-
     rounding = {n: m for n, m in METHODS.items() if m.kind != "sparse"}  # sparse coders take a SparseProblem
     exact = [n for n, m in rounding.items() if m.exact]
     return exact + [n for n, m in rounding.items() if not m.exact]
@@ -44,8 +51,6 @@ def default_methods() -> list[str]:
 
 def run_problem(problem, methods, seed: int = 0) -> dict:
     """Solve one problem with each method, serially; the problem's record with gaps."""
-    from .harness import aggregate, make_tasks, run_tasks
-
     tasks, skipped = make_tasks([problem], methods, seed)
     return aggregate([problem], run_tasks(tasks) + skipped, methods)[0]
 
@@ -188,8 +193,6 @@ def _jsonable(obj):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .suites import REPORTS, SUITES
-
     p = argparse.ArgumentParser(
         prog="python -m reference.compare",
         description="Compare rounding and QUBO methods against the proven optimum of each problem.",
@@ -228,8 +231,6 @@ def _distinct(problems) -> list:
     """The problems with distinct content, in order. Results are keyed by content, so a problem met
     again (the same file under two names, overlapping sweeps) would only double the table's rows:
     it is reported once, under its first name, and a note on stderr says so."""
-    from .harness import problem_hash, prob_name
-
     first, out = {}, []
     for p in problems:
         h = problem_hash(p)
@@ -249,21 +250,11 @@ def _fail(msg: str) -> int:
 
 
 def _default_jobs() -> int:
-    from .validation import available_cpus
-
     return available_cpus()
 
 
 def main(argv=None) -> int:
     """The command line: ``argv`` as for ``python -m reference.compare``; returns the exit status."""
-    from solvers import METHODS
-
-    from .harness import SchedulerError, aggregate, make_tasks, run_tasks
-    from .problem_files import ProblemFileError, load_layer
-    from .sources import load_config, load_qubo_file
-    from .store import ResultStore, StoreError
-    from .suites import REPORTS, SUITE_OPTIONS, SUITES
-
     args = _parser().parse_args(argv)
     if args.methods:
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from solvers.sparse import code
+
 from .validation import as_float_array, check_positive_int
 
 __all__ = ["ORIENTED_OSI", "code_responses", "grating", "grating_set", "linear_responses", "tuning"]
@@ -79,8 +81,6 @@ def linear_responses(Phi, stimuli) -> np.ndarray:
 
 def code_responses(Phi, stimuli, penalty: str, lam: float, **options) -> np.ndarray:
     """``R[k, i, j] = mean_p |a_k|``, the sparse code of each frame (FISTA unless ``method`` is given)."""
-    from solvers.sparse import code
-
     Phi = as_float_array(Phi, "Phi", ndim=2)
     S = as_float_array(stimuli, "stimuli", ndim=4)
     nt, nf, npz, n = S.shape

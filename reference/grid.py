@@ -127,14 +127,14 @@ class GridNeighbours:
     "The up/down variables"): a weight exactly on the grid may still move up a step.
 
     ``floor = floor(W/s) + z``; ``lo = clip(floor, qmin, qmax)``; ``hi = clip(floor + 1, qmin, qmax)``;
-    ``delta = hi - lo`` in {0, 1} (0 where the weight is clipped and its choice is fixed);
+    ``movable = hi - lo`` in {0, 1} (0 where the weight is clipped and its choice is fixed);
     ``residual = W/s - floor(W/s)`` in [0, 1). All arrays have the shape of ``W``.
     """
 
     floor: np.ndarray
     lo: np.ndarray
     hi: np.ndarray
-    delta: np.ndarray
+    movable: np.ndarray
     residual: np.ndarray
 
 
@@ -155,7 +155,7 @@ def _grid_neighbours(W: np.ndarray, grid: Grid) -> GridNeighbours:
     f = fl + z
     lo = np.clip(f, grid.qmin, grid.qmax)
     hi = np.clip(f + 1.0, grid.qmin, grid.qmax)
-    return GridNeighbours(floor=f, lo=lo, hi=hi, delta=hi - lo, residual=r)
+    return GridNeighbours(floor=f, lo=lo, hi=hi, movable=hi - lo, residual=r)
 
 
 def grid_neighbours(W, grid: Grid) -> GridNeighbours:
@@ -183,7 +183,7 @@ def dequantize(q, grid: Grid) -> np.ndarray:
 
 
 def _from_neighbours(nb: GridNeighbours, up: np.ndarray) -> np.ndarray:
-    return (nb.lo + nb.delta * up).astype(np.int64)
+    return (nb.lo + nb.movable * up).astype(np.int64)
 
 
 def round_nearest(W, grid: Grid) -> np.ndarray:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
+from solvers import METHODS, ConvProblem, LayerProblem, solve
+
 from .store import task_key
 from .validation import available_cpus
 
@@ -34,8 +36,6 @@ class SchedulerError(ValueError):
 
 def problem_kind(problem) -> str:
     """``"layer"`` for a LayerProblem (reports ``loss``), ``"qubo"`` for a BQM (reports ``energy``)."""
-    from solvers import LayerProblem
-
     return "layer" if isinstance(problem, LayerProblem) else "qubo"
 
 
@@ -94,8 +94,6 @@ def make_tasks(problems, methods, seed, method_options=None):
     Problems of the same content and repeated methods are run once (results are keyed by content).
     Returns ``(tasks, skipped_records)``.
     """
-    from solvers import METHODS
-
     method_options = method_options or {}
     tasks, skipped = [], []
     hashes = set()
@@ -134,8 +132,6 @@ def run_task(task: Task) -> dict:
 
     A method that refuses the problem at run time (ValueError, e.g. a factor that is not finite)
     gives a record with a null value and the status ``refused: <reason>``, like a size skip."""
-    from solvers import solve
-
     opts = dict(task.options)
     if task.seed is not None:
         opts["seed"] = task.seed
@@ -276,8 +272,6 @@ def _certified_bound(prob, recs, optimum):
     """The largest lower bound of the problem's optimum that its records prove: each method's
     certified bound, the optimum when proven, and 0 for a layer's local loss (``e^T G e`` with
     ``G`` positive semidefinite, so never negative). None when there is none."""
-    from solvers import ConvProblem, LayerProblem
-
     bounds = [r["lower_bound"] for r in recs if r["lower_bound"] is not None and np.isfinite(r["lower_bound"])]
     if optimum is not None:
         bounds.append(optimum)

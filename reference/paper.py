@@ -27,6 +27,7 @@ from solvers.sequential import quantize_network
 from .digits import load_digits
 from .grid import fit_grid
 from .network import train_mlp
+from .paper_cnn import CNNSettings, format_cnn_tables, run_cnn_tables
 
 __all__ = ["PaperSettings", "run_paper_suite", "format_tables", "main"]
 
@@ -276,8 +277,6 @@ def main(argv=None) -> int:
 
 
 def _cnn_main(args) -> int:
-    from .paper_cnn import CNNSettings, format_cnn_tables, run_cnn_tables
-
     seeds = tuple(range(2 if args.seeds is None else args.seeds))
     st = CNNSettings(bits=tuple(args.bits), seeds=seeds, n_stochastic=args.stochastic,
                      tree_nodes=args.tree_nodes)

@@ -29,9 +29,9 @@ import solvers
 from solvers.conv_sequential import conv_asymmetric_relaxation
 from solvers.sequential import asymmetric_relaxation
 
+from .cnn import cnn_calibration, digits_cnn, digits_images
 from .conv import _pad, _patches_all
 from .grid import fit_grid
-from .suites import cnn_calibration, digits_cnn
 
 __all__ = ["CNNSettings", "run_cnn_tables", "format_cnn_tables"]
 
@@ -98,8 +98,6 @@ def _run(st: CNNSettings, progress) -> dict:
     say = progress or (lambda *_: None)
     t0 = time.perf_counter()
     net, data = digits_cnn(0)
-    from .cnn import digits_images
-
     Xt, yt = digits_images(data.X_test), data.y_test
     rows: dict = {}
 

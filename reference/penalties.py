@@ -110,11 +110,17 @@ def cel0_elementwise(a, lam, norms):
 
         r(a) = \lambda - \frac{n^2}{2}\left(|a| - \frac{\sqrt{2\lambda}}{n}\right)^2
         \ \text{if}\ |a| \le \frac{\sqrt{2\lambda}}{n}, \quad \lambda\ \text{otherwise}.
+
+    Computed as ``(n^2/2) |a| (2T - |a|)`` with ``T = sqrt(2 lam)/n`` (the same polynomial, since
+    ``n^2 T^2 / 2 = lam``), capped at ``lam``: exactly 0 at ``a = 0`` (the subtraction
+    ``lam - (n^2/2) T^2`` leaves a rounding residue of order ``1e-17``), and exactly ``lam`` from the
+    knot ``|a| = T`` on, so continuous there.
     """
     a = np.abs(np.asarray(a, dtype=np.float64))
     norms = np.asarray(norms, dtype=np.float64)
     T = np.sqrt(2.0 * lam) / norms
-    return np.where(a <= T, lam - 0.5 * norms**2 * (a - T) ** 2, lam)
+    below = np.minimum(0.5 * norms**2 * a * (2.0 * T - a), lam)
+    return np.where(a < T, below, lam)
 
 
 def prox_cel0(u, step, lam, norms):

@@ -23,6 +23,9 @@ import zipfile
 
 import numpy as np
 
+from solvers import ConvProblem, LayerProblem
+
+from .conv import conv_geometry
 from .validation import as_float_array, as_int_scalar
 from .grid import Grid, fit_grid
 
@@ -95,8 +98,6 @@ def _read_npz(path: str) -> dict:
 
 def load_layer(path: str):
     """Read ``path`` and return a :class:`solvers.LayerProblem` named after the file."""
-    from solvers import LayerProblem
-
     data = _read_npz(path)
     unknown = sorted(set(data) - _ALLOWED)
     if unknown:
@@ -148,10 +149,6 @@ def _grid(data: dict, W2) -> Grid:
 
 
 def _conv_layer(path: str, data: dict, W, X):
-    from solvers import ConvProblem
-
-    from .conv import conv_geometry
-
     if X.ndim != 4:
         raise ValueError(f"X must be 4-D (N, C_in, H, W) for a convolution (4-D W), found shape {X.shape}")
     if X.shape[0] == 0:

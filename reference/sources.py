@@ -13,7 +13,12 @@ import os
 
 import numpy as np
 
+from solvers import BQM, LayerProblem
+from solvers.orlib import parse_bqp
+
+from .grid import fit_grid
 from .problem_files import ProblemFileError
+from .suites import correlated_layer
 
 __all__ = ["load_qubo_file", "load_config", "SWEEP_KEYS"]
 
@@ -33,9 +38,6 @@ def load_qubo_file(path: str):
     Returns a list of :class:`solvers.BQM` named ``<file>`` or ``<file>#k`` (1-based).
     """
     import dimod
-
-    from solvers import BQM
-    from solvers.orlib import parse_bqp
 
     if not os.path.isfile(path):
         raise ProblemFileError(f"{path}: no such file")
@@ -121,11 +123,6 @@ def load_config(path: str):
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib
-
-    from solvers import LayerProblem
-
-    from .grid import fit_grid
-    from .suites import correlated_layer
 
     if not os.path.isfile(path):
         raise ProblemFileError(f"{path}: no such file")

@@ -28,6 +28,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from solvers.sparse import learn_dictionary, load_checkpoint, snapshot_path
+
+from .patches import PatchStream, natural_images, whiten_images
+
 __all__ = ["LEARN_DTYPE", "LEARN_LAM", "LearnTask", "checkpoint_path", "load_learned", "paper_tasks",
            "run_learning", "run_learning_task"]
 
@@ -82,14 +86,11 @@ def checkpoint_path(task: LearnTask, folder, batches: int | None = None) -> str:
     base = os.path.join(os.fspath(folder), f"{task.name}.npz")
     if batches is None:
         return base
-    from solvers.sparse import snapshot_path
 
     return snapshot_path(base, batches)
 
 
 def _stream(task: LearnTask, folder_images=None):
-    from .patches import PatchStream, natural_images, whiten_images
-
     images = whiten_images(natural_images(folder_images))
     return PatchStream(images, task.batches * task.batch_size, task.size, seed=(task.seed, 3), block=task.batch_size)
 
@@ -100,8 +101,6 @@ def run_learning_task(task: LearnTask, folder, snapshots=(), images=None, every:
     Progress goes to stderr every ``every`` batches: batch, error and active units (mean over
     the last ``every`` batches), elapsed time and the time left at the current pace.
     """
-    from solvers.sparse import learn_dictionary
-
     os.makedirs(folder, exist_ok=True)
     X = _stream(task, images)
     t0 = time.perf_counter()
@@ -176,8 +175,6 @@ def run_learning(tasks, folder, stages=None, jobs: int = 1, scheduler: str | Non
 
 def load_learned(task: LearnTask, folder, batches: int | None = None) -> dict:
     """A task's learned dictionary and history from ``folder`` (checked; ValueError if absent)."""
-    from solvers.sparse import load_checkpoint
-
     path = checkpoint_path(task, folder, batches)
     if not os.path.exists(path):
         raise ValueError(f"no learned dictionary for {task.name} at {path!r}: run python -m reference.sparse_scale")

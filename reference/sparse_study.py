@@ -27,6 +27,8 @@ import time
 
 import numpy as np
 
+from solvers.sparse import code, learn_dictionary, least_squares_on_supports
+
 from .patches import natural_images, whiten_images, extract_patches
 from .sparse import objective
 
@@ -50,16 +52,12 @@ def _config(quick: bool) -> dict:
 
 
 def _debias(Phi, X, A):
-    from solvers.sparse import least_squares_on_supports
-
     return least_squares_on_supports(Phi, X, A != 0)
 
 
 def gap_rows(Phi, X, lam, tune, seed):
     """Rows of the optimality-gap table at one ``lam``: each coder's codes scored by the l0
     objective against the exact l0 optimum (method ``l0-exact``), raw and debiased."""
-    from solvers.sparse import code
-
     K = Phi.shape[1]
     best = code(Phi, X, "l0", lam, "l0-exact")
     f_star = best.info["objective"]
@@ -101,8 +99,6 @@ def gap_rows(Phi, X, lam, tune, seed):
 
 
 def _curve_rows(Phi, X, pen, lam_learn, sweep, K):
-    from solvers.sparse import code
-
     xx = np.sum(X * X, axis=1)
     rows = []
     for m in sweep:
@@ -251,8 +247,6 @@ def run_sparse_suite(seed=0, out_dir=None, quick=False, folder=None, progress=No
     progress : callable, optional
         Called with one line of text per step.
     """
-    from solvers.sparse import learn_dictionary
-
     say = progress or (lambda msg: None)
     cfg = _config(quick)
     t0 = time.perf_counter()

@@ -39,8 +39,14 @@ import time
 
 import numpy as np
 
-from .sparse_scale import LEARN_LAM, PENALTY_ORDER, load_learned, paper_tasks, run_learning
-from .sparse_study import atom_grid, headline_rows, interp
+from solvers.sparse import code, exact_l0, least_squares_on_supports
+
+from .gabor import fit_gabors
+from .gratings import code_responses, grating_set, linear_responses, tuning
+from .patches import PatchStream, natural_images, whiten_images
+from .sparse import objective
+from .sparse_scale import LEARN_LAM, PENALTY_ORDER, LearnTask, load_learned, paper_tasks, run_learning
+from .sparse_study import atom_grid, gap_rows, headline_rows, interp
 
 __all__ = ["FREQS", "PAPER_LAM", "THETAS", "analyse", "format_tables", "merge", "pool_rows", "precision_rows"]
 
@@ -61,8 +67,6 @@ def _config(quick):
 
 
 def _curve(Phi, X, pen, K, lams, fista, paper=False):
-    from solvers.sparse import code
-
     xx = np.mean(np.sum(X * X, axis=1))
     rows = []
     for lam in lams:
@@ -112,8 +116,6 @@ def pool_rows(curves, level: float) -> list[dict]:
 
 
 def _tuning_rows(Phi, pen, K, stim, fista):
-    from .gratings import code_responses, linear_responses, tuning
-
     out = {}
     for kind, R in (("code", code_responses(Phi, stim, pen, LEARN_LAM[pen], **fista)),
                     ("linear", linear_responses(Phi, stim))):
@@ -130,8 +132,6 @@ def _tuning_rows(Phi, pen, K, stim, fista):
 
 
 def _shape_row(Phi, pen, K, learn_l0):
-    from .gabor import fit_gabors
-
     F = fit_gabors(Phi)
     good = F["r2"] >= 0.5
     g = {k: v[good] for k, v in F.items()}
@@ -171,10 +171,6 @@ def _exact_rows(Phi, X, pen_dict, K, tune):
     of three or more atoms costs more than the empty code, and enumerating every support of up
     to two atoms (:func:`solvers.sparse.exact_l0`) proves the optimum.
     """
-    from solvers.sparse import code, exact_l0, least_squares_on_supports
-
-    from .sparse import objective
-
     X = X * np.sqrt(5.9 / np.sum(X * X, axis=1))[:, None]
     xx = np.sum(X * X, axis=1)
     lam = 1.0
@@ -210,10 +206,6 @@ def _sub_exact_rows(Phi, X, pen, K, tune, n_atoms=16, lam=0.1):
 
     A proven optimum at a realistic lambda (codes of several atoms), on a sub-dictionary.
     """
-    from solvers.sparse import code
-
-    from .sparse_study import gap_rows
-
     use = np.count_nonzero(code(Phi, X, pen, LEARN_LAM[pen], "fista", max_iter=1000, tol=1e-4).x, axis=0)
     top = np.sort(np.argsort(-use, kind="stable")[:n_atoms])
     rows = gap_rows(Phi[:, top], X, lam, tune, 0)
@@ -229,9 +221,6 @@ def analyse(folder, batches=None, quick=False, out_dir=None, seed=0, tasks=None,
     ``curves_only``: claim 1 alone (error against sparsity), e.g. for the larger pools; such runs
     combine with a full one through :func:`merge`.
     """
-    from .gratings import grating_set
-    from .patches import PatchStream, natural_images, whiten_images
-
     say = progress or (lambda m: None)
     cfg = _config(quick)
     if sweep is not None:
@@ -299,10 +288,6 @@ def precision_rows(folder, K: int = 500, batches: int = 200, seed: int = 0, jobs
     atoms. The dictionaries go to ``folder/float32`` and ``folder/float64``.
     """
     from dataclasses import replace
-
-    from .gratings import grating_set
-    from .patches import PatchStream, natural_images, whiten_images
-    from .sparse_scale import LearnTask
 
     base = [LearnTask(p, K, LEARN_LAM[p], batches, seed=seed) for p in PENALTY_ORDER]
     stim = grating_set(16, THETAS, FREQS, 8)

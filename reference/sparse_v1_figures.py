@@ -13,6 +13,7 @@ import numpy as np
 
 from .sparse_scale import PENALTY_ORDER
 from .sparse_study import atom_grid, pyplot
+from .sparse_v1 import THETAS
 
 __all__ = ["save_curve_figures", "save_figures"]
 
@@ -45,8 +46,6 @@ def save_figures(out_dir, dicts, rows, tunings, shapes, size, level) -> list[str
     paths += save_curve_figures(out_dir, rows, level)
 
     # claim 2: example tuning curves (code responses) and OSI distributions
-    from .sparse_v1 import THETAS
-
     fig, axes = plt.subplots(len(pens), 4, figsize=(11, 2.4 * len(pens)), squeeze=False)
     for i, p in enumerate(pens):
         tu = tunings[(p, Kmin)]["code"]

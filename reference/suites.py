@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from solvers import LayerProblem
+
+from . import paper, paper_cnn, sparse_study
+from .cnn import cnn_calibration, digits_cnn
 from .grid import fit_grid
 
 __all__ = ["SUITES", "correlated_layer", "default_suite"]
@@ -49,8 +53,6 @@ def default_suite(seed: int = 0):
     """Eight small layers: six with fan-in 16 to 24 (2-, 3- and 4-bit, per-row and per-tensor
     grids, a rank-deficient Gram matrix), small enough for ``exhaustive``, and two with fan-in
     40 and 48, beyond enumeration, where the tree search proves the optimum."""
-    from solvers import LayerProblem
-
     problems = []
     for i, (name, out, fan_in, n, bits, per_row, distinct) in enumerate(_DEFAULT):
         rng = np.random.default_rng([seed, i])
@@ -58,30 +60,6 @@ def default_suite(seed: int = 0):
         grid = fit_grid(W, bits=bits, per_row=per_row)
         problems.append(LayerProblem(W, grid, X=X, name=name))
     return problems
-
-
-_CNN_CACHE: dict = {}
-
-
-def digits_cnn(seed: int = 0):
-    """The trained digits CNN of :mod:`reference.cnn` (training seed ``seed``, 40 epochs), with
-    its data; trained once per process."""
-    if seed not in _CNN_CACHE:
-        from .cnn import digits_images, train_cnn
-        from .digits import load_digits
-
-        data = load_digits()
-        net = train_cnn(digits_images(data.X_train), data.y_train, seed=seed)
-        _CNN_CACHE[seed] = (net, data)
-    return _CNN_CACHE[seed]
-
-
-def cnn_calibration(data, seed: int = 0, n: int = 256):
-    """``n`` training images drawn without replacement (seeded), with their labels."""
-    from .cnn import digits_images
-
-    idx = np.random.default_rng([seed, 7]).choice(data.X_train.shape[0], n, replace=False)
-    return digits_images(data.X_train[idx]), data.y_train[idx]
 
 
 def cnn_suite(seed: int = 0, bits: int = 4):
@@ -107,27 +85,21 @@ SUITE_OPTIONS = {"cnn": {"tree": {"max_nodes": 100_000}}}
 
 def _paper_report(seed: int = 0, plot_dir=None):
     """Tables 1, 2 and 4 of the paper in miniature (reference.paper), seeds ``seed .. seed+4``."""
-    from .paper import PaperSettings, format_tables, run_paper_suite
-
-    out = run_paper_suite(PaperSettings(seeds=tuple(range(seed, seed + 5))))
-    return format_tables(out), out
+    out = paper.run_paper_suite(paper.PaperSettings(seeds=tuple(range(seed, seed + 5))))
+    return paper.format_tables(out), out
 
 
 def _sparse_report(seed: int = 0, plot_dir=None):
     """Sparse coding beyond l1 against the exact l0 optimum (reference.sparse_study); the
     figures go to ``plot_dir`` when given."""
-    from .sparse_study import format_tables, run_sparse_suite
-
-    rows = run_sparse_suite(seed, out_dir=plot_dir)
-    return format_tables(rows), rows
+    rows = sparse_study.run_sparse_suite(seed, out_dir=plot_dir)
+    return sparse_study.format_tables(rows), rows
 
 
 def _paper_cnn_report(seed: int = 0, plot_dir=None):
     """Tables 1 and 4 of the paper on the digits CNN (reference.paper_cnn), seeds ``seed, seed+1``."""
-    from .paper_cnn import CNNSettings, format_cnn_tables, run_cnn_tables
-
-    out = run_cnn_tables(CNNSettings(seeds=(seed, seed + 1)))
-    return format_cnn_tables(out), out
+    out = paper_cnn.run_cnn_tables(paper_cnn.CNNSettings(seeds=(seed, seed + 1)))
+    return paper_cnn.format_cnn_tables(out), out
 
 
 #: Studies that are not lists of problems: ``name -> (seed, plot_dir) -> (text, data)``, run by

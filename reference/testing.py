@@ -21,6 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from solvers import ConvProblem, LayerProblem, SparseProblem, solve
+
+from .grid import Grid, asymmetric_range, fit_grid, symmetric_range
+from .sparse import objective
 from .validation import as_float_array, check_tolerance
 
 __all__ = [
@@ -48,13 +52,13 @@ class RoundingReport:
     ``loss``: local loss (Eq. 20) of the given rounding. ``optimum``: the proven optimal loss over
     up/down roundings (None when the exact method hit its limit). ``lower_bound``: a proven lower
     bound (equals ``optimum`` when proven). ``gap``: ``(loss - optimum) / optimum`` (None without
-    an optimum; 0 when both are 0). ``method``: the exact method used. ``v``: the given rounding as
-    up/down choices; ``v_opt``: an optimal one.
+    an optimum; 0 when both are 0). ``method``: the exact method used. ``x``: the given rounding as
+    up/down choices (as a ``Result.x``); ``x_opt``: an optimal one.
 
     With ``off_grid="nearest"`` (weights handed over off the grid, as AdaRound ports return
     ``s (floor + h)`` with ``h`` not binarised): ``off_grid`` counts the given weights that were
     not on the grid, ``off_grid_max`` is the largest distance to the grid in steps (at most 0.5),
-    ``given_loss`` the local loss of the weights as given, and ``loss``/``v`` describe the
+    ``given_loss`` the local loss of the weights as given, and ``loss``/``x`` describe the
     rounding a port deploys, each weight rounded to its nearest grid point.
 
     Without a proven optimum (a layer too wide for the limit): ``best_known`` is the lowest loss
@@ -70,8 +74,8 @@ class RoundingReport:
     lower_bound: float | None
     gap: float | None
     method: str
-    v: np.ndarray
-    v_opt: np.ndarray
+    x: np.ndarray
+    x_opt: np.ndarray
     off_grid: int = 0
     off_grid_max: float = 0.0
     given_loss: float | None = None
@@ -89,15 +93,13 @@ class RoundingReport:
             text += (f"; best known {self.best_known:.9e}, so the gap to the unknown optimum lies in "
                      f"[{100 * self.gap_low:.4f} %, {high}]")
         if self.off_grid:
-            text += (f"; {self.off_grid} of {self.v.size} given weights were off the grid (up to "
+            text += (f"; {self.off_grid} of {self.x.size} given weights were off the grid (up to "
                      f"{self.off_grid_max:.3g} of a step), judged as deployed (nearest grid point); the given "
                      f"soft weights' loss is {self.given_loss:.9e}")
         return text
 
 
 def _problem(W, grid, X, G, conv=None):
-    from solvers import ConvProblem, LayerProblem
-
     if np.ndim(W) == 4:
         if G is not None or X is None:
             raise ValueError("a convolution (4-D W) needs its inputs X of shape (N, C_in, H, W), not G")
@@ -137,12 +139,12 @@ def _up_down(problem, q, W_hat, off_grid: str = "refuse"):
         q = np.reshape(q, problem.shape)
     q = as_float_array(q, "q", shape=problem.shape)
     up = q - problem.lo
-    bad = ~((up == 0) | ((up == 1) & (problem.delta == 1)))
+    bad = ~((up == 0) | ((up == 1) & (problem.movable == 1)))
     if np.any(bad):
         k, i = map(int, np.argwhere(bad)[0])
         raise ValueError(
             f"weight [{k}, {i}] was rounded to q == {q[k, i]:g}, but its neighbours are "
-            f"{problem.lo[k, i]:g} and {problem.lo[k, i] + problem.delta[k, i]:g}: not an up/down rounding"
+            f"{problem.lo[k, i]:g} and {problem.lo[k, i] + problem.movable[k, i]:g}: not an up/down rounding"
         )
     return up.astype(np.int8), n_off, far
 
@@ -173,12 +175,10 @@ def rounding_report(W, grid, *, X=None, G=None, q=None, W_hat=None, method: str 
     time_limit : float or None, default=60
         Seconds per row for the tree search; past it the optimum is reported as not proven.
     """
-    from solvers import solve
-
     if off_grid not in _OFF_GRID:
         raise ValueError(f"off_grid must be one of {list(_OFF_GRID)}, found {off_grid!r}")
     problem = _problem(W, grid, X, G, conv)
-    v, n_off, far = _up_down(problem, q, W_hat, off_grid)
+    x, n_off, far = _up_down(problem, q, W_hat, off_grid)
     given_loss = None
     if n_off:
         E = as_float_array(W_hat, "W_hat").reshape(problem.shape) - problem.W
@@ -189,7 +189,7 @@ def rounding_report(W, grid, *, X=None, G=None, q=None, W_hat=None, method: str 
         raise ValueError(f"method must be one of ['auto', 'exhaustive', 'tree'], found {method!r}")
     opts = {"time_limit": time_limit} if method == "tree" else {}
     best = solve(problem, method, **opts)
-    loss = problem.loss(v)
+    loss = problem.loss(x)
     optimum = best.energy if best.optimal else None
     # the local loss is never negative: 0 bounds the optimum whatever the method proved
     lower = max(0.0, best.lower_bound) if best.lower_bound is not None else 0.0
@@ -199,7 +199,7 @@ def rounding_report(W, grid, *, X=None, G=None, q=None, W_hat=None, method: str 
         low = _rel(loss, best_known)
         high = (loss - lower) / lower if lower > 0 else None
     return RoundingReport(loss=loss, optimum=optimum, lower_bound=lower, gap=gap,
-                          method=method, v=v, v_opt=best.x, off_grid=n_off, off_grid_max=far,
+                          method=method, x=x, x_opt=best.x, off_grid=n_off, off_grid_max=far,
                           given_loss=given_loss, best_known=best_known, gap_low=low, gap_high=high)
 
 
@@ -240,7 +240,7 @@ def assert_rounding_within(W, grid, *, X=None, G=None, q=None, W_hat=None, rtol:
     limit = ref * (1 + rtol) + atol
     if rep.loss > limit * (1 + 1e-12) + 1e-300:
         problem = _problem(W, grid, X, G, conv)
-        excess = problem.row_losses(rep.v) - problem.row_losses(rep.v_opt)
+        excess = problem.row_losses(rep.x) - problem.row_losses(rep.x_opt)
         worst = np.argsort(excess)[::-1][:3]
         rows = ", ".join(f"row {int(k)} +{excess[k]:.3e}" for k in worst if excess[k] > 0)
         what = (f"optimum {rep.optimum:.9e}, gap {100 * rep.gap:.4f} %" if rep.optimum is not None else
@@ -284,10 +284,6 @@ def sparse_code_report(Phi, X, A, lam, max_atoms: int | None = None) -> SparseRe
     The optimum comes from ``solvers.solve(SparseProblem(Phi, X, "l0", lam), "l0-exact")``, which
     enumerates supports (at most 20 atoms by default, ``max_atoms`` up to its hard limit).
     """
-    from solvers import SparseProblem, solve
-
-    from .sparse import objective
-
     opts = {} if max_atoms is None else {"max_atoms": max_atoms}
     X2 = np.atleast_2d(as_float_array(X, "X"))
     A2 = np.atleast_2d(as_float_array(A, "A"))
@@ -338,7 +334,6 @@ def layers(max_out: int = 3, max_in: int = 6, allow_clipping: bool = True):
     weights of very different scales, any N >= 1 (often N < in: singular G), and, when
     ``allow_clipping``, a shrunk scale so that the largest weights fall off the grid."""
     st = _st()
-    from .grid import Grid, fit_grid
 
     @st.composite
     def build(draw):
@@ -361,7 +356,6 @@ def grids(n_rows: int = 3):
     """Strategy for a :class:`reference.Grid` for ``n_rows`` rows: 2-8 bits, symmetric signed or
     unsigned with a zero point, one scale for the tensor or one per row (scales from 1e-3 to 10)."""
     st = _st()
-    from .grid import Grid, asymmetric_range, symmetric_range
 
     @st.composite
     def build(draw):

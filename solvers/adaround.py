@@ -9,7 +9,7 @@ the local loss of Eq. 20 in this project's unit (mean over samples of the square
 summed over the output rows), with ``c`` the preset's loss normalisation: 1 for ``"sample"``
 (AIMET, BRECQ) and ``1/out`` for ``"element"`` (PyTorch's experimental AdaRound, a mean over every
 element of the ``(N, out)`` output). With the clip of Eq. 22 resolved, ``e = A + B h`` with
-``A = s (lo - z) - W`` and ``B = s delta`` (docs/math.md, "The binary quadratic model").
+``A = s (lo - z) - W`` and ``B = s movable`` (docs/math.md, "The binary quadratic model").
 
 Two data modes give the same objective:
 
@@ -57,7 +57,7 @@ class LocalLoss(DataTerm):
         self.problem = problem
         self.shape = self.weights_shape = problem.shape
         self.residual = problem.residual
-        self.free = problem.delta == 1
+        self.free = problem.movable == 1
         self.G = problem.G  # (in, in), or (groups, in, in) for a grouped convolution (one Gram per group)
         self.X = getattr(problem, "X", None)
         self.n_samples = None if self.X is None else self.X.shape[0]
@@ -99,7 +99,7 @@ class LocalLoss(DataTerm):
             loss = self.c * float(np.vdot(R, R)) / Xb.shape[0]
             np.matmul(R.T, Xb, out=EG)
             scale = 2.0 * self.c / Xb.shape[0]
-        # dD/dh: 2 c (E G) * B  (zero where delta = 0: the clip of Eq. 22)
+        # dD/dh: 2 c (E G) * B  (zero where movable = 0: the clip of Eq. 22)
         np.multiply(EG, self.B, out=g)
         g *= scale
         return loss, g

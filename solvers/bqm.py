@@ -148,12 +148,12 @@ class BQM:
         e = self._evaluate(self.P, self.q, self.c, V)
         return float(e[0]) if single else e
 
-    def energy(self, v) -> float:
+    def energy(self, x) -> float:
         """Energy of one binary state of shape (n,)."""
-        v = np.asarray(v)
-        if v.ndim != 1:
-            raise ValueError(f"v must be 1-D, found shape {v.shape}")
-        return self.energies(v)
+        x = np.asarray(x)
+        if x.ndim != 1:
+            raise ValueError(f"x must be 1-D, found shape {x.shape}")
+        return self.energies(x)
 
     def continuous(self, V) -> np.ndarray:
         """The same formula for real ``V`` in ``[0, 1]``: the continuous extension."""
@@ -161,10 +161,10 @@ class BQM:
         e = self._evaluate(self.P, self.q, self.c, V)
         return float(e[0]) if single else e
 
-    def gradient(self, v) -> np.ndarray:
-        """Gradient of the continuous extension: ``2 P v + q``."""
-        v, _ = self._states(np.asarray(v).reshape(-1), "v", binary=False)
-        return 2 * self.P @ v[0] + self.q
+    def gradient(self, x) -> np.ndarray:
+        """Gradient of the continuous extension: ``2 P x + q``."""
+        x, _ = self._states(np.asarray(x).reshape(-1), "x", binary=False)
+        return 2 * self.P @ x[0] + self.q
 
     # ------------------------------------------------------------------ reduction
     def fix(self, fixed: dict) -> tuple["BQM", np.ndarray]:

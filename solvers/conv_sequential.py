@@ -10,7 +10,7 @@ Eq. 25 is
 
 the mean over samples and output positions, summed over channels (the unit of
 :class:`solvers.ConvProblem`). :func:`conv_asymmetric_relaxation` minimises the AdaRound
-relaxation of it (Eqs. 21-24, soft weights ``W~ = s (lo + delta h(V) - z)``), exactly as
+relaxation of it (Eqs. 21-24, soft weights ``W~ = s (lo + movable h(V) - z)``), exactly as
 :func:`solvers.sequential.asymmetric_relaxation` does for a dense layer, with every group's
 patches in one array ``(M, groups, fan_in)``; mini-batches draw patches (the same patch
 positions for every group), seeded.
@@ -58,7 +58,7 @@ class ConvActivationLoss(DataTerm):
     """Eq. 25's data term on patches, all groups at once (module docs).
 
     ``V`` and ``h`` have the layout ``(groups, C_out/groups, fan_in)`` of the patches' products;
-    ``W~ = s (lo + delta h - z)`` (:func:`solvers.relaxation.soft_weight_map`); a mini-batch
+    ``W~ = s (lo + movable h - z)`` (:func:`solvers.relaxation.soft_weight_map`); a mini-batch
     ``idx`` draws patches (the same positions for every group). ``relu'(0) = 0``.
     """
 
@@ -66,13 +66,13 @@ class ConvActivationLoss(DataTerm):
         self.f, self.df = _act(activation)
         self.activation = activation
         G, f_in = P.shape[1], P.shape[2]
-        self.problem = LayerProblem(W2, grid, G=np.eye(f_in))  # lo, delta, residual of the rows
+        self.problem = LayerProblem(W2, grid, G=np.eye(f_in))  # lo, movable, residual of the rows
         A0, B = soft_weight_map(self.problem)
         self.shape = (G, W2.shape[0] // G, f_in)
         self.weights_shape = W2.shape
         self.A0, self.B = A0.reshape(self.shape), B.reshape(self.shape)
         self.residual = self.problem.residual.reshape(self.shape)
-        self.free = (self.problem.delta == 1).reshape(self.shape)
+        self.free = (self.problem.movable == 1).reshape(self.shape)
         self.n_samples = P.shape[0]
         self.W2, self.b, self.P, self.P_hat = W2, b, P, P_hat
         self.b3 = b.reshape(1, G, -1)

@@ -2,7 +2,7 @@
 
 From the task loss down to the local loss (Nagel et al. 2020, Eqs. 4-20), for the weights ``W``
 (out, in) of one layer of a :class:`reference.network.MLP`, with up/down variables ``v``
-(``W_hat = s (lo + delta v - z)``, :func:`reference.grid_neighbours`) and ``dw = vec(W_hat - W)`` in
+(``W_hat = s (lo + movable v - z)``, :func:`reference.grid_neighbours`) and ``dw = vec(W_hat - W)`` in
 row-major order (index ``k * in + i``, as ``W.ravel()``):
 
 1. **Task-loss change** (ground truth): :func:`task_loss_change` runs the network with ``W_hat``.
@@ -75,7 +75,7 @@ class FullLayerQUBO:
         Over the free weights, labels = row-major flat indices ``k * in + i``.
     W : array of shape (out, in)
     grid : Grid
-    lo, delta : arrays of shape (out, in)
+    lo, movable : arrays of shape (out, in)
     residual : array of shape (out, in)
     free : int array
         Flat indices of the free weights, in the order of the BQM's variables.
@@ -85,7 +85,7 @@ class FullLayerQUBO:
     W: np.ndarray
     grid: Grid
     lo: np.ndarray
-    delta: np.ndarray
+    movable: np.ndarray
     residual: np.ndarray
     free: np.ndarray
 
@@ -93,29 +93,30 @@ class FullLayerQUBO:
     def shape(self) -> tuple[int, int]:
         return self.W.shape
 
-    def state(self, v) -> np.ndarray:
-        """The BQM state (over the free weights) of an up/down array ``v`` of shape (out, in)."""
-        v = as_float_array(v, "v", shape=self.shape)
-        if not np.all((v == 0) | (v == 1)):
-            raise ValueError("v must hold only 0 and 1 (1 = round up)")
-        return v.reshape(-1)[self.free].astype(np.int8)
+    def state(self, x) -> np.ndarray:
+        """The BQM state (over the free weights) of an up/down array ``x`` of shape (out, in)."""
+        x = as_float_array(x, "x", shape=self.shape)
+        if not np.all((x == 0) | (x == 1)):
+            raise ValueError("x must hold only 0 and 1 (1 = round up)")
+        return x.reshape(-1)[self.free].astype(np.int8)
 
-    def up_down(self, x) -> np.ndarray:
-        """The up/down array (out, in) of a BQM state ``x`` of shape (n_free,); fixed weights get 0."""
-        x = as_float_array(x, "x", shape=(self.free.size,))
-        v = np.zeros(self.W.size, dtype=np.int8)
-        v[self.free] = x
-        return v.reshape(self.shape)
+    def up_down(self, state) -> np.ndarray:
+        """The up/down array ``x`` (out, in) of a BQM state of shape (n_free,) (the ``Result.x`` of a
+        solve of :attr:`bqm`); fixed weights get 0."""
+        state = as_float_array(state, "state", shape=(self.free.size,))
+        x = np.zeros(self.W.size, dtype=np.int8)
+        x[self.free] = state
+        return x.reshape(self.shape)
 
-    def w_hat(self, v) -> np.ndarray:
-        """``W_hat = s (lo + delta v - z)`` for an up/down array ``v`` (out, in)."""
-        v = as_float_array(v, "v", shape=self.shape)
+    def w_hat(self, x) -> np.ndarray:
+        """``W_hat = s (lo + movable x - z)`` for an up/down array ``x`` (out, in)."""
+        x = as_float_array(x, "x", shape=self.shape)
         s, z = self.grid.per_row(self.shape[0])
-        return s * (self.lo + self.delta * v - z)
+        return s * (self.lo + self.movable * x - z)
 
-    def energy(self, v) -> float:
-        """The QUBO energy of an up/down array ``v`` (out, in)."""
-        return float(self.bqm.energy(self.state(v)))
+    def energy(self, x) -> float:
+        """The QUBO energy of an up/down array ``x`` (out, in)."""
+        return float(self.bqm.energy(self.state(x)))
 
 
 def taylor_qubo(W, grid, H, g=None) -> FullLayerQUBO:
@@ -130,7 +131,7 @@ def taylor_qubo(W, grid, H, g=None) -> FullLayerQUBO:
     g : array of shape (out, in), optional
         Gradient of the loss with respect to ``W``; None drops the linear term.
 
-    With ``dw = a + b * v`` (``a = s (lo - z) - W``, ``b = s delta``, restricted to the free
+    With ``dw = a + b * v`` (``a = s (lo - z) - W``, ``b = s movable``, restricted to the free
     weights ``F``): ``P = 1/2 diag(b_F) H_FF diag(b_F)``, ``q = b_F (H a + g)_F``,
     ``c = 1/2 a^T H a + g^T a``.
     """
@@ -146,17 +147,17 @@ def taylor_qubo(W, grid, H, g=None) -> FullLayerQUBO:
     nb = _grid_neighbours(W, grid)
     s, z = grid.per_row(W.shape[0])
     a = (s * (nb.lo - z) - W).reshape(-1)
-    b = (s * nb.delta).reshape(-1)
-    free = np.flatnonzero(nb.delta.reshape(-1))
+    b = (s * nb.movable).reshape(-1)
+    free = np.flatnonzero(nb.movable.reshape(-1))
     Ha = H @ a
     bF = b[free]
     P = 0.5 * H[np.ix_(free, free)] * np.outer(bF, bF)
     q = bF * (Ha + g)[free]
     c = float(0.5 * a @ Ha + g @ a)
     bqm = BQM(P, q, c, labels=free.tolist())
-    for arr in (W, nb.lo, nb.delta, nb.residual, free):
+    for arr in (W, nb.lo, nb.movable, nb.residual, free):
         arr.setflags(write=False)
-    return FullLayerQUBO(bqm=bqm, W=W, grid=grid, lo=nb.lo, delta=nb.delta, residual=nb.residual, free=free)
+    return FullLayerQUBO(bqm=bqm, W=W, grid=grid, lo=nb.lo, movable=nb.movable, residual=nb.residual, free=free)
 
 
 def task_loss_qubo(net, layer, X, y, grid, gradient: bool = False) -> FullLayerQUBO:
@@ -189,7 +190,7 @@ class DiagonalHessianLayer(LayerProblem):
     Row ``k``'s energy is ``e_k^T G_k e_k`` (``e_k`` the error of row ``k``), the Eq. 20 form with
     ``G`` replaced by ``G_k``; the sum over rows is twice the Taylor prediction of Eq. 13 with the
     off-diagonal output Hessian dropped. Everything :func:`solvers.solve` uses on a layer
-    (``row_bqm``, ``loss``, ``residual``, ``delta``...) is defined; there is no single Gram matrix,
+    (``row_bqm``, ``loss``, ``residual``, ``movable``...) is defined; there is no single Gram matrix,
     so the attribute ``G`` raises (a method that needs it optimises Eq. 20, not Eq. 18).
     """
 
@@ -228,9 +229,9 @@ class DiagonalHessianLayer(LayerProblem):
         """Row ``k`` of Eq. 18 uses its own ``G_k``: ``P = B G_k B``, ``q = 2 B G_k a``, ``c = a^T G_k a``."""
         return self.G_rows[k]
 
-    def row_losses(self, v) -> np.ndarray:
+    def row_losses(self, x) -> np.ndarray:
         """``e_k^T G_k e_k`` per row, shape (out,)."""
-        E = self.w_hat(v) - self.W
+        E = self.w_hat(x) - self.W
         return np.einsum("ki,kij,kj->k", E, self.G_rows, E, optimize=True)
 
 

@@ -1,13 +1,13 @@
 """Layer rounding posed as per-row QUBOs of the local loss (Eqs. 18-20; docs/conventions.md).
 
-For output row ``k`` with up/down variables ``v`` (``q = lo + delta * v``) the rounding error is
-``e = a + B v`` with ``a = s_k (lo - z_k) - w_k`` and ``B = diag(s_k * delta)``, so the row's
+For output row ``k`` with up/down variables ``v`` (``q = lo + movable * v``) the rounding error is
+``e = a + B v`` with ``a = s_k (lo - z_k) - w_k`` and ``B = diag(s_k * movable)``, so the row's
 local loss ``e^T G e`` is the binary quadratic model
 
 .. math:: P = B G B, \\qquad q = 2 B G a, \\qquad c = a^T G a .
 
 Rows do not interact under Eq. 20, so the layer optimum is the sum of the row optima. Weights
-whose two neighbours coincide (``delta = 0``: clipped at the grid's end) have no variable; each
+whose two neighbours coincide (``movable = 0``: clipped at the grid's end) have no variable; each
 row's model is reduced to its free variables.
 """
 
@@ -59,7 +59,7 @@ class LayerProblem:
     X : float64 array of shape (N, in), or None
         The validated samples when the problem was built from ``X`` (mini-batch methods need them).
     grid : Grid
-    lo, delta, residual : arrays of shape (out, in)
+    lo, movable, residual : arrays of shape (out, in)
         Lower neighbour, free-variable mask (1 where the weight can go up) and ``W/s - floor(W/s)``.
     free : list of int arrays
         Column indices of the free variables of each row.
@@ -97,11 +97,11 @@ class LayerProblem:
         self.grid = grid
         self.name = name
         self.lo = nb.lo
-        self.delta = nb.delta
+        self.movable = nb.movable
         self.residual = nb.residual
-        self.free = [np.flatnonzero(self.delta[k]) for k in range(W.shape[0])]
+        self.free = [np.flatnonzero(self.movable[k]) for k in range(W.shape[0])]
         self._rows: dict[int, BQM] = {}
-        for arr in (self.W, self.G, self.lo, self.delta, self.residual):
+        for arr in (self.W, self.G, self.lo, self.movable, self.residual):
             arr.setflags(write=False)
         if self.X is not None:
             self.X.setflags(write=False)
@@ -145,7 +145,7 @@ class LayerProblem:
             idx = self.free[k]
             Gk = self._row_gram(k)
             a = s[k, 0] * (self.lo[k] - z[k, 0]) - self.W[k]
-            b = s[k, 0] * self.delta[k, idx]
+            b = s[k, 0] * self.movable[k, idx]
             Ga = Gk @ a
             P = Gk[np.ix_(idx, idx)] * np.outer(b, b)
             q = 2 * b * Ga[idx]
@@ -154,46 +154,46 @@ class LayerProblem:
         return self._rows[k]
 
     # ------------------------------------------------------------------ decoding
-    def _check_v(self, v) -> np.ndarray:
-        v = as_float_array(v, "v", shape=self.shape)
-        if not np.all((v == 0) | (v == 1)):
-            raise ValueError("v must hold only 0 and 1 (1 = round up)")
-        return v
+    def _check_x(self, x) -> np.ndarray:
+        x = as_float_array(x, "x", shape=self.shape)
+        if not np.all((x == 0) | (x == 1)):
+            raise ValueError("x must hold only 0 and 1 (1 = round up)")
+        return x
 
     def assemble(self, row_states) -> np.ndarray:
         """Full (out, in) binary array from one state per row over that row's free variables."""
-        v = np.zeros(self.shape, dtype=np.int8)
-        for k, x in enumerate(row_states):
-            v[k, self.free[k]] = x
-        return v
+        x = np.zeros(self.shape, dtype=np.int8)
+        for k, state in enumerate(row_states):
+            x[k, self.free[k]] = state
+        return x
 
-    def integers(self, v) -> np.ndarray:
-        """Integer weights ``q = lo + delta * v`` (int64, shape (out, in))."""
-        v = self._check_v(v)
-        return (self.lo + self.delta * v).astype(np.int64)
+    def integers(self, x) -> np.ndarray:
+        """Integer weights ``q = lo + movable * x`` (int64, shape (out, in))."""
+        x = self._check_x(x)
+        return (self.lo + self.movable * x).astype(np.int64)
 
-    def w_hat(self, v) -> np.ndarray:
-        """Quantized weights ``W_hat = s (q - z)`` for up/down choices ``v`` (Eq. 1)."""
-        v = self._check_v(v)
+    def w_hat(self, x) -> np.ndarray:
+        """Quantized weights ``W_hat = s (q - z)`` for up/down choices ``x`` (Eq. 1)."""
+        x = self._check_x(x)
         s, z = self.grid.per_row(self.n_rows)
-        return s * (self.lo + self.delta * v - z)
+        return s * (self.lo + self.movable * x - z)
 
     def up_from_integers(self, q) -> np.ndarray:
-        """The up/down array ``v`` that produces integer weights ``q``; refuses ``q`` off {lo, hi}."""
+        """The up/down array ``x`` that produces integer weights ``q``; refuses ``q`` off {lo, hi}."""
         q = as_float_array(q, "q", shape=self.shape)
         up = q - self.lo
-        if not np.all((up == 0) | ((up == 1) & (self.delta == 1))):
-            raise ValueError("q must equal the floor or ceiling neighbour (lo or lo + delta) of every weight")
+        if not np.all((up == 0) | ((up == 1) & (self.movable == 1))):
+            raise ValueError("q must equal the floor or ceiling neighbour (lo or lo + movable) of every weight")
         return up.astype(np.int8)
 
-    def row_losses(self, v) -> np.ndarray:
+    def row_losses(self, x) -> np.ndarray:
         """Per-row local loss ``e_k^T G e_k`` with ``e = W_hat - W`` (Eq. 20), shape (out,)."""
-        E = self.w_hat(v) - self.W
+        E = self.w_hat(x) - self.W
         return np.einsum("ki,ij,kj->k", E, self.G, E, optimize=True)
 
-    def loss(self, v) -> float:
+    def loss(self, x) -> float:
         """Local loss of the layer (Eq. 20): the energy every method is judged by."""
-        return float(self.row_losses(v).sum())
+        return float(self.row_losses(x).sum())
 
 
 def _check_patch_gram(grams, X, geo) -> None:
@@ -268,12 +268,12 @@ class ConvProblem(LayerProblem):
     def _row_gram(self, k: int) -> np.ndarray:
         return self.grams[k // self.geometry.c_out_group]
 
-    def row_losses(self, v) -> np.ndarray:
+    def row_losses(self, x) -> np.ndarray:
         """Per-channel local loss ``e_o^T G_{g(o)} e_o`` (Eq. 20 on patches), shape (C_out,)."""
-        E = self.w_hat(v) - self.W
+        E = self.w_hat(x) - self.W
         Eg = E.reshape(self.geometry.groups, self.geometry.c_out_group, -1)
         return np.einsum("gki,gij,gkj->gk", Eg, self.grams, Eg, optimize=True).ravel()
 
-    def w_hat_4d(self, v) -> np.ndarray:
+    def w_hat_4d(self, x) -> np.ndarray:
         """Quantized kernels ``s (q - z)`` in the layer's shape (C_out, C_in/groups, kh, kw)."""
-        return self.w_hat(v).reshape(self.kernel_shape)
+        return self.w_hat(x).reshape(self.kernel_shape)

@@ -27,9 +27,9 @@ gives ``D`` and ``dD/dh`` for the soft rounding ``h``:
   activation, on mini-batches of samples or patches.
 
 Clipping inside the soft weights. With ``f = floor(W/s) + z`` and ``h`` in [0, 1] the clip of
-Eq. 22 is inactive wherever the two neighbours differ (``delta = 1``: ``qmin <= f`` and
-``f + 1 <= qmax``) and makes the soft weight constant wherever they coincide (``delta = 0``), so
-``W~ = s (lo + delta h - z)`` with ``lo``/``delta`` of :class:`~solvers.LayerProblem`
+Eq. 22 is inactive wherever the two neighbours differ (``movable = 1``: ``qmin <= f`` and
+``f + 1 <= qmax``) and makes the soft weight constant wherever they coincide (``movable = 0``), so
+``W~ = s (lo + movable h - z)`` with ``lo``/``movable`` of :class:`~solvers.LayerProblem`
 (:func:`soft_weight_map`), and the data gradient is zero on clipped weights. The regulariser still
 acts on every ``V`` (as in AIMET, BRECQ and PyTorch), so a clipped weight's ``h`` is driven to 0
 or 1 like the others; it never changes the rounding.
@@ -303,12 +303,12 @@ def _thread_limiter(threads):
 
 # ---------------------------------------------------------------------------- the engine
 def soft_weight_map(problem) -> tuple[np.ndarray, np.ndarray]:
-    """``(A0, B)`` with ``W~ = A0 + B h`` (Eq. 22, clip resolved): ``A0 = s (lo - z)``, ``B = s delta``.
+    """``(A0, B)`` with ``W~ = A0 + B h`` (Eq. 22, clip resolved): ``A0 = s (lo - z)``, ``B = s movable``.
 
-    ``problem`` is a :class:`~solvers.LayerProblem` (its grid, ``lo`` and ``delta``).
+    ``problem`` is a :class:`~solvers.LayerProblem` (its grid, ``lo`` and ``movable``).
     """
     s, z = problem.grid.per_row(problem.n_rows)
-    return s * (problem.lo - z), s * problem.delta
+    return s * (problem.lo - z), s * problem.movable
 
 
 class DataTerm(abc.ABC):
@@ -326,7 +326,7 @@ class DataTerm(abc.ABC):
     residual : array of shape ``shape``
         ``W/s - floor(W/s)``: the ``h`` the run starts from (:func:`init_from_residual`).
     free : bool array of shape ``shape``
-        Weights whose two grid neighbours differ (``delta = 1``); only they are rounded.
+        Weights whose two grid neighbours differ (``movable = 1``); only they are rounded.
     n_samples : int or None
         Rows a mini-batch draws from (``idx`` indexes them); None when only full data is possible.
     """

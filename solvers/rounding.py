@@ -13,7 +13,7 @@ from ._registry import Outcome, register
 
 
 def _outcome(problem, up) -> Outcome:
-    return Outcome(x=(up & (problem.delta == 1)).astype(np.int8))
+    return Outcome(x=(up & (problem.movable == 1)).astype(np.int8))
 
 
 @register("nearest", kind="layer", summary="round to nearest (ties up)")

@@ -139,7 +139,7 @@ def activation_loss(W, b, W_hat, X, X_hat, activation: str = "relu") -> float:
 class ActivationLoss(DataTerm):
     """Eq. 25's data term: ``D(h) = (1/|I|) sum_{n in I} ||f(W x_n + b) - f(W~ x_hat_n + b)||^2``.
 
-    ``W~ = s (lo + delta h - z)`` (:func:`solvers.relaxation.soft_weight_map`), ``I`` the samples
+    ``W~ = s (lo + movable h - z)`` (:func:`solvers.relaxation.soft_weight_map`), ``I`` the samples
     ``idx`` (all when None). ``relu'(0) = 0``. ``loss(h)`` is :func:`activation_loss` of the soft
     weights on every sample.
     """
@@ -151,7 +151,7 @@ class ActivationLoss(DataTerm):
         self.A0, self.B = soft_weight_map(self.problem)
         self.shape = self.weights_shape = W.shape
         self.residual = self.problem.residual
-        self.free = self.problem.delta == 1
+        self.free = self.problem.movable == 1
         self.n_samples = X.shape[0]
         self.W, self.b, self.X, self.X_hat = W, b, X, X_hat
         self.T = self.f(X @ W.T + b)

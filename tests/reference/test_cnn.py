@@ -79,7 +79,7 @@ def test_layer_problems_are_eq20_on_the_layer_inputs():
     for layer in range(net.n_layers):
         grid = fit_grid(net.rows(layer), bits=3)
         prob = net.layer_problem(layer, X, grid)
-        v = (rng.random(prob.shape) < 0.5) * prob.delta
+        v = (rng.random(prob.shape) < 0.5) * prob.movable
         W = np.asarray(net.weights[layer])
         W_hat = prob.w_hat(v).reshape(W.shape)
         if layer < net.n_conv:

@@ -131,11 +131,11 @@ def test_grid_neighbours_bracket_the_weight(layer):
     nb = grid_neighbours(W, grid)
     s, z = grid.per_row(W.shape[0])
     x = W / s + z
-    assert np.all((nb.delta == 0) | (nb.delta == 1))
+    assert np.all((nb.movable == 0) | (nb.movable == 1))
     assert np.all((nb.lo >= grid.qmin) & (nb.hi <= grid.qmax))
     inside = (x >= grid.qmin) & (x < grid.qmax)
     assert np.all(nb.lo[inside] <= x[inside] + 1e-9) and np.all(x[inside] <= nb.hi[inside] + 1e-9)
-    assert np.all(nb.delta[inside] == 1)
+    assert np.all(nb.movable[inside] == 1)
     assert np.all((nb.residual >= 0) & (nb.residual < 1))
 
 

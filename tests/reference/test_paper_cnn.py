@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from reference import suites
+from reference import cnn, suites
 from reference.cnn import digits_images, train_cnn
 from reference.compare import main
 from reference.digits import load_digits
@@ -23,7 +23,7 @@ def quick_cnn():
 
 @pytest.fixture
 def cached(monkeypatch, quick_cnn):
-    monkeypatch.setitem(suites._CNN_CACHE, 0, quick_cnn)
+    monkeypatch.setitem(cnn._CNN_CACHE, 0, quick_cnn)
     return quick_cnn
 
 
@@ -44,7 +44,7 @@ def test_cnn_tables_are_consistent(cached):
             assert b is None or b <= e * (1 + 1e-9)
     near = rows["1", 2, "nearest"]
     # the table's energy is Eq. 20 of the first conv on the calibration inputs, recomputed here
-    X, _ = suites.cnn_calibration(cached[1], 0, 16)
+    X, _ = cnn.cnn_calibration(cached[1], 0, 16)
     net = cached[0]
     from reference.grid import fit_grid
     from solvers import solve

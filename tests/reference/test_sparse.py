@@ -126,6 +126,32 @@ def test_cel0_equals_its_closed_form_and_l0_beyond_the_knot():
     np.testing.assert_allclose(cel0[big], l0[big], rtol=1e-14, atol=1e-15)
 
 
+@given(lam=st.floats(1e-12, 1e6), norm=st.floats(1e-3, 1e3), frac=st.floats(0, 3))
+def test_cel0_is_exactly_zero_at_zero_and_exactly_lam_from_the_knot(lam, norm, frac):
+    """r(0) = 0 and r(a) = lam for |a| >= T exactly (no rounding residue, no jump at the knot);
+    below the knot, Soubies et al.'s form lam - (n^2/2)(|a| - T)^2 within rounding, in [0, lam]."""
+    T = np.sqrt(2 * lam) / norm
+    zero = penalty_elementwise(np.array([0.0, -0.0]), "cel0", lam, np.array([norm, norm]))
+    assert zero.tolist() == [0.0, 0.0]
+    at_knot = penalty_elementwise(np.array([T, -T, 2 * T]), "cel0", lam, np.full(3, norm))
+    assert at_knot.tolist() == [lam, lam, lam]
+    a = frac * T
+    r = penalty_elementwise(np.array([a]), "cel0", lam, np.array([norm]))[0]
+    assert 0.0 <= r <= lam
+    want = lam - norm**2 / 2 * (a - T) ** 2 if a < T else lam
+    assert r == pytest.approx(want, rel=1e-12, abs=1e-12 * lam)
+
+
+def test_cel0_is_nondecreasing_in_magnitude_across_the_knot():
+    lam, norm = 0.3, 0.7
+    T = np.sqrt(2 * lam) / norm
+    a = np.concatenate([np.linspace(0, 2 * T, 2001), np.nextafter(T, [0.0, np.inf])])
+    a.sort()
+    r = penalty_elementwise(a, "cel0", lam, np.full(a.size, norm))
+    assert r[0] == 0.0 and r[-1] == lam
+    assert np.all(np.diff(r) >= 0)
+
+
 def test_sklearn_alpha_conversion_matches_lasso_objective():
     from sklearn.linear_model import Lasso  # the test extra
 

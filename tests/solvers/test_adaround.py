@@ -63,12 +63,12 @@ def suite_results():
 
 
 def clipped_problem(seed=0, out=3, fan_in=7, n=40):
-    """A layer whose grid is too narrow for its largest weights (delta = 0 on some)."""
+    """A layer whose grid is too narrow for its largest weights (movable = 0 on some)."""
     W, X = correlated(out, fan_in, n, seed)
     g = fit_grid(W, bits=3)
     g = Grid(g.scale * 0.5, g.qmin, g.qmax, g.zero_point)
     p = LayerProblem(W, g, X=X)
-    assert np.any(p.delta == 0) and np.any(p.delta == 1)
+    assert np.any(p.movable == 0) and np.any(p.movable == 1)
     return p
 
 
@@ -126,7 +126,7 @@ def test_soft_weights_at_V0_reproduce_W_on_free_weights(layer):
     np.testing.assert_allclose(rectified_sigmoid(V0), p.residual, rtol=0, atol=1e-15)
     A0, B = soft_weight_map(p)
     Wt = A0 + B * rectified_sigmoid(V0)
-    free = p.delta == 1
+    free = p.movable == 1
     s, z = grid.per_row(p.n_rows)
     np.testing.assert_allclose(Wt[free], W[free], rtol=1e-12, atol=1e-12 * np.max(np.abs(W)))
     # clipped weights sit on the grid's end whatever h is (Eq. 22's clip)
@@ -163,7 +163,7 @@ def test_gradient_matches_central_differences_with_clipping(normalization, beta)
     assert g[0, 0] == 0.0 and g[0, 1] == 0.0  # clamped h: no gradient
     # clipped weights get no loss gradient, only the regulariser's
     g_loss = rel.value_and_grad(V, 0.0, None)[3]
-    assert np.all(g_loss[p.delta == 0] == 0.0)
+    assert np.all(g_loss[p.movable == 0] == 0.0)
 
 
 @given(small_layers(max_out=3, max_in=5), st.floats(1.0, 20.0), st.floats(0.0, 2.0),
@@ -316,17 +316,17 @@ def test_after_the_schedule_h_is_binary_or_reported_and_the_hard_loss_is_reporte
     for p, res in zip(SUITE, suite_results):
         r = res["ada"]
         h = rectified_sigmoid(r.info["V"])
-        far = (h > 1e-3) & (h < 1 - 1e-3) & (p.delta == 1)
+        far = (h > 1e-3) & (h < 1 - 1e-3) & (p.movable == 1)
         np.testing.assert_array_equal(r.info["not_binary_where"], np.argwhere(far))
         assert r.info["not_binary"] == far.sum()
         assert r.info["history"]["not_binary_fraction"][-1] == r.info["not_binary_fraction"]
-        total_free += p.delta.sum()
+        total_free += p.movable.sum()
         total_far += far.sum()
         # the hard rounding V >= 0 is what is reported, with its own loss
-        np.testing.assert_array_equal(r.x, ((r.info["V"] >= 0) & (p.delta == 1)).astype(np.int8))
+        np.testing.assert_array_equal(r.x, ((r.info["V"] >= 0) & (p.movable == 1)).astype(np.int8))
         assert r.energy == pytest.approx(p.loss(r.x), rel=1e-15)
         assert r.info["history"]["hard_loss"][-1] == pytest.approx(r.energy, rel=1e-12)
-        assert r.x.dtype == np.int8 and np.all(r.x[p.delta == 0] == 0)
+        assert r.x.dtype == np.int8 and np.all(r.x[p.movable == 0] == 0)
         assert not r.optimal and r.status == "best found" and r.lower_bound is None
     assert total_far <= 0.01 * total_free  # the schedule binarises (almost) every h
 
@@ -342,7 +342,7 @@ def test_not_binary_is_counted_when_the_schedule_is_cut_short():
     r = solve(SUITE[1], "adaround", iterations=50)
     h = rectified_sigmoid(init_from_residual(SUITE[1].residual))
     assert r.info["not_binary"] > 0
-    n_free = int(np.sum(SUITE[1].delta))
+    n_free = int(np.sum(SUITE[1].movable))
     assert r.info["not_binary_fraction"] == r.info["not_binary"] / n_free
     assert r.info["soft_loss"] != r.energy
     assert h.shape == r.x.shape

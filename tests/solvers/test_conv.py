@@ -79,7 +79,7 @@ def test_energy_equals_direct_convolution(case):
     prob = ConvProblem(W, grid, X, **geo)
     rng = np.random.default_rng(1)
     for _ in range(4):
-        v = (rng.random(prob.shape) < 0.5) * prob.delta
+        v = (rng.random(prob.shape) < 0.5) * prob.movable
         W_hat4 = prob.w_hat_4d(v)
         want = direct_loss(W, X, W_hat4, **_direct_geo(geo))
         assert prob.loss(v) == pytest.approx(want, rel=1e-10, abs=1e-12)
@@ -112,7 +112,7 @@ def test_one_by_one_conv_is_the_linear_layer():
     conv = ConvProblem(W, grid, X)
     lin = LayerProblem(W.reshape(4, 5), grid, X=X.transpose(0, 2, 3, 1).reshape(-1, 5))
     np.testing.assert_allclose(conv.G, lin.G, rtol=1e-12, atol=1e-14)
-    v = (rng.random((4, 5)) < 0.5) * lin.delta
+    v = (rng.random((4, 5)) < 0.5) * lin.movable
     assert conv.loss(v) == pytest.approx(lin.loss(v), rel=1e-12)
     for m in ("nearest", "exhaustive", "adaround"):
         assert solvers.solve(conv, m).energy == pytest.approx(solvers.solve(lin, m).energy, rel=1e-9, abs=1e-14)
@@ -127,7 +127,7 @@ def test_token_inputs_equal_the_flattened_layer():
     flat = LayerProblem(W, grid, X=X.reshape(35, 6))
     np.testing.assert_array_equal(tok.G, flat.G)
     assert tok.X.shape == (35, 6)
-    v = (rng.random((3, 6)) < 0.5) * flat.delta
+    v = (rng.random((3, 6)) < 0.5) * flat.movable
     assert tok.loss(v) == flat.loss(v)
     with pytest.raises(ValueError, match="X must have shape"):
         LayerProblem(W, grid, X=rng.normal(size=(5, 7, 5)))
@@ -188,7 +188,7 @@ def test_property_energy_equals_direct_convolution(case_seed, bits):
     W, X, grid, geo = build(case, seed=seed, n=2, bits=bits)
     prob = ConvProblem(W, grid, X, **geo)
     rng = np.random.default_rng(seed)
-    v = (rng.random(prob.shape) < 0.5) * prob.delta
+    v = (rng.random(prob.shape) < 0.5) * prob.movable
     want = direct_loss(W, X, prob.w_hat_4d(v), **_direct_geo(geo))
     assert prob.loss(v) == pytest.approx(want, rel=1e-9, abs=1e-12)
     bqm_e = sum(prob.row_bqm(k).energy(v[k, prob.free[k]]) for k in range(prob.n_rows))

@@ -28,7 +28,7 @@ def test_qubo_energy_equals_local_loss_for_every_binary_vector(layer):
 def test_clipped_weights_have_no_variable_and_stay_at_the_grid_end():
     W = np.array([[5.0, -5.0, 0.26, -0.26]])
     prob = LayerProblem(W, Grid(0.1, -8, 7), X=np.eye(4))
-    np.testing.assert_array_equal(prob.delta, [[0, 0, 1, 1]])
+    np.testing.assert_array_equal(prob.movable, [[0, 0, 1, 1]])
     assert prob.row_bqm(0).n == 2
     v = prob.assemble([np.array([1, 1])])
     np.testing.assert_array_equal(prob.integers(v), [[7, -8, 3, -2]])
@@ -83,5 +83,5 @@ def test_decoding_refuses_non_binary_choices():
     prob = LayerProblem(np.ones((1, 2)) * 0.05, Grid(0.1, -8, 7), X=np.eye(2))
     with pytest.raises(ValueError, match="only 0 and 1"):
         prob.w_hat(np.array([[0.5, 0]]))
-    with pytest.raises(ValueError, match=r"v must have shape \(1, 2\)"):
+    with pytest.raises(ValueError, match=r"x must have shape \(1, 2\)"):
         prob.loss(np.zeros((2, 2)))

@@ -70,7 +70,7 @@ def test_asymmetric_layer_with_float_inputs_is_the_local_loss():
     for _, v in _states(LayerProblem(W[:2], fit_grid(W[:2], 2), X=X)):
         v = np.vstack([v, np.zeros((W.shape[0] - 2, W.shape[1]), dtype=np.int8)])
         assert asym.loss(v) == pytest.approx(flat.loss(v), rel=1e-9, abs=1e-12)
-    assert np.array_equal(asym.residual, flat.residual) and np.array_equal(asym.delta, flat.delta)
+    assert np.array_equal(asym.residual, flat.residual) and np.array_equal(asym.movable, flat.movable)
 
 
 def test_exact_methods_find_the_asymmetric_optimum_and_the_relaxation_runs_on_it():
