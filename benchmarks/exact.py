@@ -88,7 +88,6 @@ def mlp_layer(n: int, rows: int = 10, seed: int = 0) -> LayerProblem:
     """Rows of a trained numpy MLP [64, 128, 10] on the digits: layer 0 (n = 64) or 1 (n = 128)."""
     from reference.digits import load_digits
     from reference.network import train_mlp
-    from solvers.hessian import local_loss_layer
 
     if n not in (64, 128):
         raise SystemExit("the mlp family has n = 64 (layer 0) or n = 128 (layer 1)")

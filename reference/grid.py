@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .validation import as_float_array, as_int_scalar, as_per_row, check_bits, check_positive_int
+from .validation import as_float_array, as_int_scalar, check_bits, check_positive_int
 
 __all__ = [
     "Grid",

@@ -228,7 +228,7 @@ def main(argv=None) -> int:
             if unknown:
                 raise ValueError(f"--penalties must be among {list(PENALTY_ORDER)}, found {unknown}")
             tasks = [t for t in tasks if t.penalty in want]
-        t0, c0 = time.perf_counter(), time.process_time()
+        t0 = time.perf_counter()
         run_learning(tasks, a.out, stages, a.jobs, a.scheduler, a.folder,
                      log=lambda r: print(f"done {r['name']} to batch {r['done_batches']}: wall {r['seconds']:.0f}s "
                                          f"cpu {r['cpu_seconds']:.0f}s error {r['final_error']:.4f} "

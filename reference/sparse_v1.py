@@ -46,7 +46,7 @@ from .gratings import code_responses, grating_set, linear_responses, tuning
 from .patches import PatchStream, natural_images, whiten_images
 from .sparse import objective
 from .sparse_scale import LEARN_LAM, PENALTY_ORDER, LearnTask, load_learned, paper_tasks, run_learning
-from .sparse_study import atom_grid, gap_rows, headline_rows, interp
+from .sparse_study import gap_rows, headline_rows, interp
 
 __all__ = ["FREQS", "PAPER_LAM", "THETAS", "analyse", "format_tables", "merge", "pool_rows", "precision_rows"]
 

@@ -16,7 +16,7 @@ import dimod
 import numpy as np
 import pytest
 
-from reference import Grid, fit_grid
+from reference import fit_grid
 from reference.compare import main
 from reference.testing import assert_rounding_within, assert_sparse_code_within, sparse_code_report
 from solvers import BQM, LayerProblem, solve

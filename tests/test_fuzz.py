@@ -24,7 +24,6 @@ import warnings
 
 import dimod
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
