@@ -214,9 +214,12 @@ class Integer(Param):
         super().__init__(default, **kw)
         self.low, self.high = low, high
 
-    def describe(self) -> str:
+    def describe(self, others: dict | None = None) -> str:
         hi = "" if self.high is None else f" and <= {self.high}"
-        return f"an integer >= {self.low}{hi}"
+        low = self.low
+        if isinstance(low, str) and others and others.get(low) is not None:
+            low = f"{low} ({others[low]})"
+        return f"an integer >= {low}{hi}"
 
     def _check(self, value, name, others):
         if not isinstance(value, (numbers.Integral, float, np.floating)) or isinstance(value, (bool, np.bool_)):
@@ -229,7 +232,8 @@ class Integer(Param):
             if low is None:
                 return
         if value < low or (self.high is not None and value > self.high):
-            self._refuse(value, name)
+            raise ValueError(f"{name} must be {self.describe(others)}{' or None' if self.none else ''}, "
+                             f"found {describe(value)}")
 
 
 class Real(Param):

@@ -76,6 +76,9 @@ def resolve_options(method: str, declared: dict[str, Param], given: dict) -> dic
     opts.update(given)
     for name in given:  # after the update: a bound may name another option (``low="window"``)
         declared[name].check(given[name], name, opts)
+    for name, p in declared.items():  # a default that a given option now contradicts
+        if name not in given and isinstance(getattr(p, "low", None), str) and p.low in given:
+            p.check(opts[name], f"{name} (its default)", opts)
     return opts
 
 

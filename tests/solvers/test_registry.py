@@ -82,3 +82,12 @@ def test_every_registered_option_is_declared_and_its_default_valid():
         for opt, p in m.params.items():
             p.check(p.default, opt, m.options)  # the registry checked this too; a new method cannot skip it
             assert p.describe()
+
+
+def test_a_default_contradicted_by_a_given_option_is_refused():
+    from solvers import BQM, solve
+
+    bqm = BQM(-np.eye(40))
+    with pytest.raises(ValueError, match=r"max_window \(its default\) must be an integer >= window \(40\), found 32"):
+        solve(bqm, "lns", window=40)
+    assert solve(bqm, "lns", window=40, max_window=40).energy == -40.0
