@@ -6,7 +6,7 @@ registered names are :func:`method_names`; a :class:`SparseProblem` takes the sp
 """
 
 from . import adaround, anneal, baselines, exhaustive, hessian, lns, rounding, sequential, sparse, tree  # noqa: F401  (each registers its methods)
-from ._registry import METHODS, method_names
+from ._registry import METHODS, Outcome, method_names, register
 from ._solve import solve
 from .bounds import Bounds, lower_bounds
 from .bqm import BQM
@@ -25,6 +25,8 @@ __all__ = [
     "Result",
     "METHODS",
     "method_names",
+    "register",
+    "Outcome",
     "solve",
     "Bounds",
     "lower_bounds",
