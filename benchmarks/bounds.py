@@ -9,7 +9,7 @@ Per row, each certified lower bound of the row's optimum:
 * ``roof``: roof duality (:func:`solvers.bounds.roof_duality_bound`);
 * ``box``: the box-QP bound of :mod:`solvers.bounds` with the uniform shift ``P + d I``;
 * ``sdp``: the box-QP bound with the SDP-dual diagonal of :mod:`solvers.diagonal`, at every
-  width (the tree uses it up to 512 variables);
+  width (the tree's search uses it up to 512 variables, its root bound up to 1024);
 * ``tree``: the tree's bound after ``--tree-nodes`` nodes (the smallest open node's bound, or
   its root box-QP bound if larger: what ``reference.compare`` reports today).
 
@@ -19,6 +19,15 @@ loss is ``e^T G e >= 0``); ``best`` is the sum of the rows' best. Printed: each 
 
     PYTHONPATH=. python benchmarks/bounds.py --widths 64,128,256 --rows 2
     PYTHONPATH=. python benchmarks/bounds.py --widths 512,1024 --rows 1
+
+``--study`` instead gives, on each layer (the families above at ``--widths``, and with ``--cnn``
+the trained digits CNN's layers of ``--suite cnn``), the relaxation (``adaround`` with each
+preset) and ``nearest``: their loss and the interval ``[gap_low, gap_high]`` that holds their gap
+to the unknown optimum, ``gap_low = L / best - 1`` (``best`` the lowest loss of every method
+run, lns, tabu and the tree included) and ``gap_high = L / LB - 1`` (``LB`` the ``rowmax`` bound
+without roof duality and the uniform box, which never beat the other two)::
+
+    PYTHONPATH=. python benchmarks/bounds.py --study --widths 128,256,512 --rows 2 --cnn
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from heuristics import FAMILIES, family_layer  # noqa: E402
+from reference.suites import cnn_suite  # noqa: E402
 from solvers import solve  # noqa: E402
 from solvers.bounds import _box_qp_bound, _roof_duality  # noqa: E402
 from solvers.diagonal import sdp_diagonal  # noqa: E402
@@ -85,6 +95,51 @@ def layer_bounds(p, tree_nodes: int, seed: int = 0) -> dict:
     return {"best": float(np.sum(best_rows)), "lb": lb, "seconds": sec}
 
 
+STUDY = (("adaround", {"preset": "aimet"}), ("adaround", {"preset": "brecq"}),
+         ("adaround", {"preset": "torch_ao"}), ("nearest", {}))
+
+
+def study_layer(p, tree_nodes: int, seed: int = 0) -> dict:
+    """Loss of each studied method, the best loss found and the certified bound of layer ``p``."""
+    lb, best, rows = 0.0, 0.0, 0
+    t0 = time.perf_counter()
+    for k in range(p.n_rows):
+        m = p.row_bqm(k)
+        if m.n == 0:
+            best += m.c
+            lb += m.c
+            continue
+        rows = max(rows, m.n)
+        sd = _sdp_box(m.P, m.q, m.c)
+        tr = tree_search(m.P, m.q, m.c, max_nodes=tree_nodes)
+        lb += max(0.0, sd, tr.lower_bound)
+        best += min([tr.energy] + [solve(m, name, seed=seed).energy for name in ("lns", "tabu")])
+    t_bound = time.perf_counter() - t0
+    loss = {}
+    for name, opts in STUDY:
+        extra = {"seed": seed} if name == "adaround" else {}
+        loss[f"{name}:{opts['preset']}" if opts else name] = solve(p, name, **opts, **extra).energy
+    best = min([best] + list(loss.values()))
+    return {"best": best, "lb": lb, "loss": loss, "widest": rows, "seconds": t_bound}
+
+
+def study(layers, tree_nodes: int, seed: int) -> None:
+    names = [f"{n}:{o['preset']}" if o else n for n, o in STUDY]
+    print(f"{'layer':24} {'rows':>4} {'widest':>6} {'best':>10} {'LB/best':>7}  "
+          + "  ".join(f"{n + ' [gap_low, gap_high] %':>38}" for n in names), flush=True)
+    for p in layers:
+        with threadpool_limits(limits=1, user_api="blas"):
+            out = study_layer(p, tree_nodes, seed)
+        best, lb = out["best"], out["lb"]
+        cells = []
+        for n in names:
+            L = out["loss"][n]
+            high = f"{100 * (L - lb) / lb:.1f}" if lb > 0 else "none"
+            cells.append(f"{L:10.4g} [{100 * (L - best) / best:.1f}, {high}]")
+        print(f"{p.name:24} {p.n_rows:4} {out['widest']:6} {best:10.4g} {lb / best:7.3f}  "
+              + "  ".join(f"{c:>38}" for c in cells), flush=True)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--widths", default="64,128,256")
@@ -92,7 +147,14 @@ def main(argv=None) -> None:
     ap.add_argument("--rows", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tree-nodes", type=int, default=100_000, help="node budget of the tree per row")
+    ap.add_argument("--study", action="store_true", help="the relaxation's and nearest's gap intervals")
+    ap.add_argument("--cnn", action="store_true", help="with --study: also the digits CNN's layers")
     a = ap.parse_args(argv)
+    if a.study:
+        layers = [family_layer(fam, int(n), a.rows, a.seed) for n in a.widths.split(",") if n
+                  for fam in a.families.split(",")]
+        study(layers + (cnn_suite(a.seed) if a.cnn else []), a.tree_nodes, a.seed)
+        return
     print(f"family  width  {'best':>10}  " + "  ".join(f"{b + ' LB/best':>18}" for b in BOUNDS)
           + "  rowmax   lns s  tabu s   (each bound: ratio, seconds for the layer)", flush=True)
     for n in (int(w) for w in a.widths.split(",")):
