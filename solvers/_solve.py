@@ -96,7 +96,9 @@ def _per_row(problem: LayerProblem, m: Method, opts: dict, workers: int = 1) -> 
         statuses.append(out.status)
         optimal &= out.optimal
         lb = bqm.energy(out.x) if out.optimal else out.lower_bound
-        bounds.append(lb)
+        # a row's loss e^T G e (Eq. 20, G positive semidefinite) is never negative: a negative
+        # bound is raised to 0, which is still below the row's optimum
+        bounds.append(None if lb is None else max(float(lb), 0.0))
     lower = None if any(b is None for b in bounds) else float(np.sum(bounds))
     status = "optimal" if optimal else "best found"
     return Outcome(x=problem.assemble(states), optimal=optimal, lower_bound=lower, status=status,

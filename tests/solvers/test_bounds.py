@@ -110,6 +110,20 @@ def test_every_lower_bound_returned_by_solve_is_below_the_optimum(problem):
         assert res.lower_bound <= exact.energy + 1e-9 * (1 + exact.energy)
 
 
+@given(psd_layer(max_n=12, rows=3))
+def test_a_layers_row_bounds_are_never_negative_and_stay_below_each_rows_optimum(problem):
+    # a row's loss is e^T G e >= 0, so its certified bound is at least 0; checked row by row
+    # against exhaustive enumeration of that row (rank-deficient G included: N may be < n)
+    res = solve(problem, "tree", max_nodes=2)
+    rows = res.info["row_lower_bounds"]
+    assert len(rows) == problem.n_rows and min(rows) >= 0.0
+    for k, lb in enumerate(rows):
+        m = problem.row_bqm(k)
+        opt = float(np.min(m.energies(all_states(m.n)))) if m.n else m.c
+        assert lb <= opt + 1e-9 * (1 + abs(opt))
+    assert 0.0 <= res.lower_bound <= res.energy
+
+
 @pytest.mark.parametrize("fn", [box_qp_bound, roof_duality_bound, lower_bounds])
 def test_bounds_refuse_a_non_bqm(fn):
     with pytest.raises(ValueError, match="bqm must be a solvers.BQM"):

@@ -12,6 +12,7 @@ from reference import Grid
 from solvers import BQM, LayerProblem, solve
 from solvers.exhaustive import exhaustive_minimum
 from solvers.least_squares import least_squares_form, nearest_plane
+from solvers import tree as tree_module
 from solvers.tree import tree_search
 from tests.strategies import qubo_models
 
@@ -199,3 +200,20 @@ def test_nearest_plane_takes_the_conditionally_best_value_at_each_step():
 def test_bad_tree_options_are_refused(opts, message):
     with pytest.raises(ValueError, match=message):
         solve(BQM(np.eye(2)), "tree", **opts)
+
+
+@given(psd_layer(max_n=12), general_bqm(max_n=10))
+def test_root_bound_with_the_sdp_diagonal_above_the_search_limit_stays_below_the_optimum(problem, other):
+    # the search uses the uniform shift above _SDP_MAX while the root bound keeps the SDP diagonal
+    # (up to _SDP_ROOT_MAX): run that path on small models by lowering _SDP_MAX, against enumeration
+    for m in (problem.row_bqm(0), other):
+        if m.n == 0:
+            continue
+        _, opt = exhaustive_minimum(m.P, m.q, m.c)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(tree_module, "_SDP_MAX", 0)
+            res = tree_search(m.P, m.q, m.c, max_nodes=2)
+        uniform = tree_search(m.P, m.q, m.c, max_nodes=2, diagonal="uniform")
+        tol = 1e-9 * (1 + abs(opt))
+        assert res.info["root_bound"] <= opt + tol and res.lower_bound <= opt + tol
+        assert res.info["shift"] == uniform.info["shift"]  # the search's factor: the uniform one
