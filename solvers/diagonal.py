@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.linalg import cho_solve
 
-__all__ = ["sdp_diagonal", "continuous_bound"]
+__all__ = ["sdp_diagonal"]
 
 
 def _factor(P, u):
@@ -50,9 +50,11 @@ def _phi_parts(L, q, u):
     return 0.5 * float(b @ x), x, Ainv
 
 
-def continuous_bound(P, q, c, u) -> float:
-    """``phi(u)`` (module docs), ``-inf`` if ``P + diag(u)`` is not positive definite. Not
-    certified: for reporting only (the tree certifies its own bounds)."""
+def _phi(P, q, c, u) -> float:
+    """``phi(u)`` (module docs) in plain floating point, ``-inf`` if ``P + diag(u)`` is not positive
+    definite. Private and NOT a bound: on ill-conditioned ``P + diag(u)`` its rounding error can
+    put it above the optimum (measured on a low-rank row); certified bounds come from
+    :func:`solvers.bounds.box_qp_bound` and the tree."""
     L = _factor(P, np.asarray(u, dtype=np.float64))
     if L is None:
         return -np.inf

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 import solvers.tree as tree_module
 from solvers import BQM, solve
 from solvers.bounds import _box_qp_bound
-from solvers.diagonal import continuous_bound, sdp_diagonal
+from solvers.diagonal import _phi as continuous_value, sdp_diagonal
 from solvers.exhaustive import exhaustive_minimum
 from tests.solvers.test_tree import _hard_problem, general_bqm, psd_layer
 from tests.strategies import qubo_models
@@ -24,11 +24,11 @@ def test_sdp_diagonal_gives_a_bound_below_the_optimum_and_above_the_uniform_shif
     _, opt = exhaustive_minimum(bqm.P, bqm.q, bqm.c)
     u = sdp_diagonal(bqm.P, bqm.q)
     assert np.all(np.linalg.eigvalsh(bqm.P + np.diag(u)) > 0)
-    phi = continuous_bound(bqm.P, bqm.q, bqm.c, u)
+    phi = continuous_value(bqm.P, bqm.q, bqm.c, u)
     assert phi <= opt + _tol(bqm)
     w = np.linalg.eigvalsh(bqm.P)
     uniform = np.full(bqm.n, max(0.0, -w[0]) + 1e-3 * max(1.0, abs(w).max()))
-    assert phi >= continuous_bound(bqm.P, bqm.q, bqm.c, uniform) - _tol(bqm)
+    assert phi >= continuous_value(bqm.P, bqm.q, bqm.c, uniform) - _tol(bqm)
     # the certified box-QP bound on the rewritten form is below the optimum too
     assert _box_qp_bound(bqm.P, bqm.q, bqm.c, diagonal=u)[0] <= opt + _tol(bqm)
 
@@ -40,7 +40,7 @@ def test_shor_bound_is_tight_on_separable_models(n, seed):
     P = np.diag(rng.normal(size=n))
     q = rng.normal(size=n)
     opt = float(np.minimum(np.diag(P) + q, 0.0).sum())
-    phi = continuous_bound(P, q, 0.0, sdp_diagonal(P, q))
+    phi = continuous_value(P, q, 0.0, sdp_diagonal(P, q))
     assert phi <= opt + 1e-9
     assert phi >= opt - 1e-3 * (1 + abs(opt))
 
