@@ -1,5 +1,6 @@
 """Exact solvers: time to prove optimality, nodes with and without the ordering rule, quality
-per second of the heuristics against the proven optimum, and the shifted tree on bqp50.
+per second of the heuristics against the proven optimum, and the tree (and the peers) on
+OR-Library bqp50 and bqp100.
 
 Problems: per-row local-loss QUBOs (Eq. 20) of a layer with ``W ~ N(0, 1/n)`` (10 rows),
 4-bit symmetric per-row MSE grid, ``G`` from ``N = 4n`` correlated samples (AR(1) correlation
@@ -10,15 +11,16 @@ Usage (each part can be run alone)::
 
     python benchmarks/exact.py prove  [--sizes 24 32 48 64] [--rows 10] [--limit 60]
     python benchmarks/exact.py quality [--sizes 64 128] [--rows 4] [--limit 120]
-    python benchmarks/exact.py bqp    [--limit 60]
+    python benchmarks/exact.py bqp    [--limit 60] [--sets bqp50 bqp100] [--peers gurobi scip]
     python benchmarks/exact.py diagonal [--sizes 64] [--rows 4] [--limit 60] [--max-nodes N]
-    python benchmarks/exact.py peers  [--sizes 64 128] [--rows 10] [--limit 60]
+    python benchmarks/exact.py peers  [--sizes 64 128] [--rows 10] [--limit 60] [--peer-rows K]
                                       [--families ar1 cnn lowrank mixing mlp] [--peers gurobi scip]
 
 ``peers`` runs, on the same per-row QUBOs, the tree (``time_limit`` alone, one BLAS thread),
 Gurobi (gurobipy, one thread, ``MIPGap`` 1e-9) and SCIP (pyscipopt, one thread, gap 0), each with
 the same time limit, and prints rows proven, median and worst seconds, the tree's nodes, and the
-ratio peer/tree on rows both prove. A missing peer is skipped with a message naming it
+ratio peer/tree on rows both prove (``--peer-rows K``: the peers run on the first ``K`` rows
+only, the tree on all; the peer columns then count those rows). A missing peer is skipped with a message naming it
 (install them into a separate environment, never as test dependencies). Families (``N = 4n``
 samples, 4-bit per-row grid): ``ar1`` the layer above; ``mixing`` ``X = Z A + 0.1 E`` (``A``
 Gaussian ``n x n`` over ``sqrt(n)``), weights ``N(0, 0.01)``, scale at 0.9 of min-max;
@@ -34,6 +36,7 @@ plain Python depth-first Schnorr-Euchner search in natural order (:func:`python_
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import sys
 import time
@@ -50,7 +53,9 @@ from solvers.least_squares import least_squares_form  # noqa: E402
 from solvers.tree import tree_search  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-BQP50_OPT = [2098, 3702, 4626, 3544, 4012, 3693, 4520, 4216, 3780, 3507]
+# Published optima (maximisation; Beasley 1998; tests/data/orlib/README.md)
+BQP_OPT = {"bqp50": [2098, 3702, 4626, 3544, 4012, 3693, 4520, 4216, 3780, 3507],
+           "bqp100": [7970, 11036, 12723, 10368, 9083, 10210, 10125, 11435, 11455, 12565]}
 
 
 def correlated_layer(n: int, rows: int = 10, seed: int = 0, rho: float = 0.9) -> LayerProblem:
@@ -167,9 +172,8 @@ def scip_solve(bqm, limit):
 PEERS = {"gurobi": ("gurobipy", gurobi_solve), "scip": ("pyscipopt", scip_solve)}
 
 
-def peers(sizes, rows, limit, families, peer_names):
-    import importlib.util
-
+def _active_peers(peer_names):
+    """The installed peers among ``peer_names``; a missing one is named and skipped."""
     active = []
     for name in peer_names:
         module, fn = PEERS[name]
@@ -177,6 +181,11 @@ def peers(sizes, rows, limit, families, peer_names):
             print(f"# peer {name} skipped: the package '{module}' is not installed")
         else:
             active.append((name, fn))
+    return active
+
+
+def peers(sizes, rows, limit, families, peer_names, peer_rows=None):
+    active = _active_peers(peer_names)
     print(f"## rows proven within {limit} s, one thread each (tree: time_limit alone, diagonal=sdp)")
     warm = correlated_layer(16, 1).row_bqm(0)
     tree_search(warm.P, warm.q, warm.c)
@@ -193,6 +202,8 @@ def peers(sizes, rows, limit, families, peer_names):
                 nodes.append(r.info["nodes"])
                 ok_tree.append(r.optimal)
                 for name, fn in active:
+                    if peer_rows is not None and k >= peer_rows:
+                        continue
                     e, ok, dt = fn(bqm, limit)
                     if ok and r.optimal:  # two proofs must agree
                         assert abs(e - r.energy) <= 1e-6 * abs(r.energy) + 1e-12, (name, e, r.energy)
@@ -200,16 +211,17 @@ def peers(sizes, rows, limit, families, peer_names):
                 print(f"  {fam}-{n} row {k}: tree {'optimal' if r.optimal else 'open':7s} {t_tree[-1]:7.2f} s "
                       f"{r.info['nodes']:>12,d} nodes; " + "; ".join(
                           f"{name} {'optimal' if ok else 'open':7s} {dt:7.2f} s" for name, (ok, dt) in
-                          ((nm, v[-1]) for nm, v in peer_res.items())), flush=True)
+                          ((nm, v[-1]) for nm, v in peer_res.items() if len(v) == k + 1)), flush=True)
             m = len(t_tree)
             line = (f"{fam:8s} n={n:<4d} tree {sum(ok_tree)}/{m} proven, median {statistics.median(t_tree):6.2f} s, "
                     f"worst {max(t_tree):6.2f} s, nodes median {statistics.median(nodes):>12,.0f}")
             for name, res in peer_res.items():
-                both = [res[i][1] / t_tree[i] for i in range(m) if res[i][0] and ok_tree[i]]
-                only_tree = [i for i in range(m) if ok_tree[i] and not res[i][0]]
-                only_peer = [i for i in range(m) if res[i][0] and not ok_tree[i]]
+                mp = len(res)
+                both = [res[i][1] / t_tree[i] for i in range(mp) if res[i][0] and ok_tree[i]]
+                only_tree = [i for i in range(mp) if ok_tree[i] and not res[i][0]]
+                only_peer = [i for i in range(mp) if res[i][0] and not ok_tree[i]]
                 ratio = f"{statistics.median(both):.1f}x" if both else "n/a"
-                line += (f" | {name} {sum(ok for ok, _ in res)}/{m} proven, median "
+                line += (f" | {name} {sum(ok for ok, _ in res)}/{mp} proven, median "
                          f"{statistics.median(dt for _, dt in res):6.2f} s, {name}/tree on rows both prove "
                          f"{ratio}, only tree {only_tree}, only {name} {only_peer}")
             print(line, flush=True)
@@ -346,20 +358,40 @@ def quality(sizes, rows, limit):
         sys.stdout.flush()
 
 
-def bqp(limit):
-    print(f"## tree search on OR-Library bqp50 (general QUBOs), time_limit {limit} s each")
-    models = read_bqp(ROOT / "tests" / "data" / "orlib" / "bqp50.txt")
-    proved = 0
-    for i, (m, opt) in enumerate(zip(models, BQP50_OPT), 1):
-        t0 = time.perf_counter()
-        r = tree_search(m.P, m.q, m.c, time_limit=limit)
-        dt = time.perf_counter() - t0
-        proved += r.optimal
-        print(f"bqp50.{i:<2d} {'optimal' if r.optimal else r.status:22s} best {r.energy:8.0f} "
-              f"(known {-opt})  bound {r.lower_bound:10.1f}  root bound {r.info['root_bound']:10.1f}  "
-              f"nodes {r.info['nodes']:>12,d}  {dt:6.1f} s")
-        sys.stdout.flush()
-    print(f"proved optimal: {proved}/10")
+def bqp(limit, sets, peer_names):
+    """The tree (and the peers where installed, same time limit) on OR-Library bqp50 / bqp100."""
+    active = _active_peers(peer_names)
+    for name in sets:
+        known = BQP_OPT[name]
+        print(f"## tree search on OR-Library {name} (general QUBOs), time_limit {limit} s each", flush=True)
+        models = read_bqp(ROOT / "tests" / "data" / "orlib" / f"{name}.txt")
+        proved, times, nodes, peer_res = 0, [], [], {p: [] for p, _ in active}
+        for i, (m, opt) in enumerate(zip(models, known), 1):
+            t0 = time.perf_counter()
+            r = tree_search(m.P, m.q, m.c, time_limit=limit)
+            dt = time.perf_counter() - t0
+            proved += r.optimal
+            times.append(dt)
+            nodes.append(r.info["nodes"])
+            line = (f"{name}.{i:<2d} {'optimal' if r.optimal else r.status:22s} best {r.energy:8.0f} "
+                    f"(known {-opt})  bound {r.lower_bound:10.1f}  root bound {r.info['root_bound']:10.1f}  "
+                    f"nodes {r.info['nodes']:>12,d}  {dt:6.2f} s")
+            for pname, fn in active:
+                e, ok, pdt = fn(m, limit)
+                if ok and r.optimal:
+                    assert abs(e - r.energy) <= 1e-6 * abs(r.energy), (pname, e, r.energy)
+                peer_res[pname].append((ok, pdt, r.optimal, dt))
+                line += f"; {pname} {'optimal' if ok else 'open':7s} {pdt:6.2f} s (best {e:8.0f})"
+            print(line, flush=True)
+        summary = (f"{name}: tree {proved}/{len(models)} proven, median {statistics.median(times):.2f} s, "
+                   f"worst {max(times):.2f} s, nodes median {statistics.median(nodes):,.0f}")
+        for pname, res in peer_res.items():
+            both = [pdt / dt for ok, pdt, tok, dt in res if ok and tok]
+            summary += (f" | {pname} {sum(ok for ok, *_ in res)}/{len(res)} proven, median "
+                        f"{statistics.median(pdt for _, pdt, _, _ in res):.2f} s, {pname}/tree on instances both "
+                        f"prove {statistics.median(both):.2f}x" if both else
+                        f" | {pname} {sum(ok for ok, *_ in res)}/{len(res)} proven")
+        print(summary, flush=True)
 
 
 def main(argv=None):
@@ -368,8 +400,10 @@ def main(argv=None):
     ap.add_argument("--max-nodes", type=float, default=None, help="node limit per row (diagonal)")
     ap.add_argument("--families", nargs="+", choices=sorted(FAMILIES), default=sorted(FAMILIES))
     ap.add_argument("--peers", nargs="*", choices=sorted(PEERS), default=sorted(PEERS))
+    ap.add_argument("--sets", nargs="+", choices=sorted(BQP_OPT), default=["bqp50", "bqp100"])
     ap.add_argument("--sizes", type=int, nargs="+")
     ap.add_argument("--rows", type=int)
+    ap.add_argument("--peer-rows", type=int, default=None, help="peers run on the first K rows only (peers)")
     ap.add_argument("--limit", type=float, default=60.0, help="time limit per row / instance (s)")
     ap.add_argument("--nat-limit", type=float, default=20.0,
                     help="time limit of the natural-order and plain-bound runs (prove)")
@@ -382,9 +416,9 @@ def main(argv=None):
         diagonal(a.sizes or [64], a.rows or 4, a.limit, a.families,
                  None if a.max_nodes is None else int(a.max_nodes))
     elif a.part == "peers":
-        peers(a.sizes or [64, 128], a.rows or 10, a.limit, a.families, a.peers)
+        peers(a.sizes or [64, 128], a.rows or 10, a.limit, a.families, a.peers, a.peer_rows)
     else:
-        bqp(a.limit)
+        bqp(a.limit, a.sets, a.peers)
 
 
 if __name__ == "__main__":

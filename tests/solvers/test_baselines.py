@@ -1,5 +1,5 @@
 """Baselines (solvers/baselines.py) and the OR-Library reader (solvers/orlib.py): known optima
-of bqp50, the GPTQ rule against a direct implementation, robustness to singular G."""
+of bqp50 and bqp100, the GPTQ rule against a direct implementation, robustness to singular G."""
 
 from pathlib import Path
 
@@ -14,6 +14,9 @@ from solvers.orlib import parse_bqp, read_bqp
 BQP50 = Path(__file__).resolve().parents[1] / "data" / "orlib" / "bqp50.txt"
 # Beasley's OR-Library optima (maximisation) of bqp50.1 .. bqp50.10
 BQP50_OPT = [2098, 3702, 4626, 3544, 4012, 3693, 4520, 4216, 3780, 3507]
+BQP100 = BQP50.with_name("bqp100.txt")
+# bqp100.1 .. bqp100.10 (Beasley 1998; tests/data/orlib/README.md on bqp100.9)
+BQP100_OPT = [7970, 11036, 12723, 10368, 9083, 10210, 10125, 11435, 11455, 12565]
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +29,34 @@ def test_heuristics_reach_the_known_optima_of_bqp50(bqp50, method):
     assert len(bqp50) == 10
     for model, opt in zip(bqp50, BQP50_OPT):
         res = solve(model, method)
+        assert res.energy == -opt
+
+
+def _orlib_objective(path):
+    """The OR-Library objective of each instance straight from the file's triples (no reader):
+    ``sum_(i,j) q_ij x_i x_j`` over the listed triangle, off-diagonal entries counted twice."""
+    tokens = np.array(path.read_text().split(), dtype=np.int64)
+    pos, objectives = 1, []
+    for _ in range(int(tokens[0])):
+        n, nnz = int(tokens[pos]), int(tokens[pos + 1])
+        t = tokens[pos + 2: pos + 2 + 3 * nnz].reshape(nnz, 3)
+        pos += 2 + 3 * nnz
+        i, j, v = t[:, 0] - 1, t[:, 1] - 1, t[:, 2]
+        objectives.append((n, nnz, lambda x, i=i, j=j, v=v: int(np.sum(np.where(i == j, 1, 2) * v * x[i] * x[j]))))
+    assert pos == tokens.size
+    return objectives
+
+
+def test_bqp100_reads_ten_100_variable_instances_whose_published_optima_tabu_reaches():
+    models = read_bqp(BQP100)
+    objectives = _orlib_objective(BQP100)
+    assert len(models) == len(objectives) == 10
+    for model, (n, nnz, objective), opt in zip(models, objectives, BQP100_OPT):
+        assert model.n == n == 100 and 400 <= nnz <= 600  # density about 10 %
+        assert np.array_equal(model.P, model.P.T) and np.all(np.diag(model.P) == 0)
+        res = solve(model, "tabu", seed=0)
+        x = np.asarray(res.x, dtype=np.int64)
+        assert objective(x) == opt  # the state's value from the raw triples: the published optimum
         assert res.energy == -opt
 
 
