@@ -91,14 +91,16 @@ def prox_half(u, t):
     u = np.asarray(u, dtype=np.float64)
     t = np.broadcast_to(np.asarray(t, dtype=np.float64), u.shape)
     au = np.abs(u)
-    # a real nonzero stationary point exists only when 4 |u|^3 > 27 t^2 / 4
-    ok = (t > 0) & (au > 0) & (4.0 * au**3 > 6.75 * t * t)
-    x = np.zeros_like(u)
+    # a real nonzero stationary point exists only when 4 |u|^3 > 27 t^2 / 4; the formula is
+    # evaluated on those entries alone (in a sparse code, a few of them)
+    ok = (t > 0) & (au > 0) & (4.0 * (au * au * au) > 6.75 * t * t)
+    a, tk = au[ok], t[ok]
     with np.errstate(divide="ignore", invalid="ignore"):
-        arg = np.where(ok, -(t / 4.0) * (3.0 / np.where(ok, au, 1.0)) ** 1.5, 0.0)
-        h = (2.0 / 3.0) * au * (1.0 + np.cos((2.0 / 3.0) * np.arccos(np.clip(arg, -1.0, 1.0))))
-    better = ok & (0.5 * (h - au) ** 2 + t * np.sqrt(np.maximum(h, 0.0)) < 0.5 * au * au)
-    x[better] = h[better]
+        arg = -(tk / 4.0) * (3.0 / a) ** 1.5
+        h = (2.0 / 3.0) * a * (1.0 + np.cos((2.0 / 3.0) * np.arccos(np.clip(arg, -1.0, 1.0))))
+    better = 0.5 * (h - a) ** 2 + tk * np.sqrt(np.maximum(h, 0.0)) < 0.5 * a * a
+    x = np.zeros_like(u)
+    x[ok] = np.where(better, h, 0.0)
     x = np.where(t == 0, au, x)
     return np.sign(u) * x
 
@@ -140,17 +142,18 @@ def prox_cel0(u, step, lam, norms):
     """
     u = np.asarray(u, dtype=np.float64)
     step = np.asarray(step, dtype=np.float64)
-    norms = np.broadcast_to(np.asarray(norms, dtype=np.float64), u.shape)
+    norms = np.asarray(norms, dtype=np.float64)
     au = np.abs(u)
-    sn2 = step * norms**2
-    T = np.sqrt(2.0 * lam) / norms
+    sn2 = np.broadcast_to(step * norms**2, u.shape)
     with np.errstate(divide="ignore", invalid="ignore"):
-        firm = np.minimum(au, np.maximum(0.0, (au - step * norms * np.sqrt(2.0 * lam)) / (1.0 - sn2)))
-    big = np.maximum(au, T)  # the nonzero candidate of the concave regime
-    v_big = 0.5 * (big - au) ** 2 + step * lam
-    v_zero = 0.5 * au * au
-    other = np.where(v_big < v_zero, big, 0.0)
-    x = np.where(sn2 < 1.0, firm, other)
+        x = np.minimum(au, np.maximum(0.0, (au - step * norms * np.sqrt(2.0 * lam)) / (1.0 - sn2)))
+    concave = sn2 >= 1.0
+    if np.any(concave):  # never for an ISTA step below 1/max n^2: skip the three-way comparison
+        a = au[concave]
+        T = np.broadcast_to(np.sqrt(2.0 * lam) / norms, u.shape)[concave]
+        big = np.maximum(a, T)  # the nonzero candidate of the concave regime
+        v_big = 0.5 * (big - a) ** 2 + np.broadcast_to(step, u.shape)[concave] * lam
+        x[concave] = np.where(v_big < 0.5 * a * a, big, 0.0)
     return np.sign(u) * x
 
 

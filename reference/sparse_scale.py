@@ -38,10 +38,14 @@ __all__ = ["LEARN_DTYPE", "LEARN_LAM", "LearnTask", "checkpoint_path", "load_lea
 #: Learning lambdas (this project's convention), as in :mod:`reference.sparse_study`.
 LEARN_LAM = {"l0": 0.1, "cel0": 0.1, "l1/2": 0.15, "l1": 0.3}
 
-#: Precision of the ISTA iterations per penalty: float32 where it is faster and moves the
-#: results by less than their reported precision (measured: docs/results.md, "Sparse coding");
-#: l1/2's prox is no faster in float32.
-LEARN_DTYPE = {"l0": "float32", "cel0": "float32", "l1/2": "float64", "l1": "float32"}
+#: Precision of the ISTA iterations per penalty: float32, faster for every penalty and within
+#: the results' reported precision (measured: docs/results.md, "Sparse coding", float32 against
+#: float64 iterations).
+LEARN_DTYPE = {"l0": "float32", "cel0": "float32", "l1/2": "float32", "l1": "float32"}
+
+#: Relative CPU per batch of each penalty at equal pool size (measured, docs/results.md): the
+#: order in which a pool of workers takes the tasks, the most expensive first.
+_COST = {"l0": 1.0, "l1": 2.0, "l1/2": 3.0, "cel0": 4.0}
 
 PENALTY_ORDER = ("l0", "cel0", "l1/2", "l1")
 
@@ -62,7 +66,9 @@ class LearnTask:
 
     @property
     def name(self) -> str:
-        return f"{self.penalty.replace('/', '')}_K{self.K}_s{self.seed}"
+        """``<penalty>_K<K>_s<seed>``, plus ``_lam<lam>`` when ``lam`` is not the penalty's :data:`LEARN_LAM`."""
+        extra = "" if self.lam == LEARN_LAM[self.penalty] else f"_lam{self.lam:g}"
+        return f"{self.penalty.replace('/', '')}_K{self.K}_s{self.seed}{extra}"
 
 
 def paper_tasks(batches: int = 4000, Ks=(500, 1000), l1_Ks=(2000,), seed: int = 0, quick: bool = False):
@@ -134,22 +140,27 @@ def _run_one(args):
 
 
 def run_learning(tasks, folder, stages=None, jobs: int = 1, scheduler: str | None = None, images=None,
-                 log=None) -> list[dict]:
+                 log=None, snapshots=()) -> list[dict]:
     """Run every task to each stage in turn (default: straight to its ``batches``).
 
     ``jobs > 1`` runs the tasks of a stage on a process pool, ``scheduler`` (a Dask address) on a
-    cluster; the results do not depend on either. Each finished (task, stage) appends its
-    summary to ``folder/timings.jsonl`` and is returned.
+    cluster, the most expensive first; the results do not depend on either. A copy of each
+    dictionary is kept at every stage and at every count in ``snapshots``. Each finished
+    (task, stage) appends its summary to ``folder/timings.jsonl`` and is returned, in the
+    order of ``tasks``.
     """
     tasks = list(tasks)
     stages = sorted({int(s) for s in stages}) if stages else [None]
+    keep = {int(s) for s in snapshots} | {s for s in stages if s is not None}
     out = []
     for stage in stages:
         todo = []
         for t in tasks:
             b = t.batches if stage is None else min(stage, t.batches)
-            snaps = tuple(s for s in stages if s is not None and s <= b)
+            snaps = tuple(sorted(s for s in keep if s <= b))
             todo.append((LearnTask(**{**asdict(t), "batches": b}), folder, snaps, images))
+        order = sorted(range(len(todo)), key=lambda i: -todo[i][0].K * _COST[todo[i][0].penalty])
+        todo = [todo[i] for i in order]
         if scheduler is not None:
             try:
                 from distributed import Client
@@ -163,6 +174,7 @@ def run_learning(tasks, folder, stages=None, jobs: int = 1, scheduler: str | Non
         else:
             with ProcessPoolExecutor(max_workers=jobs) as pool:
                 results = list(pool.map(_run_one, todo))
+        results = [r for _, r in sorted(zip(order, results))]
         for r in results:
             r["stage"] = stage
             if log is not None:
@@ -193,6 +205,8 @@ def _parser():
     p.add_argument("--out", required=True, help="folder for the checkpoints (resumed from when present)")
     p.add_argument("--batches", type=int, default=4000, help="batches of 250 patches per task (default 4000)")
     p.add_argument("--stages", default=None, help="comma-separated batch counts run in turn, e.g. 400,1000,4000")
+    p.add_argument("--snapshots", default=None, help="comma-separated batch counts at which a copy is kept "
+                   "(without the stages' synchronisation), e.g. 400,1000")
     p.add_argument("--K", default="500,1000", help="pool sizes for every penalty (default 500,1000)")
     p.add_argument("--l1-K", default="2000", help="further pool sizes for l1 alone (default 2000)")
     p.add_argument("--penalties", default=None, help="only these penalties (comma-separated, e.g. l1/2,l1)")
@@ -219,6 +233,7 @@ def main(argv=None) -> int:
     try:
         Ks, l1_Ks = _ints(a.K, "--K"), _ints(a.l1_K, "--l1-K")
         stages = _ints(a.stages, "--stages") or None
+        snapshots = _ints(a.snapshots, "--snapshots")
         if a.batches < 1 or a.jobs < 1:
             raise ValueError(f"--batches and --jobs must be >= 1, found {a.batches} and {a.jobs}")
         tasks = paper_tasks(a.batches, Ks, l1_Ks, a.seed, a.quick)
@@ -229,7 +244,7 @@ def main(argv=None) -> int:
                 raise ValueError(f"--penalties must be among {list(PENALTY_ORDER)}, found {unknown}")
             tasks = [t for t in tasks if t.penalty in want]
         t0 = time.perf_counter()
-        run_learning(tasks, a.out, stages, a.jobs, a.scheduler, a.folder,
+        run_learning(tasks, a.out, stages, a.jobs, a.scheduler, a.folder, snapshots=snapshots,
                      log=lambda r: print(f"done {r['name']} to batch {r['done_batches']}: wall {r['seconds']:.0f}s "
                                          f"cpu {r['cpu_seconds']:.0f}s error {r['final_error']:.4f} "
                                          f"active {r['final_l0']:.2f}", flush=True))
