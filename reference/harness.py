@@ -24,7 +24,7 @@ from .store import task_key
 from .validation import available_cpus
 
 __all__ = ["Task", "problem_hash", "problem_kind", "make_tasks", "run_task", "run_tasks", "aggregate",
-           "SchedulerError", "SCHEDULER_TIMEOUT"]
+           "executor", "SchedulerError", "SCHEDULER_TIMEOUT"]
 
 #: Seconds to wait for a Dask scheduler before giving up with :class:`SchedulerError`.
 SCHEDULER_TIMEOUT = 10
@@ -177,7 +177,7 @@ def _limit_blas(threads: int) -> None:
 
 
 @contextmanager
-def _executor(jobs: int, scheduler: str | None):
+def executor(jobs: int, scheduler: str | None):
     """``(executor, workers)``: a ``concurrent.futures.Executor`` for the tasks and how many run at once.
 
     ``scheduler`` (a Dask address) gives ``distributed.Client.get_executor()``; ``jobs > 1`` a process
@@ -230,7 +230,7 @@ def run_tasks(tasks, jobs: int = 1, scheduler: str | None = None, store=None, pr
             todo.append((i, t))
     if not todo:
         return records
-    with _executor(jobs, scheduler) as (ex, workers), \
+    with executor(jobs, scheduler) as (ex, workers), \
             tqdm(total=len(todo), disable=not progress, file=sys.stderr, unit="task", smoothing=0) as bar:
         # in this process: one task at a time, each stored as it finishes; otherwise about 8 chunks
         # per worker, all submitted at once

@@ -23,17 +23,17 @@ import json
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from solvers.sparse import learn_dictionary, load_checkpoint, snapshot_path
 
+from .harness import executor
 from .patches import PatchStream, natural_images, whiten_images
 
-__all__ = ["LEARN_DTYPE", "LEARN_LAM", "LearnTask", "checkpoint_path", "load_learned", "paper_tasks",
-           "run_learning", "run_learning_task"]
+__all__ = ["LEARN_DTYPE", "LEARN_LAM", "MATCHED_LAM", "LearnTask", "checkpoint_path", "load_learned",
+           "matched_tasks", "paper_tasks", "run_learning", "run_learning_task", "whitened_images"]
 
 #: Learning lambdas (this project's convention), as in :mod:`reference.sparse_study`.
 LEARN_LAM = {"l0": 0.1, "cel0": 0.1, "l1/2": 0.15, "l1": 0.3}
@@ -48,6 +48,11 @@ LEARN_DTYPE = {"l0": "float32", "cel0": "float32", "l1/2": "float32", "l1": "flo
 _COST = {"l0": 1.0, "l1": 2.0, "l1/2": 3.0, "cel0": 4.0}
 
 PENALTY_ORDER = ("l0", "cel0", "l1/2", "l1")
+
+#: Learning lambdas at which CEL0, l1/2 and l1 learn with about as many active units as l0 at its
+#: :data:`LEARN_LAM` (500 units; calibrated on runs of 300 batches, docs/results.md): the
+#: dictionaries of claim 3 at matched sparsity.
+MATCHED_LAM = {"cel0": 0.13, "l1/2": 0.2, "l1": 0.75}
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,15 @@ def paper_tasks(batches: int = 4000, Ks=(500, 1000), l1_Ks=(2000,), seed: int = 
     return tasks
 
 
+def matched_tasks(batches: int = 4000, K: int = 500, seed: int = 0, quick: bool = False):
+    """CEL0, l1/2 and l1 at :data:`MATCHED_LAM` (``quick``: as :func:`paper_tasks`, 32 units)."""
+    size = 8 if quick else 16
+    if quick:
+        batches, K = min(batches, 30), 32
+    return [LearnTask(p, int(K), MATCHED_LAM[p], int(batches), dtype=LEARN_DTYPE[p], seed=seed, size=size)
+            for p in PENALTY_ORDER if p in MATCHED_LAM]
+
+
 def checkpoint_path(task: LearnTask, folder, batches: int | None = None) -> str:
     """The task's checkpoint in ``folder`` (``batches``: the copy kept after that many batches)."""
     base = os.path.join(os.fspath(folder), f"{task.name}.npz")
@@ -96,9 +110,20 @@ def checkpoint_path(task: LearnTask, folder, batches: int | None = None) -> str:
     return snapshot_path(base, batches)
 
 
+#: Whitened images per folder (None: scikit-image's), made once per process.
+_WHITENED: dict = {}
+
+
+def whitened_images(folder=None) -> list:
+    """:func:`reference.patches.whiten_images` of :func:`reference.patches.natural_images`, cached."""
+    if folder not in _WHITENED:
+        _WHITENED[folder] = whiten_images(natural_images(folder))
+    return _WHITENED[folder]
+
+
 def _stream(task: LearnTask, folder_images=None):
-    images = whiten_images(natural_images(folder_images))
-    return PatchStream(images, task.batches * task.batch_size, task.size, seed=(task.seed, 3), block=task.batch_size)
+    return PatchStream(whitened_images(folder_images), task.batches * task.batch_size, task.size,
+                       seed=(task.seed, 3), block=task.batch_size)
 
 
 def run_learning_task(task: LearnTask, folder, snapshots=(), images=None, every: int = 100) -> dict:
@@ -160,21 +185,9 @@ def run_learning(tasks, folder, stages=None, jobs: int = 1, scheduler: str | Non
             snaps = tuple(sorted(s for s in keep if s <= b))
             todo.append((LearnTask(**{**asdict(t), "batches": b}), folder, snaps, images))
         order = sorted(range(len(todo)), key=lambda i: -todo[i][0].K * _COST[todo[i][0].penalty])
-        todo = [todo[i] for i in order]
-        if scheduler is not None:
-            try:
-                from distributed import Client
-            except ImportError:
-                raise ImportError("scheduler needs the optional package 'distributed' "
-                                  "(pip install 'qubo-reference[dask]')") from None
-            with Client(scheduler) as client:
-                results = client.gather([client.submit(_run_one, a, pure=False) for a in todo])
-        elif jobs <= 1:
-            results = [_run_one(a) for a in todo]
-        else:
-            with ProcessPoolExecutor(max_workers=jobs) as pool:
-                results = list(pool.map(_run_one, todo))
-        results = [r for _, r in sorted(zip(order, results))]
+        with executor(jobs, scheduler) as (ex, _):
+            futures = {i: ex.submit(_run_one, todo[i]) for i in order}
+            results = [futures[i].result() for i in range(len(todo))]
         for r in results:
             r["stage"] = stage
             if log is not None:

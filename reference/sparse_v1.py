@@ -27,8 +27,16 @@ from its checkpoint folder, optionally at an earlier stage ``batches``). For eac
    same at lambda 0.1 (codes of several atoms) on the 16 atoms each dictionary's own codes use
    most, where all 2^16 supports are enumerated (:func:`reference.sparse_study.gap_rows`).
 
-``python -m reference.sparse_v1 --dicts DIR --out docs/figures/sparse [--batches B]``;
-``--quick`` learns small dictionaries first (8x8 patches, seconds) and runs everything.
+The whole study, learning included (resumable; every dictionary's learning and analysis is an
+independent job for ``--jobs`` processes or a Dask ``--scheduler``)::
+
+    python -m reference.sparse_v1 --study DIR --jobs 2 --out docs/figures/sparse --json v1.json
+
+It also learns CEL0, l1/2 and l1 at matched sparsity (:data:`reference.sparse_scale.MATCHED_LAM`,
+for claim 3) and analyses the copies of the 500-unit dictionaries kept after 400 and 1,000
+batches (table ``scale``: claim 1 against the scale of learning). ``--dicts DIR`` analyses
+dictionaries learned by :mod:`reference.sparse_scale`; ``--quick`` runs the whole study on 8x8
+patches and small pools (seconds).
 """
 
 from __future__ import annotations
@@ -43,12 +51,15 @@ from solvers.sparse import code, exact_l0, least_squares_on_supports
 
 from .gabor import fit_gabors
 from .gratings import code_responses, grating_set, linear_responses, tuning
-from .patches import PatchStream, natural_images, whiten_images
+from .patches import PatchStream
 from .sparse import objective
-from .sparse_scale import LEARN_LAM, PENALTY_ORDER, LearnTask, load_learned, paper_tasks, run_learning
+from .harness import executor
+from .sparse_scale import (LEARN_LAM, PENALTY_ORDER, LearnTask, load_learned, matched_tasks, paper_tasks, run_learning,
+                           whitened_images)
 from .sparse_study import gap_rows, headline_rows, interp
 
-__all__ = ["FREQS", "PAPER_LAM", "THETAS", "analyse", "format_tables", "merge", "pool_rows", "precision_rows"]
+__all__ = ["FREQS", "PAPER_LAM", "THETAS", "analyse", "format_tables", "merge", "pool_rows", "precision_rows",
+           "scale_rows", "study"]
 
 #: The paper notebook's lambdas in this project's convention (docs/sparse.md, "Converting lambda").
 PAPER_LAM = {"l0": 6.5e-3, "cel0": 0.45, "l1/2": 6.5e-2, "l1": 0.41}
@@ -115,9 +126,9 @@ def pool_rows(curves, level: float) -> list[dict]:
     return rows
 
 
-def _tuning_rows(Phi, pen, K, stim, fista):
+def _tuning_rows(Phi, pen, K, stim, fista, lam):
     out = {}
-    for kind, R in (("code", code_responses(Phi, stim, pen, LEARN_LAM[pen], **fista)),
+    for kind, R in (("code", code_responses(Phi, stim, pen, lam, **fista)),
                     ("linear", linear_responses(Phi, stim))):
         tu = tuning(R, THETAS, FREQS)
         live = np.isfinite(tu["osi"])
@@ -214,68 +225,154 @@ def _sub_exact_rows(Phi, X, pen, K, tune, n_atoms=16, lam=0.1):
     return rows
 
 
+#: Analysis data per process: (size, test patches, exact patches, gratings), built once per key.
+_DATA: dict = {}
+
+
+def _data(cfg, size, seed, images):
+    key = (size, cfg["test"], cfg["exact_N"], cfg["phases"], seed, images)
+    if key not in _DATA:
+        X = PatchStream(whitened_images(images), cfg["test"], size, seed=(seed, 4),
+                        block=cfg["test"]).rows(0, cfg["test"])
+        _DATA[key] = (X, X[:cfg["exact_N"]], grating_set(size, THETAS, FREQS, cfg["phases"]))
+    return _DATA[key]
+
+
+def _analyse_unit(task, folder, batches, depth, dict_set, cfg, seed, images) -> dict:
+    """One dictionary's share of the analysis, run in any process.
+
+    ``depth``: ``"curves"`` (claim 1: error against sparsity, and the notebook's lambda),
+    ``"full"`` (also the tolerance check, gratings, Gabor fits and, up to 1,000 units, exact l0),
+    ``"shape"`` (gratings and Gabor fits, and the held-out sparsity at the learning lambda).
+    Every row carries ``set`` (``dict_set``) and the dictionary's ``batches``.
+    """
+    c0 = time.process_time()
+    try:
+        state = load_learned(task, folder, batches)
+    except ValueError as exc:
+        return {"skip": f"skip {task.name}: {exc}"}
+    X, Xe, stim = _data(cfg, task.size, seed, images)
+    Phi, hist = state["Phi"], state["history"]
+    tail = hist[-min(100, len(hist)):]
+    learn_l0 = float(np.mean([h["l0"] for h in tail]))
+    pen, K = task.penalty, task.K
+    rows = [{"table": "dictionary", "penalty": pen, "K": K, "lam": task.lam, "batches": len(hist),
+             "presentations": len(hist) * task.batch_size, "dtype": task.dtype,
+             "learn_error": float(np.mean([h["error"] for h in tail])), "learn_l0": learn_l0}]
+    out = {"key": (pen, K), "Phi": Phi}
+    if depth in ("curves", "full"):
+        rows += _curve(Phi, X, pen, K, [task.lam * m for m in cfg["sweep"]], cfg["fista"])
+        rows += _curve(Phi, X, pen, K, [PAPER_LAM[pen]], cfg["fista"], paper=True)
+    else:
+        rows += _curve(Phi, X, pen, K, [task.lam], cfg["fista"])
+    if depth == "full":
+        tight = _curve(Phi, X, pen, K, [task.lam], dict(max_iter=5000, tol=1e-6))[0]
+        loose = next(r for r in rows[::-1] if r["table"] == "curve" and r["lam"] == task.lam and not r["paper_lam"])
+        rows.append({"table": "curve_check", "penalty": pen, "K": K, "lam": task.lam,
+                     "rel_error": loose["rel_error"], "rel_error_tight": tight["rel_error"],
+                     "mean_l0": loose["mean_l0"], "mean_l0_tight": tight["mean_l0"]})
+    if depth in ("full", "shape"):
+        tu = _tuning_rows(Phi, pen, K, stim, cfg["fista"], task.lam)
+        row, F = _shape_row(Phi, pen, K, learn_l0)
+        rows += [tu["code_row"], tu["linear_row"], row]
+        out.update(tuning=tu, shape=F)
+    if depth == "full" and K <= 1000:
+        rows += _exact_rows(Phi, Xe, pen, K, _TUNE)
+        rows += _sub_exact_rows(Phi, Xe, pen, K, _SUB_TUNE, n_atoms=cfg["sub_atoms"])
+    for r in rows:
+        r.update(set=dict_set, batches=len(hist), presentations=len(hist) * task.batch_size)
+    out.update(rows=rows, cpu_seconds=time.process_time() - c0)
+    return out
+
+
+def _main_rows(rows, table):
+    return [r for r in rows if r["table"] == table and r.get("set", "tuned") == "tuned"]
+
+
 def analyse(folder, batches=None, quick=False, out_dir=None, seed=0, tasks=None, images=None, progress=None,
-            curves_only=False, sweep=None):
+            curves_only=False, sweep=None, jobs: int = 1, scheduler: str | None = None, matched=(), scale=()):
     """Rows of every table (key ``"table"``) for the dictionaries in ``folder``; figures in ``out_dir``.
 
-    ``curves_only``: claim 1 alone (error against sparsity), e.g. for the larger pools; such runs
-    combine with a full one through :func:`merge`.
+    ``tasks`` (default :func:`reference.sparse_scale.paper_tasks`) are analysed in full (claims 1
+    to 4; ``curves_only``: claim 1 alone, e.g. for the larger pools; such runs combine with a
+    full one through :func:`merge`); ``matched`` tasks (dictionaries learned at matched
+    sparsity, :func:`reference.sparse_scale.matched_tasks`) get gratings and Gabor fits (claims
+    2 and 3); for every count in ``scale`` the smallest pool's copies kept after that many
+    batches get the claim-1 curves (table ``scale``). Each dictionary's analysis is a separate
+    job: ``jobs`` processes or a Dask ``scheduler`` run them, with the same rows.
     """
     say = progress or (lambda m: None)
     cfg = _config(quick)
     if sweep is not None:
         cfg["sweep"] = tuple(float(m) for m in sweep)
-    tasks = tasks if tasks is not None else paper_tasks(seed=seed, quick=quick)
-    size = tasks[0].size
-    imgs = whiten_images(natural_images(images))
-    X = PatchStream(imgs, cfg["test"], size, seed=(seed, 4), block=cfg["test"]).rows(0, cfg["test"])
-    Xe = X[:cfg["exact_N"]]
-    stim = grating_set(size, THETAS, FREQS, cfg["phases"])
-    rows, dicts, tunings, shapes = [], {}, {}, {}
+    tasks = list(tasks) if tasks is not None else paper_tasks(seed=seed, quick=quick)
+    Kmin = min(t.K for t in tasks)
+    units = [(t, batches, "curves" if curves_only else "full", "tuned") for t in tasks]
+    units += [(t, batches, "shape", "matched") for t in matched]
+    units += [(t, int(b), "curves", "scale") for b in scale for t in tasks if t.K == Kmin and int(b) < t.batches]
     t_start = time.perf_counter()
-    for t in tasks:
-        try:
-            state = load_learned(t, folder, batches)
-        except ValueError as exc:
-            say(f"skip {t.name}: {exc}")
-            continue
-        Phi, hist = state["Phi"], state["history"]
-        tail = hist[-min(100, len(hist)):]
-        learn_l0 = float(np.mean([h["l0"] for h in tail]))
-        dicts[(t.penalty, t.K)] = Phi
-        rows.append({"table": "dictionary", "penalty": t.penalty, "K": t.K, "lam": t.lam, "batches": len(hist),
-                     "presentations": len(hist) * t.batch_size, "dtype": t.dtype,
-                     "learn_error": float(np.mean([h["error"] for h in tail])), "learn_l0": learn_l0})
-        say(f"{t.name}: curves ({time.perf_counter() - t_start:.0f}s)")
-        rows += _curve(Phi, X, t.penalty, t.K, [t.lam * m for m in cfg["sweep"]], cfg["fista"])
-        rows += _curve(Phi, X, t.penalty, t.K, [PAPER_LAM[t.penalty]], cfg["fista"], paper=True)
-        if curves_only:
-            continue
-        tight = _curve(Phi, X, t.penalty, t.K, [t.lam], dict(max_iter=5000, tol=1e-6))[0]
-        loose = next(r for r in rows[::-1] if r["table"] == "curve" and r["lam"] == t.lam and not r["paper_lam"])
-        rows.append({"table": "curve_check", "penalty": t.penalty, "K": t.K, "lam": t.lam,
-                     "rel_error": loose["rel_error"], "rel_error_tight": tight["rel_error"],
-                     "mean_l0": loose["mean_l0"], "mean_l0_tight": tight["mean_l0"]})
-        say(f"{t.name}: gratings")
-        tu = _tuning_rows(Phi, t.penalty, t.K, stim, cfg["fista"])
-        tunings[(t.penalty, t.K)] = tu
-        rows += [tu["code_row"], tu["linear_row"]]
-        say(f"{t.name}: Gabor fits")
-        row, F = _shape_row(Phi, t.penalty, t.K, learn_l0)
-        shapes[(t.penalty, t.K)] = F
-        rows.append(row)
-        if t.K <= 1000:
-            say(f"{t.name}: exact l0")
-            rows += _exact_rows(Phi, Xe, t.penalty, t.K, _TUNE)
-            rows += _sub_exact_rows(Phi, Xe, t.penalty, t.K, _SUB_TUNE, n_atoms=cfg["sub_atoms"])
+    rows, dicts, tunings, shapes, matched_shapes, cpu = [], {}, {}, {}, {}, 0.0
+    # the most expensive first, so that a pool of workers ends together
+    order = sorted(range(len(units)), key=lambda i: (units[i][2] == "curves", -units[i][0].K))
+    with executor(jobs, scheduler) as (ex, _):
+        futures = {i: ex.submit(_analyse_unit, units[i][0], folder, *units[i][1:], cfg, seed, images) for i in order}
+        for i in range(len(units)):
+            res = futures[i].result()
+            if "skip" in res:
+                say(res["skip"])
+                continue
+            task, _, depth, dict_set = units[i]
+            say(f"{task.name} ({dict_set}, {res['rows'][0]['batches']} batches): {depth} done, "
+                f"{time.perf_counter() - t_start:.0f}s")
+            rows += res["rows"]
+            cpu += res["cpu_seconds"]
+            if dict_set == "tuned":
+                dicts[res["key"]] = res["Phi"]
+                if "tuning" in res:
+                    tunings[res["key"]], shapes[res["key"]] = res["tuning"], res["shape"]
+            elif dict_set == "matched":
+                matched_shapes[res["key"]] = res["shape"]
     rows += _summary_rows(rows, cfg["level"])
     if out_dir is not None and dicts and not curves_only:
         from .sparse_v1_figures import save_figures
 
-        for path in save_figures(out_dir, dicts, rows, tunings, shapes, size, cfg["level"]):
+        if matched_shapes and ("l0", Kmin) in shapes:
+            matched_shapes[("l0", Kmin)] = shapes[("l0", Kmin)]
+        for path in save_figures(out_dir, dicts, rows, tunings, shapes, tasks[0].size, cfg["level"],
+                                 matched_shapes):
             rows.append({"table": "figure", "path": path})
-    rows.append({"table": "run", "batches": batches, "quick": bool(quick), "seed": seed,
-                 "seconds": time.perf_counter() - t_start})
+    rows.append({"table": "run", "batches": batches, "quick": bool(quick), "seed": seed, "jobs": jobs,
+                 "seconds": time.perf_counter() - t_start, "cpu_seconds": cpu})
+    return rows
+
+
+def study(folder, out_dir=None, quick: bool = False, jobs: int = 1, scheduler: str | None = None, seed: int = 0,
+          images=None, progress=None, batches: int = 4000) -> list[dict]:
+    """The whole V1 study: learn every dictionary (resuming what ``folder`` holds), then analyse.
+
+    Learns :func:`reference.sparse_scale.paper_tasks` (every penalty at 500 and 1,000 units, l1
+    at 2,000) and :func:`reference.sparse_scale.matched_tasks`, keeping copies after 400 and
+    1,000 batches; then :func:`analyse` on all of them. The last row (table ``study``) gives the
+    wall and CPU seconds of both steps.
+    """
+    say = progress or (lambda m: None)
+    tasks = paper_tasks(batches, seed=seed, quick=quick)
+    matched = matched_tasks(batches, seed=seed, quick=quick)
+    scale = (10, 20) if quick else (400, 1000)
+    t0, c0 = time.perf_counter(), time.process_time()
+    learned = run_learning(tasks + matched, folder, jobs=jobs, scheduler=scheduler, images=images, snapshots=scale,
+                           log=lambda r: say(f"learned {r['name']}: {r['done_batches']} batches, cpu "
+                                             f"{r['cpu_seconds']:.0f}s"))
+    t1 = time.perf_counter()
+    rows = analyse(folder, None, quick, out_dir, seed, tasks, images, progress, jobs=jobs, scheduler=scheduler,
+                   matched=matched, scale=scale)
+    run = next(r for r in rows if r["table"] == "run")
+    rows.append({"table": "study", "jobs": jobs, "learn_seconds": t1 - t0,
+                 "learn_cpu_seconds": sum(r["cpu_seconds"] for r in learned),
+                 "learned_batches": sum(r["done_batches"] - r["start_batch"] for r in learned),
+                 "analysis_seconds": run["seconds"], "analysis_cpu_seconds": run["cpu_seconds"],
+                 "total_seconds": time.perf_counter() - t0,
+                 "main_process_cpu_seconds": time.process_time() - c0})
     return rows
 
 
@@ -291,7 +388,7 @@ def precision_rows(folder, K: int = 500, batches: int = 200, seed: int = 0, jobs
 
     base = [LearnTask(p, K, LEARN_LAM[p], batches, seed=seed) for p in PENALTY_ORDER]
     stim = grating_set(16, THETAS, FREQS, 8)
-    X = PatchStream(whiten_images(natural_images(images)), 1000, 16, seed=(seed, 4), block=1000).rows(0, 1000)
+    X = PatchStream(whitened_images(images), 1000, 16, seed=(seed, 4), block=1000).rows(0, 1000)
     rows = []
     for dt in ("float32", "float64"):
         tasks = [replace(t, dtype=dt) for t in base]
@@ -301,7 +398,7 @@ def precision_rows(folder, K: int = 500, batches: int = 200, seed: int = 0, jobs
             st = load_learned(t, sub)
             half = st["history"][batches // 2:]
             c = _curve(st["Phi"], X, t.penalty, K, [t.lam], dict(max_iter=3000, tol=1e-6))[0]
-            tu = _tuning_rows(st["Phi"], t.penalty, K, stim, dict(max_iter=3000, tol=1e-6))["linear_row"]
+            tu = _tuning_rows(st["Phi"], t.penalty, K, stim, dict(max_iter=3000, tol=1e-6), t.lam)["linear_row"]
             sh, _ = _shape_row(st["Phi"], t.penalty, K, 0.0)
             rows.append({"table": "precision", "penalty": t.penalty, "dtype": dt, "K": K, "batches": batches,
                          "train_error": float(np.mean([h["error"] for h in half])),
@@ -313,14 +410,47 @@ def precision_rows(folder, K: int = 500, batches: int = 200, seed: int = 0, jobs
 
 
 def _summary_rows(rows, level):
-    curves = [r for r in rows if r["table"] == "curve"]
+    curves = _main_rows(rows, "curve")
     return (headline_rows([c for c in curves if not c["paper_lam"]], error_level=0.25, sparsity_level=level)
-            + pool_rows(curves, level))
+            + pool_rows(curves, level) + scale_rows(rows, level))
+
+
+def scale_rows(rows, level: float, error_level: float = 0.25) -> list[dict]:
+    """Claim 1 against the scale of learning: per stage (``batches``) of the smallest pool, each
+    penalty's error at ``level`` active units and units at ``error_level``, and l1's ratios.
+
+    Uses the curves of the kept copies (``set`` ``"scale"``) and the final dictionaries.
+    """
+    curves = [r for r in rows if r["table"] == "curve" and not r["paper_lam"] and r.get("set") in ("scale", "tuned")]
+    if not curves:
+        return []
+    Kmin = min(c["K"] for c in curves)
+    out = []
+    for b in sorted({c["batches"] for c in curves if c["K"] == Kmin}):
+        err, units = {}, {}
+        for pen in PENALTY_ORDER:
+            pts = [c for c in curves if c["K"] == Kmin and c["batches"] == b and c["penalty"] == pen]
+            if pts:
+                err[pen] = interp(level, [c["mean_l0"] for c in pts], [c["rel_error"] for c in pts])
+                units[pen] = interp(error_level, [c["rel_error"] for c in pts], [c["mean_l0"] for c in pts])
+        if "l1" not in err:
+            continue
+        first = next(c for c in curves if c["K"] == Kmin and c["batches"] == b)
+        row = {"table": "scale", "K": Kmin, "batches": b, "presentations": first.get("presentations"),
+               "level": level, "error_level": error_level}
+        for pen in err:
+            row[f"error_{pen}"] = err[pen]
+        for pen in PENALTY_ORDER[:-1]:
+            if pen in err:
+                row[f"l1_error_over_{pen}"] = err["l1"] / err[pen]
+                row[f"l1_units_over_{pen}"] = units["l1"] / units[pen]
+        out.append(row)
+    return out
 
 
 def merge(row_lists, out_dir=None, level: float = 16.0) -> list[dict]:
     """Rows of several :func:`analyse` runs as one (summaries recomputed); redraws the claim-1 figures."""
-    rows = [r for rs in row_lists for r in rs if r["table"] not in ("headline", "pool", "pool_match", "run")]
+    rows = [r for rs in row_lists for r in rs if r["table"] not in ("headline", "pool", "pool_match", "scale", "run")]
     rows += _summary_rows(rows, level)
     if out_dir is not None:
         from .sparse_v1_figures import save_curve_figures
@@ -340,9 +470,8 @@ def _fmt(v):
 def format_tables(rows) -> str:
     """Every table of :func:`analyse` as Markdown."""
     out = []
-    for name in ("dictionary", "headline", "pool", "pool_match", "tuning", "shape", "exact", "sub_exact", "curve",
-                 "curve_check",
-                 "precision", "run"):
+    for name in ("dictionary", "headline", "pool", "pool_match", "scale", "tuning", "shape", "exact", "sub_exact",
+                 "curve", "curve_check", "precision", "run", "study"):
         sel = [r for r in rows if r.get("table") == name]
         if not sel:
             continue
@@ -360,6 +489,8 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m reference.sparse_v1",
                                 description="The V1 study's claims 1-4 on dictionaries from reference.sparse_scale")
+    p.add_argument("--study", metavar="FOLDER", help="the whole study: learn every dictionary into FOLDER "
+                   "(resuming what it holds), then analyse them all (with --jobs or --scheduler)")
     p.add_argument("--dicts", help="checkpoint folder of python -m reference.sparse_scale")
     p.add_argument("--batches", type=int, default=None, help="analyse the copies kept at this stage")
     p.add_argument("--out", default=None, help="folder for the PNG figures")
@@ -372,7 +503,8 @@ def main(argv=None) -> int:
                    "(--precision-K units, --precision-batches batches) into FOLDER and compare")
     p.add_argument("--precision-K", type=int, default=500)
     p.add_argument("--precision-batches", type=int, default=200)
-    p.add_argument("--jobs", type=int, default=1, help="worker processes for --precision")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes (learning and analysis)")
+    p.add_argument("--scheduler", default=None, help="a Dask scheduler address (instead of --jobs)")
     p.add_argument("--curves-only", action="store_true", help="claim 1 alone (error against sparsity)")
     p.add_argument("--sweep", default=None, help="multiples of the learning lambda for the curves "
                    "(comma-separated; default 0.25,0.5,1,2,4)")
@@ -382,6 +514,8 @@ def main(argv=None) -> int:
     say = (lambda m: print(m, file=sys.stderr, flush=True))
     t0, c0 = time.perf_counter(), time.process_time()
     try:
+        if a.jobs < 1:
+            raise ValueError(f"--jobs must be >= 1, found {a.jobs}")
         if a.merge:
             lists = []
             for path in a.merge:
@@ -390,11 +524,10 @@ def main(argv=None) -> int:
             rows = merge(lists, a.out)
         elif a.precision:
             rows = precision_rows(a.precision, a.precision_K, a.precision_batches, a.seed, a.jobs)
-        elif a.quick:
+        elif a.quick or a.study:
             with tempfile.TemporaryDirectory() as tmp:
-                folder = a.dicts or tmp
-                run_learning(paper_tasks(seed=a.seed, quick=True), folder)
-                rows = analyse(folder, a.batches, True, a.out, a.seed, progress=say)
+                folder = a.study or a.dicts or tmp
+                rows = study(folder, a.out, a.quick, a.jobs, a.scheduler, a.seed, progress=say)
         else:
             if not a.dicts or not os.path.isdir(a.dicts):
                 raise ValueError(f"--dicts must be an existing folder of learned dictionaries, found {a.dicts!r}")
@@ -413,7 +546,7 @@ def main(argv=None) -> int:
                 if not sweep or min(sweep) <= 0:
                     raise ValueError(f"--sweep must be positive numbers, found {a.sweep!r}")
             rows = analyse(a.dicts, a.batches, False, a.out, a.seed, tasks=tasks, progress=say,
-                           curves_only=a.curves_only, sweep=sweep)
+                           curves_only=a.curves_only, sweep=sweep, jobs=a.jobs, scheduler=a.scheduler)
     except (ValueError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

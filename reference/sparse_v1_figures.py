@@ -1,8 +1,9 @@
 """Figures of the V1 study (:mod:`reference.sparse_v1`), saved as PNG with matplotlib.
 
 ``v1_atoms.png`` (the smallest pool of each penalty), ``v1_error_vs_sparsity.png`` and
-``v1_error_vs_pool.png`` (claim 1), ``v1_tuning_examples.png`` and ``v1_osi.png`` (claim 2),
-``v1_rf_shapes.png`` (claim 3), ``v1_exact_gap.png`` (optimality).
+``v1_error_vs_pool.png``, ``v1_error_vs_presentations.png`` (claim 1), ``v1_tuning_examples.png`` and ``v1_osi.png`` (claim 2),
+``v1_rf_shapes.png`` and ``v1_rf_shapes_matched.png`` (claim 3, at the tuned lambdas and at
+matched sparsity), ``v1_exact_gap.png`` (optimality).
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ def _save(fig, out_dir, name, plt, dpi=100):
     return path
 
 
-def save_figures(out_dir, dicts, rows, tunings, shapes, size, level) -> list[str]:
-    """Draw every figure; returns their paths."""
+def save_figures(out_dir, dicts, rows, tunings, shapes, size, level, matched_shapes=None) -> list[str]:
+    """Draw every figure; returns their paths (``matched_shapes``: Gabor fits of the dictionaries
+    learned at matched sparsity, keyed by (penalty, K))."""
     plt = pyplot()
     os.makedirs(out_dir, exist_ok=True)
     paths = []
@@ -74,23 +76,13 @@ def save_figures(out_dir, dicts, rows, tunings, shapes, size, level) -> list[str
         ax.legend()
     paths.append(_save(fig, out_dir, "v1_osi.png", plt))
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
-    for p in pens:
-        F = shapes[(p, Kmin)]
-        good = F["r2"] >= 0.5
-        axes[0].scatter(F["nx"][good], F["ny"][good], s=5, alpha=0.5, color=_COLOR[p], label=p)
-        axes[1].hist(np.minimum(F["subregions"][good], 8), bins=np.arange(0.5, 9.5), histtype="step",
-                     color=_COLOR[p], label=p, density=True)
-    axes[0].set_xlim(0, 1.5)
-    axes[0].set_ylim(0, 1.5)
-    axes[0].set_xlabel("n_x = sigma_x f")
-    axes[0].set_ylabel("n_y = sigma_y f")
-    axes[0].set_title(f"Ringach (2002) plane, Gabor-like atoms (r2 >= 0.5), K={Kmin}")
-    axes[0].legend()
-    axes[1].set_xlabel("subregions (8 = 8 or more)")
-    axes[1].set_title("subregions of the fitted Gabors")
-    axes[1].legend()
-    paths.append(_save(fig, out_dir, "v1_rf_shapes.png", plt))
+    paths.append(_rf_shapes(plt, out_dir, "v1_rf_shapes.png", {p: shapes[(p, Kmin)] for p in pens},
+                            f"K={Kmin}, tuned lambdas"))
+    if matched_shapes:
+        paths.append(_rf_shapes(plt, out_dir, "v1_rf_shapes_matched.png",
+                                {p: F for (p, K), F in sorted(matched_shapes.items(), key=lambda kv:
+                                                                PENALTY_ORDER.index(kv[0][0]))},
+                                f"K={Kmin}, matched sparsity"))
 
     ex = [r for r in rows if r["table"] == "exact" and r["K"] == Kmin]
     if ex:
@@ -107,6 +99,26 @@ def save_figures(out_dir, dicts, rows, tunings, shapes, size, level) -> list[str
         ax.legend(fontsize=8)
         paths.append(_save(fig, out_dir, "v1_exact_gap.png", plt))
     return paths
+
+
+def _rf_shapes(plt, out_dir, name, fits, label):
+    """The Ringach plane and the subregion counts of the Gabor-like atoms, one colour a penalty."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
+    for p, F in fits.items():
+        good = F["r2"] >= 0.5
+        axes[0].scatter(F["nx"][good], F["ny"][good], s=5, alpha=0.5, color=_COLOR[p], label=p)
+        axes[1].hist(np.minimum(F["subregions"][good], 8), bins=np.arange(0.5, 9.5), histtype="step",
+                     color=_COLOR[p], label=p, density=True)
+    axes[0].set_xlim(0, 1.5)
+    axes[0].set_ylim(0, 1.5)
+    axes[0].set_xlabel("n_x = sigma_x f")
+    axes[0].set_ylabel("n_y = sigma_y f")
+    axes[0].set_title(f"Ringach (2002) plane, Gabor-like atoms (r2 >= 0.5), {label}", fontsize=9)
+    axes[0].legend()
+    axes[1].set_xlabel("subregions (8 = 8 or more)")
+    axes[1].set_title("subregions of the fitted Gabors")
+    axes[1].legend()
+    return _save(fig, out_dir, name, plt)
 
 
 def save_curve_figures(out_dir, rows, level) -> list[str]:
@@ -147,4 +159,18 @@ def save_curve_figures(out_dir, rows, level) -> list[str]:
     ax.set_title("error against pool size at matched sparsity")
     ax.legend()
     paths.append(_save(fig, out_dir, "v1_error_vs_pool.png", plt))
+
+    scale = sorted((r for r in rows if r["table"] == "scale"), key=lambda r: r["batches"])
+    if len(scale) > 1:
+        fig, ax = plt.subplots(figsize=(6, 4.5))
+        for p in PENALTY_ORDER:
+            pts = [(r["presentations"], r[f"error_{p}"]) for r in scale if np.isfinite(r.get(f"error_{p}", np.nan))]
+            if pts:
+                ax.plot(*zip(*pts), marker="o", color=_COLOR[p], label=p)
+        ax.set_xscale("log")
+        ax.set_xlabel("patch presentations during learning")
+        ax.set_ylabel(f"relative error at {level:g} active units")
+        ax.set_title(f"error against the scale of learning, K={scale[0]['K']}")
+        ax.legend()
+        paths.append(_save(fig, out_dir, "v1_error_vs_presentations.png", plt))
     return paths

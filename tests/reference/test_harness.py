@@ -145,7 +145,7 @@ def _blas_threads():
 
 def test_worker_processes_cap_their_blas_threads():
     # jobs x BLAS threads must not exceed the cores: each of two workers gets cores // 2
-    with harness._executor(2, None) as (ex, workers):
+    with harness.executor(2, None) as (ex, workers):
         assert workers == 2
         threads = {ex.submit(_blas_threads).result() for _ in range(4)}
     assert threads == {max(1, available_cpus() // 2)}

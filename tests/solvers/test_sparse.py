@@ -89,6 +89,23 @@ def test_fista_l1_reaches_sklearn_lasso_objective():
     np.testing.assert_allclose(ista.info["objective"], theirs, rtol=1e-6)
 
 
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-9), ("float32", 1e-5)])
+def test_fista_on_a_very_overcomplete_dictionary_reaches_sklearn_lasso(dtype, rtol):
+    """K > 2n: the iterations take A G as (A Phi^T) Phi; the Lasso optimum must not move
+    (ISTA's loop is the same one, checked at a fixed point with K > 2n below)."""
+    from sklearn.linear_model import Lasso  # the test extra
+
+    rng = np.random.default_rng(8)
+    n, K, N, lam = 12, 60, 9, 0.15
+    Phi = rng.normal(size=(n, K))
+    Phi /= np.linalg.norm(Phi, axis=0)
+    X = rng.normal(size=(N, n))
+    theirs = [objective(Phi, x, Lasso(alpha=lam / n, fit_intercept=False, tol=1e-10, max_iter=100_000)
+                        .fit(Phi, x).coef_, "l1", lam) for x in X]
+    ours = code(Phi, X, "l1", lam, "fista", certify=False, tol=1e-9, max_iter=5_000, dtype=dtype)
+    np.testing.assert_allclose(ours.info["objective"], theirs, rtol=rtol)
+
+
 def test_certify_accepts_only_codes_meeting_the_optimality_conditions():
     from solvers.sparse.certified import certify
 
@@ -246,14 +263,15 @@ def test_sparse_encode_alpha_is_lambda():
 
 @pytest.mark.parametrize("penalty", ["l0", "l1", "l1/2", "cel0"])
 @pytest.mark.parametrize("method", ["ista", "fista"])
-def test_proximal_gradient_reaches_a_fixed_point_below_zero_code(penalty, method):
+@pytest.mark.parametrize("n, K", [(10, 15), (6, 20)])  # K > 2n: the products run as (A Phi^T) Phi
+def test_proximal_gradient_reaches_a_fixed_point_below_zero_code(penalty, method, n, K):
     from reference.penalties import prox
 
-    Phi, X = _problem(11, 10, 15, 7)
+    Phi, X = _problem(11, n, K, 7)
     lam = 0.3
     res = code(Phi, X, penalty, lam, method, max_iter=20_000, tol=1e-12, certify=False)
     assert res.info["converged"]
-    zero = objective(Phi, X, np.zeros((7, 15)), penalty, lam)
+    zero = objective(Phi, X, np.zeros((7, K)), penalty, lam)
     assert np.all(res.info["objective"] <= zero + 1e-12)
     step = res.info["step"]
     A = res.x
