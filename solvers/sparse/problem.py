@@ -119,7 +119,8 @@ class SparseProblem:
     def lipschitz(self) -> float:
         """``L = ||Phi||_2^2``, the Lipschitz constant of the gradient of the smooth part."""
         if self._L is None:
-            self._L = largest_eigenvalue(self.Phi, self.G)
+            n, K = self.Phi.shape
+            self._L = largest_eigenvalue(self.Phi, None if n < K else self.G)
         return self._L
 
 
@@ -198,7 +199,8 @@ def map_blocks(pool, fn, items):
 
 
 def largest_eigenvalue(Phi, G):
-    """``||Phi||_2^2``: the largest eigenvalue of ``Phi Phi^T`` or of ``G = Phi^T Phi``, the smaller one."""
+    """``||Phi||_2^2``: the largest eigenvalue of ``Phi Phi^T`` or of ``G = Phi^T Phi``, the smaller one
+    (``G`` is used, and needed, only when ``n >= K``)."""
     n, K = Phi.shape
     M = Phi @ Phi.T if n < K else G  # same nonzero spectrum
     m = M.shape[0]

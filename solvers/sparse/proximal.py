@@ -57,29 +57,32 @@ def _proximal_gradient(prob: SparseProblem, accelerate: bool, max_iter, tol, ini
         status = "optimal" if optimal else f"{int((~verified).sum())} of {N} codes not certified"
     else:
         g = step_size(prob, step)
-        out, iters, done = _pg_loop(prob.G, prob.B, prob.xx, prob.penalty, prob.lam, prob.norms, accelerate,
-                                    max_iter, tol, init_codes(init, N, K), g, np.dtype(dtype), prob.Phi)
+        out, iters, done = _pg_loop(prob, accelerate, max_iter, tol, init_codes(init, N, K), g, np.dtype(dtype))
         info = {"step": g}
         optimal, status = False, ""
     info.update(signal_iterations=iters, converged_signals=int(done.sum()))
     return outcome(out, int(iters.max(initial=0)), bool(done.all()), optimal=optimal, status=status, info=info)
 
 
-def _pg_loop(G64, B64, xx64, pen, lam, norms64, accelerate, max_iter, tol, A0, g, dt, Phi64=None):
+def _pg_loop(prob, accelerate, max_iter, tol, A0, g, dt):
     """Proximal gradient for any penalty: ``a <- prox_{g r}(y - g (G y - b))``, batched.
 
     FISTA's momentum restarts for a signal whose objective went up (O'Donoghue and Candes 2015),
     which keeps the nonconvex penalties monotone. Returns ``(codes, iterations, converged)``.
-    With ``Phi64`` (n, K) and ``K > 2n`` the product ``A G`` is taken as ``(A Phi^T) Phi``:
-    ``2 N K n`` multiplications instead of ``N K^2``.
+    When ``K > 2n`` the product ``A G`` is taken as ``(A Phi^T) Phi``: ``2 N K n`` multiplications
+    instead of ``N K^2``, and ``G`` is never formed.
     """
-    G, B, xx, norms = G64.astype(dt), B64.astype(dt), xx64.astype(dt), norms64.astype(dt)
-    if Phi64 is not None and Phi64.shape[1] > 2 * Phi64.shape[0]:
-        Phi, PhiT = np.ascontiguousarray(Phi64, dtype=dt), np.ascontiguousarray(Phi64.T, dtype=dt)
+    pen, lam = prob.penalty, prob.lam
+    B, xx, norms = prob.B.astype(dt), prob.xx.astype(dt), prob.norms.astype(dt)
+    n, K = prob.Phi.shape
+    if K > 2 * n:
+        Phi, PhiT = np.ascontiguousarray(prob.Phi, dtype=dt), np.ascontiguousarray(prob.Phi.T, dtype=dt)
 
         def times_G(A, out):
             return np.matmul(A @ PhiT, Phi, out=out)
     else:
+        G = prob.G.astype(dt)
+
         def times_G(A, out):
             return np.matmul(A, G, out=out)
     N = B.shape[0]
@@ -112,12 +115,12 @@ def _pg_loop(G64, B64, xx64, pen, lam, norms64, accelerate, max_iter, tol, A0, g
             np.subtract(GA, GA_prev, out=GY)
             GY *= beta
             GY += GA
-        else:
-            np.copyto(Y, A)
-            np.copyto(GY, GA)
-        np.subtract(GY, Bact, out=U)  # U = Y - g (GY - B), the gradient step
+            y, gy = Y, GY
+        else:  # ISTA: the step starts from A itself
+            y, gy = A, GA
+        np.subtract(gy, Bact, out=U)  # U = y - g (G y - B), the gradient step
         U *= -g
-        U += Y
+        U += y
         if pen == "l1":  # soft thresholding in place
             np.abs(U, out=A_new)
             A_new -= dt.type(g * lam)
