@@ -153,7 +153,9 @@ def nearest_plane(R: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _pow2_scale(P: np.ndarray, q: np.ndarray, c: float) -> float:
-    """A power of two ``s`` with ``s * max(|P|, |q|, |c|)`` in ``[0.5, 1)`` (1 for a zero model).
+    """A power of two ``s`` with ``s * max(|P|, |q|, |c|)`` in ``[0.5, 1)`` (1 for a zero model),
+    at most ``2^1023``: a model whose largest coefficient is subnormal (below ``2^-1022``) is
+    scaled by ``2^1023`` only and stays below 0.5, since ``2^1074`` is not a float.
 
     Multiplying a model by ``s`` is exact in floating point, except for entries that become
     subnormal; those change by less than ``2^-1074 / s``, far inside the relative ``1e-9``
@@ -166,7 +168,7 @@ def _pow2_scale(P: np.ndarray, q: np.ndarray, c: float) -> float:
         raise ValueError("the model's coefficients must be finite")
     if m == 0.0:
         return 1.0
-    return float(np.ldexp(1.0, -int(np.frexp(m)[1])))
+    return float(np.ldexp(1.0, min(-int(np.frexp(m)[1]), 1023)))
 
 
 def _unscale_bound(bound: float, s: float) -> float:

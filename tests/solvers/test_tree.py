@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from reference import Grid
 from solvers import BQM, LayerProblem, solve
+from solvers.bounds import lower_bounds
 from solvers.exhaustive import exhaustive_minimum
 from solvers.least_squares import least_squares_form, nearest_plane
 from solvers import tree as tree_module
@@ -217,3 +218,14 @@ def test_root_bound_with_the_sdp_diagonal_above_the_search_limit_stays_below_the
         tol = 1e-9 * (1 + abs(opt))
         assert res.info["root_bound"] <= opt + tol and res.lower_bound <= opt + tol
         assert res.info["shift"] == uniform.info["shift"]  # the search's factor: the uniform one
+
+
+@pytest.mark.parametrize("offset", [5e-324, -5e-324, 1e-310, -2.2e-308])
+def test_a_model_whose_only_coefficient_is_a_subnormal_offset_is_solved_exactly(offset):
+    """The exact power-of-two rescaling would need 2^1073 here (not a float): it stops at 2^1023."""
+    bqm = BQM(np.zeros((3, 3)), np.zeros(3), offset)
+    for method in ("tree", "exhaustive"):
+        r = solve(bqm, method)
+        assert r.optimal and r.energy == offset and r.lower_bound == offset, method
+    b = lower_bounds(bqm)
+    assert b.best <= offset and np.isfinite(b.best) and b.best >= offset - 1e-300
