@@ -12,18 +12,21 @@ Families (one layer of ``--rows`` rows per family and width; inputs ``N = 4 n`` 
 For each layer the table gives each method's loss above the best any method found (in %) and
 its seconds. Run: ``python benchmarks/heuristics.py --widths 128,256,512,1024 --rows 2``.
 
-``--proven N`` instead compares ``lns`` with the tree's proven optimum on one-row layers of width
-``N`` (six seeds each of the mixing and AR(1) families; the tree needs up to a minute a row at
-N = 64).
+``--proven N`` instead compares ``lns`` (seed 0) with the tree's proven optimum on one-row
+layers of width ``N`` (six seeds each of the mixing and AR(1) families and, at N = 64, ten rows
+each of ``benchmarks/exact.py``'s AR(1) and MLP layers; the tree needs up to a minute a row on
+the mixing rows at N = 64). Run: ``PYTHONPATH=. python benchmarks/heuristics.py --proven 64``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
 
+from benchmarks.exact import correlated_layer, mlp_layer
 from reference import fit_grid
 from solvers import METHODS, LayerProblem, solve
 
@@ -56,6 +59,38 @@ def family_layer(family: str, n: int, rows: int, seed: int = 0) -> LayerProblem:
     return LayerProblem(W, fit_grid(W, bits=4), X=X, name=f"{family}-{n}")
 
 
+def proven_rows(n: int):
+    """(name, one-row problem): six rows each of the mixing and AR(1) families above and, at
+    n = 64, rows 0-9 of ``benchmarks/exact.py``'s AR(1) layer and of the trained MLP's layer 0."""
+    for fam in ("mixing", "ar1"):
+        for seed in range(6):
+            yield f"{fam}-{n}-seed{seed}", family_layer(fam, n, 1, seed).row_bqm(0)
+    if n == 64:
+        for name, layer in (("exact-ar1", correlated_layer(64, 10, 0)), ("exact-mlp", mlp_layer(64, 10, 0))):
+            for k in range(10):
+                yield f"{name}-64-row{k}", layer.row_bqm(k)
+
+
+def print_proven(n: int, lns_options: str) -> None:
+    """``lns`` (seed 0, its defaults updated with ``lns_options``) against the tree's proven
+    optimum (its default budget) on :func:`proven_rows`; one line per row and a summary."""
+    opts = json.loads(lns_options)
+    gaps, cpu = [], 0.0
+    for name, bqm in proven_rows(n):
+        opt = solve(bqm, "tree")
+        if not opt.optimal:
+            print(f"{name:22} not proven", flush=True)
+            continue
+        t0 = time.process_time()
+        r = solve(bqm, "lns", **({"seed": 0} | opts))
+        cpu += time.process_time() - t0
+        gaps.append(100 * (r.energy - opt.energy) / opt.energy)
+        print(f"{name:22} lns {gaps[-1]:8.3f} % above the proven optimum", flush=True)
+    g = np.array(gaps)
+    print(f"{len(g)} proven rows: {int(np.sum(g <= 1e-9))} on the optimum, worst {g.max():.3f} %, "
+          f"{int(np.sum(g > 1))} above 1 %; lns CPU {cpu:.1f} s in all")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--widths", default="128,256,512,1024")
@@ -64,19 +99,10 @@ def main(argv=None) -> None:
     ap.add_argument("--rows", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--proven", type=int, metavar="N", help="lns against the tree's optimum at width N")
+    ap.add_argument("--lns-options", default="{}", help="with --proven: lns options as JSON, e.g. '{\"tree_nodes\": 0}'")
     a = ap.parse_args(argv)
     if a.proven:
-        for fam in ("mixing", "ar1"):
-            gaps = []
-            for seed in range(6):
-                p = family_layer(fam, a.proven, 1, seed)
-                opt = solve(p, "tree")
-                if not opt.optimal:
-                    gaps.append("unproven")
-                    continue
-                r = solve(p, "lns", seed=seed)
-                gaps.append(f"{100 * (r.energy - opt.energy) / opt.energy:.3f}%")
-            print(f"{fam:8} {a.proven:5}  lns above the proven optimum: {', '.join(gaps)}", flush=True)
+        print_proven(a.proven, a.lns_options)
         return
     methods = a.methods.split(",")
     print("family  width  " + "  ".join(f"{m:>16}" for m in methods) + "   (loss above best %, seconds)")

@@ -25,6 +25,7 @@ import sys
 import numpy as np
 
 from solvers import METHODS
+from solvers.tree import default_max_nodes
 
 from .harness import SchedulerError, aggregate, make_tasks, prob_name, problem_hash, run_tasks
 from .problem_files import ProblemFileError, load_layer
@@ -35,11 +36,11 @@ from .validation import available_cpus
 
 __all__ = ["main", "default_methods", "run_problem", "TREE_NODES"]
 
-#: Default node budget per row for ``tree`` in compare: deterministic (the same result on any
-#: machine), equal to ``solvers.tree.DEFAULT_MAX_NODES`` (its time per row: docs/performance.md,
-#: "The compare command"). It proves every 64-wide AR(1) and MLP row of ``benchmarks/exact.py``, not every
-#: mixing or low-rank one (docs/exact.md has the measurements).
-TREE_NODES = 50_000_000
+#: Default node budget per row for ``tree`` in compare: the tree's own width rule,
+#: :func:`solvers.tree.default_max_nodes` (deterministic: 5e7 nodes up to 64 variables, which
+#: proves every 64-wide AR(1) and MLP row of ``benchmarks/exact.py``; fewer on wider rows, which
+#: are not proven anyway; docs/performance.md, "Default budgets by width").
+TREE_NODES = default_max_nodes
 
 
 def default_methods() -> list[str]:
@@ -210,9 +211,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", help="comma-separated method names (default: every registered method)")
     p.add_argument("--seed", type=int, default=0, help="seed for the suites and every random method (default 0)")
     p.add_argument("--tree-nodes", type=int, default=None, metavar="N",
-                   help=f"node budget of the exact tree search per row (default {TREE_NODES:,}, or the suite's "
-                        "own budget, e.g. cnn's; deterministic; a row that needs more reports its best state and a "
-                        "proven bound, not an optimum)")
+                   help=f"node budget of the exact tree search per row (default: by the row's width n, "
+                        f"{default_max_nodes(64):,} up to n = 64, then 5e7 (64/n)^3 but at least 2048 n, e.g. "
+                        f"{default_max_nodes(384):,} at n = 384; or the suite's own budget, e.g. cnn's; "
+                        "deterministic; a row that needs more reports its best state and a proven bound, "
+                        "not an optimum)")
     p.add_argument("--jobs", type=int, default=None,
                    help="parallel worker processes (default: the number of cores; 1 runs serially)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="run the tasks on a Dask distributed cluster")
@@ -318,8 +321,8 @@ def main(argv=None) -> int:
     tasks, skipped = [], []
     for p in problems:
         opts = {k: dict(v) for k, v in own_options.get(id(p), {}).items()}
-        if args.tree_nodes is not None or "tree" not in opts:
-            opts["tree"] = {"max_nodes": args.tree_nodes or TREE_NODES}
+        if args.tree_nodes is not None:  # otherwise the suite's budget or the tree's width rule
+            opts["tree"] = {"max_nodes": args.tree_nodes}
         t, sk = make_tasks([p], methods, args.seed, opts)
         tasks += t
         skipped += sk

@@ -30,6 +30,7 @@ __all__ = [
     "Interval",
     "Array",
     "Passed",
+    "ByWidth",
     "available_cpus",
 ]
 
@@ -172,8 +173,28 @@ def check_loss_range(W, G, grid, X=None) -> None:
 # default behaviour). Values are checked, never converted: what the caller gave is what runs.
 
 
+class ByWidth:
+    """A default that depends on the width ``n`` of the QUBO it is used on (its number of
+    variables; on a layer, each row's): ``rule(n)``, stated in words by ``text`` (shown by
+    ``--help`` and the docs). A deterministic quantity of the problem, never of the clock."""
+
+    def __init__(self, rule, text: str):
+        self.rule, self.text = rule, text
+
+    def __call__(self, n: int):
+        return self.rule(int(n))
+
+    def __repr__(self) -> str:
+        return f"ByWidth({self.text})"
+
+
+#: Widths at which a :class:`ByWidth` default is checked against its declaration.
+_CHECK_WIDTHS = (0, 1, 2, 16, 64, 100, 384, 1024, 4608, 2**16)
+
+
 class Param:
-    """One declared option: its default and what values it accepts."""
+    """One declared option: its default and what values it accepts (a :class:`ByWidth` default
+    must give an accepted value at every width)."""
 
     def __init__(self, default=None, *, none: bool = False, doc: str = ""):
         self.default = default
@@ -181,6 +202,10 @@ class Param:
         self.doc = doc
 
     def check(self, value, name: str, others: dict | None = None) -> None:
+        if isinstance(value, ByWidth):
+            for n in _CHECK_WIDTHS:
+                self.check(value(n), f"{name} (at width {n})", others)
+            return
         if value is None:
             if not self.none:
                 raise ValueError(f"{name} must be {self.describe()}, found None")

@@ -20,10 +20,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from reference.validation import Integer, Interval, Param, Real
+from reference.validation import ByWidth, Integer, Interval, Param, Real
 
 __all__ = ["Method", "Outcome", "METHODS", "SHARED", "KINDS", "C_INT_MAX", "register", "method_names",
-           "resolve_options"]
+           "resolve_options", "at_width"]
 
 
 #: Largest value of a C ``int``: the samplers of dwave-samplers take their counts as one.
@@ -63,9 +63,11 @@ def _declare(method: str, options: dict) -> dict[str, Param]:
     return out
 
 
-def resolve_options(method: str, declared: dict[str, Param], given: dict) -> dict:
+def resolve_options(method: str, declared: dict[str, Param], given: dict, n: int | None = None) -> dict:
     """The declared defaults updated with ``given``, every given value checked against its
-    declaration; an unknown option is an error listing the accepted ones."""
+    declaration; an unknown option is an error listing the accepted ones. A default that depends
+    on the width (:class:`~reference.validation.ByWidth`) is evaluated at ``n`` when ``n`` is
+    given, and otherwise left for :func:`at_width` (a layer's rows differ in width)."""
     unknown = sorted(set(given) - set(declared))
     if unknown:
         raise ValueError(
@@ -79,7 +81,13 @@ def resolve_options(method: str, declared: dict[str, Param], given: dict) -> dic
     for name, p in declared.items():  # a default that a given option now contradicts
         if name not in given and isinstance(getattr(p, "low", None), str) and p.low in given:
             p.check(opts[name], f"{name} (its default)", opts)
-    return opts
+    return opts if n is None else at_width(opts, n)
+
+
+def at_width(opts: dict, n: int) -> dict:
+    """``opts`` with every width-dependent default (:class:`~reference.validation.ByWidth`)
+    replaced by its value for a QUBO of ``n`` variables."""
+    return {k: v(n) if isinstance(v, ByWidth) else v for k, v in opts.items()}
 
 
 @dataclass
@@ -109,8 +117,8 @@ class Method:
         """``{option: default}``."""
         return {name: p.default for name, p in self.params.items()}
 
-    def resolve_options(self, given: dict) -> dict:
-        return resolve_options(self.name, self.params, given)
+    def resolve_options(self, given: dict, n: int | None = None) -> dict:
+        return resolve_options(self.name, self.params, given, n)
 
     def check_size(self, n: int, opts: dict) -> None:
         """Refuse a problem with more variables than the option named by ``size_limit`` allows."""

@@ -8,7 +8,7 @@ import numpy as np
 
 from reference.validation import available_cpus, check_positive_int
 
-from ._registry import METHODS, Method, Outcome, method_names
+from ._registry import METHODS, Method, Outcome, at_width, method_names
 from .anneal import sampler_method
 from .bqm import BQM
 from .layer import LayerProblem
@@ -63,7 +63,7 @@ def _row_outcomes(problem: LayerProblem, m: Method, opts: dict, workers: int) ->
     jobs = []
     for k in range(problem.n_rows):
         bqm = problem.row_bqm(k)
-        row_opts = dict(opts)
+        row_opts = at_width(opts, bqm.n)  # width-dependent defaults: each row's own width
         if seeds is not None:
             row_opts["seed"] = seeds[k]
         jobs.append((bqm, row_opts))
@@ -181,7 +181,7 @@ def solve(problem, method="exhaustive", *, workers=1, **options) -> Result:
         if problem.n == 0:  # no variable: the one (empty) state is optimal, whatever the method
             run = lambda: Outcome(x=np.zeros(0, dtype=np.int8), optimal=True, status="optimal")  # noqa: E731
         else:
-            run = lambda: m.run(problem, **opts)  # noqa: E731
+            run = lambda: m.run(problem, **at_width(opts, problem.n))  # noqa: E731
         energy_of = problem.energy
     t0 = time.perf_counter()
     out = run()

@@ -9,11 +9,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from reference.validation import Passed
+from reference.validation import ByWidth, Passed
 
 from ._registry import Method, Outcome, register
 
-__all__ = ["simulated_annealing_sampler", "sampler_method"]
+__all__ = ["simulated_annealing_sampler", "sampler_method", "anneal_reads"]
+
+
+def anneal_reads(n: int) -> int:
+    """``anneal``'s default ``num_reads`` for a QUBO of ``n`` variables: 128 up to 64 variables,
+    then the same work per row (``num_reads * n^2 = 128 * 64^2`` sweeps of a dense row) down to
+    8 reads from 256 variables on. Chosen by measurement (docs/performance.md, "Default budgets
+    by width"): ``anneal`` is never the best per CPU second there (``tabu`` gets a lower loss
+    in less time on every family from 64 variables on), and 128 reads at n = 384 cost about
+    ten seconds a row."""
+    n = int(n)
+    return 128 if n <= 64 else max(8, round(128 * (64 / n) ** 2))
 
 
 def simulated_annealing_sampler():
@@ -50,8 +61,10 @@ def _sample(sampler, bqm, **kwargs) -> Outcome:
 
 
 @register("anneal", kind="qubo",
-          options={"num_reads": 128, "num_sweeps": 1000, "beta_range": None, "seed": 0},
-          summary="simulated annealing (dwave-samplers), best of num_reads")
+          options={"num_reads": ByWidth(anneal_reads, "128 up to n = 64, then 128 (64/n)^2, at least 8"),
+                   "num_sweeps": 1000, "beta_range": None, "seed": 0},
+          summary="simulated annealing (dwave-samplers), best of num_reads (by default 128, fewer on rows "
+                  "wider than 64 variables: same work per row, at least 8)")
 def _anneal(bqm, num_reads, num_sweeps, beta_range, seed) -> Outcome:
     kwargs = {"num_reads": int(num_reads), "num_sweeps": int(num_sweeps)}
     if beta_range is not None:

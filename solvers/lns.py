@@ -11,8 +11,10 @@ is small (``k`` up to a few dozen variables). Re-solving windows one after anoth
 the energy (the current window state is the tree's incumbent), so the search is monotone.
 
 * **Start**: the best of the fast heuristics: GPTQ's error-feedback rule in natural and
-  ``act_order`` order, each polished by 1-flip descent, and optionally tabu search
-  (dwave-samplers, deterministic restarts).
+  ``act_order`` order, the tree's best state after ``tree_nodes`` nodes (by default 1e6 up
+  to 64 variables, then ``max(6.4e7 / n, 1100 n)``: past its first leaves, :func:`start_tree_nodes`), and optionally tabu
+  search (dwave-samplers, deterministic restarts); each polished by 1-flip descent. The tree's
+  start nodes are not counted in ``max_nodes``.
 * **Windows by coupling strength**: a window grows from a seed variable by adding, one at a time,
   the variable with the largest total normalised coupling ``|P_ij| / sqrt(P_ii P_jj)`` to the
   variables already in it (for a layer row: the most correlated inputs). Seeds are visited in a
@@ -33,16 +35,17 @@ from functools import lru_cache
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from reference.validation import Choice, Integer
+from reference.validation import ByWidth, Choice, Integer
 
 from ._registry import Outcome, register
 from .baselines import gptq_rule
 from .tree import _descend, tree_search
 
-__all__ = ["lns", "coupling_window"]
+__all__ = ["lns", "coupling_window", "start_tree_nodes"]
 
 _STARTS = ("gptq", "tabu")
 _ENUMERATE = 12  # windows up to this size are enumerated, larger ones go to the tree
+START_NODES_PER_VARIABLE = 1100  # the tree's start state: past its first leaves (start_tree_nodes)
 
 
 @lru_cache(maxsize=_ENUMERATE + 1)
@@ -51,6 +54,17 @@ def _states(k: int) -> np.ndarray:
     V = ((np.arange(2**k)[:, None] >> np.arange(k)) & 1).astype(np.float64)
     V.setflags(write=False)
     return V
+
+
+def start_tree_nodes(n: int) -> int:
+    """Default ``tree_nodes`` of ``lns`` for a QUBO of ``n`` variables: 1e6 up to 64 variables,
+    then ``max(6.4e7 / n, 1100 n)``. The depth-first search expands 512 nodes a level, so its
+    first leaves come after about ``1024 (n - 10) + 2046 < 1100 n`` nodes, and its best state
+    there is a better start than tabu's on many rows (docs/performance.md, "Default budgets by
+    width"); 1e6 nodes at 64 variables put ``lns`` on the proven optimum of all 32 proven rows
+    measured there (131,072 left one 1.2 % above it)."""
+    n = int(n)
+    return 1_000_000 if n <= 64 else max(round(64_000_000 / n), START_NODES_PER_VARIABLE * n)
 
 
 def coupling_window(C: np.ndarray, seed_var: int, k: int) -> np.ndarray:
@@ -85,11 +99,14 @@ def _energy(P, q, v) -> float:
     return float(x @ P @ x + q @ x)
 
 
-def _elites(bqm, start: str, reads: int, seed) -> list[np.ndarray]:
-    """Distinct start states, best first: GPTQ's rule (both orders) and, with ``start="tabu"``,
-    ``reads`` tabu reads; each polished by 1-flip descent."""
+def _elites(bqm, start: str, reads: int, seed, tree_nodes: int = 0) -> list[np.ndarray]:
+    """Distinct start states, best first: GPTQ's rule (both orders), the tree's best state after
+    ``tree_nodes`` nodes (if > 0) and, with ``start="tabu"``, ``reads`` tabu reads; each polished
+    by 1-flip descent."""
     P, q = bqm.P, bqm.q
     cands = [gptq_rule(P, q, order=o) for o in ("natural", "act_order")]
+    if tree_nodes > 0:
+        cands.append(tree_search(P, q, 0.0, max_nodes=tree_nodes, root_bound=False).x)
     if start == "tabu":
         from dwave.samplers import TabuSampler
 
@@ -151,13 +168,13 @@ class _Search:
 
 def lns(bqm, *, window: int = 16, max_window: int = 32, window_nodes: int = 20_000,
         max_nodes: int = 20_000_000, start: str = "tabu", reads: int = 3, kicks: int = 32, kick: int = 6,
-        seed=0) -> Outcome:
+        seed=0, tree_nodes: int = 0) -> Outcome:
     """Large-neighbourhood search on a QUBO (module docs); returns an :class:`Outcome`."""
     P, q = bqm.P, bqm.q
     n = bqm.n
     if n == 0:
         return Outcome(x=np.zeros(0, dtype=np.int8), optimal=True, status="optimal")
-    elites = _elites(bqm, start, reads, seed)
+    elites = _elites(bqm, start, reads, seed, tree_nodes if n > max_window else 0)
     e_start = _energy(P, q, elites[0]) + bqm.c
     if n <= max_window:  # one window is the whole problem: the tree decides it
         res = tree_search(P, q, bqm.c, max_nodes=max_nodes, initial=elites[0])
@@ -240,11 +257,12 @@ def lns(bqm, *, window: int = 16, max_window: int = 32, window_nodes: int = 20_0
           options={"window": Integer(16, low=1), "max_window": Integer(32, low="window"),
                    "window_nodes": Integer(20_000, low=1), "max_nodes": Integer(20_000_000, low=1),
                    "start": Choice("tabu", _STARTS), "reads": Integer(3, low=1), "kicks": Integer(32, low=0),
-                   "kick": Integer(6, low=1), "seed": 0},
+                   "kick": Integer(6, low=1), "seed": 0, "tree_nodes": Integer(ByWidth(start_tree_nodes, "1e6 up to n = 64, then max(6.4e7 / n, 1100 n)"), low=0,
+                                         doc="tree nodes for the tree's start state (0: none)")},
           summary="large-neighbourhood search: windows of strongly coupled variables re-solved "
                   "exactly by the tree (deterministic work budget)")
-def _lns(bqm, window, max_window, window_nodes, max_nodes, start, reads, kicks, kick, seed) -> Outcome:
+def _lns(bqm, window, max_window, window_nodes, max_nodes, start, reads, kicks, kick, seed, tree_nodes) -> Outcome:
     with threadpool_limits(1):  # windows are tiny: BLAS threads only add start-up cost
         return lns(bqm, window=int(window), max_window=int(max_window), window_nodes=int(window_nodes),
                    max_nodes=int(max_nodes), start=start, reads=int(reads),
-                   kicks=int(kicks), kick=int(kick), seed=seed)
+                   kicks=int(kicks), kick=int(kick), seed=seed, tree_nodes=int(tree_nodes))

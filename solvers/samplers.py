@@ -19,7 +19,7 @@ from .bqm import BQM
 from .exhaustive import HARD_MAX_VARS, MAX_VARS, exhaustive_minimum, lowest_states
 from .least_squares import ORDERS
 from ._registry import METHODS
-from .tree import BOUNDS, DEFAULT_MAX_NODES, tree_search
+from .tree import BOUNDS, default_max_nodes, tree_search
 
 __all__ = ["ExhaustiveSampler", "TreeSampler"]
 
@@ -76,8 +76,8 @@ class ExhaustiveSampler(_ExactSampler):
 class TreeSampler(_ExactSampler):
     """Exact sampler by branch and bound on the triangular factor (:mod:`solvers.tree`).
 
-    Parameters of ``sample``: ``num_states`` (default 1), ``max_nodes`` (default None: 5e7
-    unless a ``time_limit`` is given alone), ``time_limit`` (seconds, default None), ``order`` and
+    Parameters of ``sample``: ``num_states`` (default 1), ``max_nodes`` (default None:
+    :func:`solvers.tree.default_max_nodes` of the width unless a ``time_limit`` is given alone), ``time_limit`` (seconds, default None), ``order`` and
     ``bound`` (see
     :func:`solvers.tree.tree_search`). On a limit the best states found are returned with
     ``info["optimal"] == False`` and ``info["lower_bound"]`` the proven bound.
@@ -92,7 +92,7 @@ class TreeSampler(_ExactSampler):
         METHODS["tree"].resolve_options({"max_nodes": max_nodes, "time_limit": time_limit, "order": order,
                                          "bound": bound})  # the tree method's declared checks
         if max_nodes is None and time_limit is None:
-            max_nodes = DEFAULT_MAX_NODES
+            max_nodes = default_max_nodes(model.n)
         res = tree_search(model.P, model.q, model.c, order=order, bound=bound,
                           num_states=num_states, max_nodes=max_nodes, time_limit=time_limit)
         info = {"optimal": res.optimal, "lower_bound": res.lower_bound, "status": res.status,

@@ -56,11 +56,28 @@ from .diagonal import sdp_diagonal
 from .least_squares import ORDERS, LeastSquaresForm, _pow2_scale, _unscale_bound, least_squares_form, nearest_plane
 from .result import Result
 
-__all__ = ["tree_search", "BOUNDS", "DIAGONALS", "DEFAULT_MAX_NODES"]
+__all__ = ["tree_search", "BOUNDS", "DIAGONALS", "DEFAULT_MAX_NODES", "default_max_nodes"]
 
 DIAGONALS = ("sdp", "uniform")
-#: Node limit of ``solve(..., "tree")`` when neither ``max_nodes`` nor ``time_limit`` is given.
+#: Node limit of ``solve(..., "tree")`` up to 64 variables when neither ``max_nodes`` nor
+#: ``time_limit`` is given (wider rows: :func:`default_max_nodes`).
 DEFAULT_MAX_NODES = 50_000_000
+#: Nodes per variable that a wide row's default budget keeps at least: the depth-first search
+#: reaches its first leaves after about ``2 * batch * n`` nodes (1,024 n at the default batch).
+NODES_PER_VARIABLE = 2048
+
+
+def default_max_nodes(n: int) -> int:
+    """The tree's default node budget for a QUBO of ``n`` variables (deterministic):
+    ``DEFAULT_MAX_NODES`` up to 64 variables (it proves every 64-wide AR(1) and MLP row), then
+    ``DEFAULT_MAX_NODES * (64 / n)^3`` but at least ``NODES_PER_VARIABLE * n``, and never more
+    than ``DEFAULT_MAX_NODES``. Wider rows are not proven anyway (none of 128 variables within
+    4e7 to 8e7 nodes) and their bound stops rising after about 1e5 nodes (docs/performance.md,
+    "Default budgets by width"): 6.25e6 nodes at n = 128, 7.9e5 at n = 384, 2.1e6 at n = 1024."""
+    n = int(n)
+    if n <= 64:
+        return DEFAULT_MAX_NODES
+    return int(min(DEFAULT_MAX_NODES, max(NODES_PER_VARIABLE * n, round(DEFAULT_MAX_NODES * (64 / n) ** 3))))
 BOUNDS = ("rows", "plain")
 _ROOT_BOUND_TIMED_MAX = 256  # with a time limit, no root box-QP bound above this size
 _SDP_MAX = 512  # above: the uniform shift (the Newton steps cost O(n^3) each)
@@ -329,9 +346,9 @@ def _tree_search(P, q, c, *, order, bound, num_states, max_nodes, time_limit, ba
                   "rewrite); proves optimality or returns its bound")
 def _tree(bqm, max_nodes, time_limit, order, bound, batch, diagonal) -> Outcome:
     # Limits mean what they say: a time_limit given alone governs (no hidden node limit); with
-    # neither limit the deterministic DEFAULT_MAX_NODES applies.
+    # neither limit the deterministic default_max_nodes(n) applies.
     if max_nodes is None and time_limit is None:
-        max_nodes = DEFAULT_MAX_NODES
+        max_nodes = default_max_nodes(bqm.n)
     res = tree_search(bqm.P, bqm.q, bqm.c, order=order, bound=bound, max_nodes=max_nodes,
                       time_limit=time_limit, batch=int(batch), diagonal=diagonal)
     info = {key: res.info[key] for key in ("nodes", "shift", "root_bound")}

@@ -12,10 +12,12 @@ import dimod
 import numpy as np
 import pytest
 
-from reference import harness
+from reference import fit_grid, harness
+from reference.harness import SLOW_FIRST, _submission_order, make_tasks, run_tasks
 from reference.compare import main
 from reference.store import ResultStore
 from reference.validation import available_cpus
+from solvers import LayerProblem
 
 ORLIB = os.path.join(os.path.dirname(__file__), "..", "data", "orlib", "bqp50.txt")
 BQP50_OPTIMA = [2098, 3702, 4626, 3544, 4012, 3693, 4520, 4216, 3780, 3507]
@@ -239,3 +241,18 @@ def test_csv_and_plot_outputs(tmp_path):
     assert len(lines) == 1 + 8 * 2
     png = plot_dir / "gap_vs_size.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_pool_starts_the_slow_methods_first_and_keeps_each_record_at_its_task():
+    rng = np.random.default_rng(0)
+    W = rng.normal(size=(2, 12))
+    wide = LayerProblem(W, fit_grid(W), X=rng.normal(size=(40, 12)), name="wide")
+    narrow = LayerProblem(W[:, :6], fit_grid(W[:, :6]), X=rng.normal(size=(40, 6)), name="narrow")
+    tasks, _ = make_tasks([narrow, wide], ["gptq", "tree", "lns", "nearest"], 0)
+    order = [(t.name, t.method) for _, t in _submission_order(list(enumerate(tasks)))]
+    assert SLOW_FIRST[:2] == ("lns", "tree")
+    assert order == [("wide", "lns"), ("narrow", "lns"), ("wide", "tree"), ("narrow", "tree"),
+                     ("wide", "gptq"), ("wide", "nearest"), ("narrow", "gptq"), ("narrow", "nearest")]
+    serial, pooled = run_tasks(tasks, jobs=1), run_tasks(tasks, jobs=2)
+    assert [(r["problem"], r["method"]) for r in pooled] == [(t.name, t.method) for t in tasks]
+    assert [r["value"] for r in pooled] == [r["value"] for r in serial]

@@ -5,8 +5,10 @@ import math
 import numpy as np
 import pytest
 
-from reference.validation import Array, Choice, Flag, Integer, Interval, Real
-from solvers import METHODS, method_names
+import solvers.anneal as anneal_module
+from reference import fit_grid
+from reference.validation import Array, ByWidth, Choice, Flag, Integer, Interval, Real
+from solvers import BQM, METHODS, LayerProblem, method_names, register, solve
 from solvers._registry import SHARED, resolve_options
 
 
@@ -91,3 +93,47 @@ def test_a_default_contradicted_by_a_given_option_is_refused():
     with pytest.raises(ValueError, match=r"max_window \(its default\) must be an integer >= window \(40\), found 32"):
         solve(bqm, "lns", window=40)
     assert solve(bqm, "lns", window=40, max_window=40).energy == -40.0
+
+
+def test_a_width_dependent_default_is_resolved_at_each_width():
+    """anneal's num_reads: 128 up to 64 variables, then 128 (64/n)^2 rounded, at least 8 (the
+    values below worked out by hand from that rule); a given value is never replaced."""
+    m = METHODS["anneal"]
+    for n, reads in ((1, 128), (64, 128), (65, 124), (100, 52), (128, 32), (181, 16), (256, 8), (384, 8), (4608, 8)):
+        assert m.resolve_options({}, n)["num_reads"] == reads
+    assert m.resolve_options({"num_reads": 3}, 384)["num_reads"] == 3
+    left = m.resolve_options({})["num_reads"]  # without a width: left for each row of a layer
+    assert isinstance(left, ByWidth) and left(100) == 52
+
+
+def test_the_front_door_gives_each_qubo_and_each_row_its_width_s_default(monkeypatch):
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(100, 100))
+    r = solve(BQM(A @ A.T / 100, rng.normal(size=100)), "anneal", num_sweeps=5)
+    assert r.info["reads"] == 52
+    # a layer whose second row has 64 of its 100 weights clipped at the grid's top (no variable):
+    # widths 99 (the largest weight of row 0 sits on the grid's end) and 36
+    W = rng.normal(size=(2, 100)) * 0.1
+    grid = fit_grid(W, bits=4)
+    W[1, :64] = 2 * grid.scale[1] * grid.qmax
+    p = LayerProblem(W, grid, X=rng.normal(size=(300, 100)))
+    seen = []
+    real = anneal_module._sample
+
+    def spy(sampler, bqm, **kw):
+        seen.append((bqm.n, kw["num_reads"]))
+        return real(sampler, bqm, **kw)
+
+    monkeypatch.setattr(anneal_module, "_sample", spy)
+    solve(p, "anneal", num_sweeps=5)
+    assert [len(f) for f in p.free] == [99, 36]
+    assert sorted(seen) == [(36, 128), (99, 53)]  # 128 (64/99)^2 = 53.5
+
+
+def test_a_width_rule_must_give_an_accepted_value_at_every_width():
+    bad = ByWidth(lambda n: 8 if n < 1000 else 0, "8 below 1000 variables, then 0")
+    with pytest.raises(ValueError, match=r"num_reads \(at width 1024\) must be an integer >= 1"):
+        Integer(bad, low=1).check(bad, "num_reads")
+    with pytest.raises(ValueError, match="default of k"):
+        register("_bad_width_rule", kind="qubo", summary="never registered", options={"k": Integer(bad, low=1)})
+    assert "_bad_width_rule" not in METHODS

@@ -229,3 +229,21 @@ def test_a_model_whose_only_coefficient_is_a_subnormal_offset_is_solved_exactly(
         assert r.optimal and r.energy == offset and r.lower_bound == offset, method
     b = lower_bounds(bqm)
     assert b.best <= offset and np.isfinite(b.best) and b.best >= offset - 1e-300
+
+
+def test_the_default_node_budget_shrinks_with_the_width_but_reaches_the_first_leaves(monkeypatch):
+    """5e7 up to 64 variables, 5e7 (64/n)^3 beyond, at least 2048 n (values by hand)."""
+    budget = tree_module.default_max_nodes
+    assert budget(1) == budget(64) == 50_000_000
+    assert budget(65) == round(5e7 * (64 / 65) ** 3) == 47_727_629
+    assert budget(128) == 6_250_000 and budget(256) == 781_250
+    assert budget(384) == 2048 * 384 and budget(1024) == 2048 * 1024
+    # the front door applies it with neither limit given (small constants make it observable)
+    monkeypatch.setattr(tree_module, "DEFAULT_MAX_NODES", 10**6)
+    monkeypatch.setattr(tree_module, "NODES_PER_VARIABLE", 1)
+    assert budget(70) == round(1e6 * (64 / 70) ** 3) == 764_268
+    monkeypatch.setattr(tree_module, "DEFAULT_MAX_NODES", 200)
+    monkeypatch.setattr(tree_module, "NODES_PER_VARIABLE", 2)
+    bqm = _hard_problem(n=70, seed=1)
+    r = solve(bqm, "tree")
+    assert not r.optimal and "max_nodes == 153" in r.status  # max(2 * 70, 200 (64/70)^3 = 152.9)
