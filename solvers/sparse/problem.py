@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import numpy as np
-from scipy.linalg import eigvalsh
+from scipy.linalg import LinAlgError, eigvalsh
 from threadpoolctl import threadpool_limits
 
 from reference.validation import Array, Real, as_float_array, available_cpus, check_positive_int
@@ -204,6 +204,9 @@ def largest_eigenvalue(Phi, G):
     n, K = Phi.shape
     M = Phi @ Phi.T if n < K else G  # same nonzero spectrum
     m = M.shape[0]
-    return float(eigvalsh(M, subset_by_index=[m - 1, m - 1])[0])
+    try:
+        return float(eigvalsh(M, subset_by_index=[m - 1, m - 1])[0])
+    except LinAlgError:  # LAPACK's syevr can fail on a cluster of equal eigenvalues (orthonormal atoms)
+        return float(eigvalsh(M)[-1])
 
 

@@ -506,3 +506,16 @@ def test_a_method_of_the_wrong_kind_is_refused():
 def test_sparse_problem_is_validated_in_its_constructor(args, message):
     with pytest.raises(ValueError, match=message):
         solvers.SparseProblem(*args)
+
+
+def test_the_step_survives_orthonormal_atoms_where_lapack_subset_eigensolver_fails():
+    """Found by hypothesis: scipy's eigvalsh(subset_by_index=...) raised LinAlgError on this
+    Q^T Q (ten equal eigenvalues); the step size now falls back to the full spectrum."""
+    rng = np.random.default_rng(208809)
+    K = int(rng.integers(1, 11))
+    Phi = np.linalg.qr(rng.normal(size=(10, 10)))[0][:, :K] * rng.choice([-1.0, 1.0], size=K)
+    X = rng.normal(size=(3, 10))
+    res = code(Phi, X, "l0", 0.0, "iht", n_nonzero=1, tol=1e-13, max_iter=200)
+    assert res.info["step"] == pytest.approx(1.0, rel=1e-12)  # ||Phi||_2^2 = 1
+    for i in range(3):
+        assert res.info["objective"][i] == pytest.approx(_best_k_sparse(Phi, X[i], 1), rel=1e-9, abs=1e-12)
