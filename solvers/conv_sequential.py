@@ -18,17 +18,15 @@ positions for every group), seeded.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from reference.validation import as_float_array
 from reference.grid import Grid
 
 from .layer import LayerProblem
-from .relaxation import DataTerm, relax, soft_weight_map
+from .relaxation import DataTerm, soft_weight_map
 from .result import Result
-from .sequential import _act, _relaxation_result, _relu_settings
+from .sequential import _act, _relax_eq25
 
 __all__ = ["ConvActivationLoss", "conv_activation_loss", "conv_asymmetric_relaxation"]
 
@@ -124,13 +122,7 @@ def conv_asymmetric_relaxation(W2, b, grid: Grid, P, P_hat, activation: str = "r
     if W2.shape[1] != f_in or W2.shape[0] % G:
         raise ValueError(f"W2 must have shape (C_out, {f_in}) with C_out divisible by groups = {G}, found {W2.shape}")
     b = as_float_array(b, "b", shape=(W2.shape[0],))
-    if not isinstance(grid, Grid):
-        raise ValueError(f"grid must be a reference.Grid, found {type(grid).__name__}")
-    _act(activation)
-    st = _relu_settings(preset, P.shape[0], "patches M", seed, lam=lam, beta=beta, schedule=schedule,
-                        warm_start=warm_start, iterations=iterations, lr=lr, batch_size=batch_size)
-    t0 = time.perf_counter()
-    term = ConvActivationLoss(W2, b, grid, P, P_hat, activation)
-    x, info = relax(term, st, batches=True, rng=np.random.default_rng(seed))
-    energy = conv_activation_loss(W2, b, term.problem.w_hat(x), P, P_hat, activation)
-    return _relaxation_result(x, energy, info, activation, time.perf_counter() - t0)
+    return _relax_eq25(lambda: ConvActivationLoss(W2, b, grid, P, P_hat, activation),
+                       lambda w_hat: conv_activation_loss(W2, b, w_hat, P, P_hat, activation),
+                       grid, activation, preset, P.shape[0], "patches M", seed, lam=lam, beta=beta,
+                       schedule=schedule, warm_start=warm_start, iterations=iterations, lr=lr, batch_size=batch_size)

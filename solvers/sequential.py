@@ -196,16 +196,23 @@ def asymmetric_relaxation(W, b, grid: Grid, X, X_hat, activation: str = "relu", 
     b = as_float_array(b, "b", shape=(W.shape[0],))
     X = as_float_array(X, "X", shape=(None, W.shape[1]))
     X_hat = as_float_array(X_hat, "X_hat", shape=X.shape)
+    return _relax_eq25(lambda: ActivationLoss(W, b, grid, X, X_hat, activation),
+                       lambda w_hat: activation_loss(W, b, w_hat, X, X_hat, activation),
+                       grid, activation, preset, X.shape[0], "samples N", seed, lam=lam, beta=beta,
+                       schedule=schedule, warm_start=warm_start, iterations=iterations, lr=lr, batch_size=batch_size)
+
+
+def _relax_eq25(make_term, loss, grid, activation, preset, n, what, seed, **settings) -> Result:
+    """The relaxation of an Eq. 25 data term (dense or convolution), checked before any work:
+    ``make_term()`` builds the term, ``loss(w_hat)`` recomputes Eq. 25 of the rounded weights."""
     if not isinstance(grid, Grid):
         raise ValueError(f"grid must be a reference.Grid, found {type(grid).__name__}")
     _act(activation)  # validates the name before any work
-    st = _relu_settings(preset, X.shape[0], "samples N", seed, lam=lam, beta=beta, schedule=schedule,
-                        warm_start=warm_start, iterations=iterations, lr=lr, batch_size=batch_size)
+    st = _relu_settings(preset, n, what, seed, **settings)
     t0 = time.perf_counter()
-    term = ActivationLoss(W, b, grid, X, X_hat, activation)
+    term = make_term()
     x, info = relax(term, st, batches=True, rng=np.random.default_rng(seed))
-    energy = activation_loss(W, b, term.problem.w_hat(x), X, X_hat, activation)
-    return _relaxation_result(x, energy, info, activation, time.perf_counter() - t0)
+    return _relaxation_result(x, loss(term.problem.w_hat(x)), info, activation, time.perf_counter() - t0)
 
 
 def _relu_settings(preset, n, what, seed, **overrides) -> dict:
