@@ -7,7 +7,7 @@ enough for exact enumeration). Problems also come from ``--problem FILE.npz`` (a
 (the local loss of Eq. 20 for a layer, the energy for a raw QUBO), gap to the best proven
 optimum in %, whether the method proved optimality, and seconds.
 
-The CLI is thin: it builds problems, hands tasks to :mod:`reference.harness`, and prints.
+The CLI is thin: it builds problems, hands tasks to :mod:`reference.compare.harness`, and prints.
 Exit status 0 on success, 2 on bad input (one ``error:`` line naming the file and the problem),
 130 when interrupted.
 """
@@ -32,7 +32,7 @@ from .problem_files import ProblemFileError, load_layer
 from .sources import load_config, load_qubo_file
 from .store import ResultStore, StoreError
 from .suites import REPORTS, SUITE_OPTIONS, SUITES
-from .validation import available_cpus
+from ..validation import available_cpus
 
 __all__ = ["main", "default_methods", "run_problem", "TREE_NODES"]
 
@@ -369,6 +369,3 @@ def main(argv=None) -> int:
         return _fail(f"cannot write output: {exc}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """The AdaRound paper's Tables 1, 2 and 4 in miniature, with the optimum of every QUBO beside them.
 
-``python -m reference.paper`` trains a small MLP on scikit-learn's digits (deterministically),
+``python -m reference.studies.paper`` trains a small MLP on scikit-learn's digits (deterministically),
 quantizes it at 4, 3 and 2 bits with every Hessian level and method of docs/math.md, and
 prints markdown tables of test accuracy and test task loss (mean +- std over seeds; a seed draws
 the calibration samples and seeds every stochastic method) with, for each method, the energy of
@@ -24,9 +24,9 @@ from solvers.bounds import roof_duality_bound
 from solvers.hessian import diagonal_hessian_layer, local_loss_layer, task_loss_qubo
 from solvers.sequential import quantize_network
 
-from .digits import load_digits
-from .grid import fit_grid
-from .network import train_mlp
+from ..digits import load_digits
+from ..grid import fit_grid
+from ..network import train_mlp
 from .paper_cnn import CNNSettings, format_cnn_tables, run_cnn_tables
 
 __all__ = ["PaperSettings", "run_paper_suite", "format_tables", "main"]
@@ -251,15 +251,15 @@ def format_tables(out: dict) -> str:
 
 
 def main(argv=None) -> int:
-    """The command line ``python -m reference.paper``: ``argv`` its arguments; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m reference.paper", description=__doc__.splitlines()[0])
+    """The command line ``python -m reference.studies.paper``: ``argv`` its arguments; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m reference.studies.paper", description=__doc__.splitlines()[0])
     parser.add_argument("--bits", type=int, nargs="+", default=[4, 3, 2])
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds (0 .. n-1; default 5, 2 with --cnn)")
     parser.add_argument("--iterations", type=int, default=10_000, help="AdaRound iterations per layer")
     parser.add_argument("--stochastic", type=int, default=100, help="stochastic roundings per seed")
     parser.add_argument("--full-digits", action="store_true", help="8x8 inputs (fan-in 64) instead of 4x4")
     parser.add_argument("--cnn", action="store_true",
-                        help="Tables 1 and 4 on the digits CNN (reference.paper_cnn) instead of the MLP; "
+                        help="Tables 1 and 4 on the digits CNN (reference.studies.paper_cnn) instead of the MLP; "
                              "--seeds defaults to 2 there")
     parser.add_argument("--tree-nodes", type=int, default=50_000, help="with --cnn: tree node budget per row")
     args = parser.parse_args(argv)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from reference import fit_grid, layer_loss
-from reference.compare import main
-from reference.problem_files import ProblemFileError, load_layer
+from reference.compare.cli import main
+from reference.compare.problem_files import ProblemFileError, load_layer
 from solvers import LayerProblem, solve
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from reference.digits import load_digits
-from reference.paper import PaperSettings, format_tables, run_paper_suite
+from reference.studies.paper import PaperSettings, format_tables, run_paper_suite
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """The V1 study's four claims (Rentzeperis et al. 2023) on dictionaries learned at scale.
 
-The dictionaries come from :mod:`reference.sparse_scale` (one per penalty and pool size, read
+The dictionaries come from :mod:`reference.studies.sparse_scale` (one per penalty and pool size, read
 from its checkpoint folder, optionally at an earlier stage ``batches``). For each one:
 
 1. *Claim 1, pool against pool* (``curve``, ``headline``, ``pool`` tables): relative error
@@ -8,12 +8,13 @@ from its checkpoint folder, optionally at an earlier stage ``batches``). For eac
    at multiples of the learning lambda, plus one point at the paper notebook's lambda
    (:data:`PAPER_LAM`, converted as in docs/sparse.md). ``headline``: at one pool size, the
    units l1 needs for the others' error and its error at their sparsity
-   (:func:`reference.sparse_study.headline_rows`). ``pool``: each penalty's error at
+   (:func:`reference.studies.sparse_study.headline_rows`). ``pool``: each penalty's error at
    ``level`` active units against pool size, and the pool l1 needs to reach each other
    penalty's error at its smallest pool (log-log interpolation; a bound when no l1 pool does).
 2. *Claim 2, orientation selectivity* (``tuning``): responses to drifting gratings
-   (:mod:`reference.gratings`), as sparse codes at the learning lambda and as linear filters;
-   the fraction of oriented units (``OSI >= 1/3``), the median OSI, silent units.
+   (:mod:`reference.gratings`), as sparse codes at the learning lambda (:func:`code_responses`)
+   and as linear filters; the fraction of oriented units (``OSI >= 1/3``), the median OSI,
+   silent units.
 3. *Claim 3, receptive-field diversity* (``shape``): Gabor fits (:mod:`reference.gabor`),
    Ringach's ``n_x, n_y``, subregions, the fraction of Gabor-like atoms (``r2 >= 0.5``),
    beside the mean active units the dictionary was learned at (the sparsity they are
@@ -25,17 +26,17 @@ from its checkpoint folder, optionally at an earlier stage ``batches``). For eac
    l1 and l1/2 at the best of :data:`_TUNE` times the lambda whose threshold matches l0's,
    raw and debiased (``lam_mult`` in the table). ``sub_exact``: the
    same at lambda 0.1 (codes of several atoms) on the 16 atoms each dictionary's own codes use
-   most, where all 2^16 supports are enumerated (:func:`reference.sparse_study.gap_rows`).
+   most, where all 2^16 supports are enumerated (:func:`reference.studies.sparse_study.gap_rows`).
 
 The whole study, learning included (resumable; every dictionary's learning and analysis is an
 independent job for ``--jobs`` processes or a Dask ``--scheduler``)::
 
-    python -m reference.sparse_v1 --study DIR --jobs 2 --out docs/figures/sparse --json v1.json
+    python -m reference.studies.sparse_v1 --study DIR --jobs 2 --out docs/figures/sparse --json v1.json
 
-It also learns CEL0, l1/2 and l1 at matched sparsity (:data:`reference.sparse_scale.MATCHED_LAM`,
+It also learns CEL0, l1/2 and l1 at matched sparsity (:data:`reference.studies.sparse_scale.MATCHED_LAM`,
 for claim 3) and analyses the copies of the 500-unit dictionaries kept after 400 and 1,000
 batches (table ``scale``: claim 1 against the scale of learning). ``--dicts DIR`` analyses
-dictionaries learned by :mod:`reference.sparse_scale`; ``--quick`` runs the whole study on 8x8
+dictionaries learned by :mod:`reference.studies.sparse_scale`; ``--quick`` runs the whole study on 8x8
 patches and small pools (seconds).
 """
 
@@ -49,11 +50,12 @@ import numpy as np
 
 from solvers.sparse import code, exact_l0, least_squares_on_supports
 
-from .gabor import fit_gabors
-from .gratings import code_responses, grating_set, linear_responses, tuning
-from .patches import PatchStream
-from .sparse import objective
-from .harness import executor
+from ..gabor import fit_gabors
+from ..gratings import grating_set, linear_responses, tuning
+from ..patches import PatchStream
+from ..sparse import objective
+from ..validation import as_float_array
+from ..compare.harness import executor
 from .sparse_scale import (LEARN_LAM, PENALTY_ORDER, LearnTask, load_learned, matched_tasks, paper_tasks, run_learning,
                            whitened_images)
 from .sparse_study import gap_rows, headline_rows, interp
@@ -124,6 +126,16 @@ def pool_rows(curves, level: float) -> list[dict]:
                      "l1_errors": {int(k): float(e) for k, e in l1}, "l1_pool": pool, "l1_pool_bound": bound,
                      "pool_ratio": pool / K0})
     return rows
+
+
+def code_responses(Phi, stimuli, penalty: str, lam: float, **options) -> np.ndarray:
+    """``R[k, i, j] = mean_p |a_k|``, the sparse code of each frame (FISTA unless ``method`` is given)."""
+    Phi = as_float_array(Phi, "Phi", ndim=2)
+    S = as_float_array(stimuli, "stimuli", ndim=4)
+    nt, nf, npz, n = S.shape
+    method = options.pop("method", "fista")
+    A = code(Phi, S.reshape(-1, n), penalty, lam, method, **options).x
+    return np.abs(A).reshape(nt, nf, npz, -1).mean(axis=2).transpose(2, 0, 1)
 
 
 def _tuning_rows(Phi, pen, K, stim, fista, lam):
@@ -213,7 +225,7 @@ def _exact_rows(Phi, X, pen_dict, K, tune):
 
 
 def _sub_exact_rows(Phi, X, pen, K, tune, n_atoms=16, lam=0.1):
-    """:func:`reference.sparse_study.gap_rows` on the ``n_atoms`` atoms the penalty's own codes use most.
+    """:func:`reference.studies.sparse_study.gap_rows` on the ``n_atoms`` atoms the penalty's own codes use most.
 
     A proven optimum at a realistic lambda (codes of several atoms), on a sub-dictionary.
     """
@@ -293,10 +305,10 @@ def analyse(folder, batches=None, quick=False, out_dir=None, seed=0, tasks=None,
             curves_only=False, sweep=None, jobs: int = 1, scheduler: str | None = None, matched=(), scale=()):
     """Rows of every table (key ``"table"``) for the dictionaries in ``folder``; figures in ``out_dir``.
 
-    ``tasks`` (default :func:`reference.sparse_scale.paper_tasks`) are analysed in full (claims 1
+    ``tasks`` (default :func:`reference.studies.sparse_scale.paper_tasks`) are analysed in full (claims 1
     to 4; ``curves_only``: claim 1 alone, e.g. for the larger pools; such runs combine with a
     full one through :func:`merge`); ``matched`` tasks (dictionaries learned at matched
-    sparsity, :func:`reference.sparse_scale.matched_tasks`) get gratings and Gabor fits (claims
+    sparsity, :func:`reference.studies.sparse_scale.matched_tasks`) get gratings and Gabor fits (claims
     2 and 3); for every count in ``scale`` the smallest pool's copies kept after that many
     batches get the claim-1 curves (table ``scale``). Each dictionary's analysis is a separate
     job: ``jobs`` processes or a Dask ``scheduler`` run them, with the same rows.
@@ -350,8 +362,8 @@ def study(folder, out_dir=None, quick: bool = False, jobs: int = 1, scheduler: s
           images=None, progress=None, batches: int = 4000) -> list[dict]:
     """The whole V1 study: learn every dictionary (resuming what ``folder`` holds), then analyse.
 
-    Learns :func:`reference.sparse_scale.paper_tasks` (every penalty at 500 and 1,000 units, l1
-    at 2,000) and :func:`reference.sparse_scale.matched_tasks`, keeping copies after 400 and
+    Learns :func:`reference.studies.sparse_scale.paper_tasks` (every penalty at 500 and 1,000 units, l1
+    at 2,000) and :func:`reference.studies.sparse_scale.matched_tasks`, keeping copies after 400 and
     1,000 batches; then :func:`analyse` on all of them. The last row (table ``study``) gives the
     wall and CPU seconds of both steps.
     """
@@ -487,11 +499,11 @@ def main(argv=None) -> int:
     import json
     import tempfile
 
-    p = argparse.ArgumentParser(prog="python -m reference.sparse_v1",
-                                description="The V1 study's claims 1-4 on dictionaries from reference.sparse_scale")
+    p = argparse.ArgumentParser(prog="python -m reference.studies.sparse_v1",
+                                description="The V1 study's claims 1-4 on dictionaries from reference.studies.sparse_scale")
     p.add_argument("--study", metavar="FOLDER", help="the whole study: learn every dictionary into FOLDER "
                    "(resuming what it holds), then analyse them all (with --jobs or --scheduler)")
-    p.add_argument("--dicts", help="checkpoint folder of python -m reference.sparse_scale")
+    p.add_argument("--dicts", help="checkpoint folder of python -m reference.studies.sparse_scale")
     p.add_argument("--batches", type=int, default=None, help="analyse the copies kept at this stage")
     p.add_argument("--out", default=None, help="folder for the PNG figures")
     p.add_argument("--json", default=None, help="write the rows as JSON")

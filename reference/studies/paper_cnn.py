@@ -1,6 +1,6 @@
 """The paper's Tables 1 and 4 on the digits CNN (:mod:`reference.cnn`): real convolutions.
 
-``python -m reference.paper --cnn`` (or ``python -m reference.compare --suite paper-cnn``) trains
+``python -m reference.studies.paper --cnn`` (or ``python -m reference.compare --suite paper-cnn``) trains
 the CNN (seed 0, 40 epochs), draws calibration images per seed and quantizes it at 4, 3 and 2
 bits:
 
@@ -29,9 +29,9 @@ import solvers
 from solvers.conv_sequential import conv_asymmetric_relaxation
 from solvers.sequential import asymmetric_relaxation
 
-from .cnn import cnn_calibration, digits_cnn, digits_images
-from .conv import _pad, _patches_all
-from .grid import fit_grid
+from ..cnn import cnn_calibration, digits_cnn, digits_images
+from ..conv import _pad, _patches_all
+from ..grid import fit_grid
 
 __all__ = ["CNNSettings", "run_cnn_tables", "format_cnn_tables"]
 
@@ -116,7 +116,7 @@ def _run(st: CNNSettings, progress) -> dict:
             say(f"CNN, {bits} bits, seed {seed}")
             X, y = cnn_calibration(data, seed, st.n_calibration)
             inputs = net.layer_inputs(X)
-            local = [net.layer_problem(k, X, grids[k], inputs=inputs[k]) for k in range(L)]
+            local = [solvers.cnn_layer_problem(net, k, X, grids[k], inputs=inputs[k]) for k in range(L)]
             best = _Best(local)
             ar = dict(st.adaround, seed=seed)
 

@@ -2,7 +2,7 @@
 
 A task is one (problem, method, options, seed). Tasks are independent: each result depends only
 on its inputs, so serial, process-parallel (``jobs > 1``) and Dask (``scheduler``) runs give the
-same numbers (wall times aside). Finished tasks go to a :class:`~reference.store.ResultStore`
+same numbers (wall times aside). Finished tasks go to a :class:`~reference.compare.store.ResultStore`
 as they complete when one is given, and tasks already in it are not run again.
 """
 
@@ -21,7 +21,7 @@ from tqdm import tqdm
 from solvers import METHODS, ConvProblem, LayerProblem, solve
 
 from .store import task_key
-from .validation import available_cpus
+from ..validation import available_cpus
 
 __all__ = ["Task", "problem_hash", "problem_kind", "make_tasks", "run_task", "run_tasks", "aggregate",
            "executor", "SchedulerError", "SCHEDULER_TIMEOUT"]

@@ -16,7 +16,7 @@ per table row; key ``"table"`` names the table) and, with ``out_dir``, saves the
     l0-like penalty; at equal sparsity, how much larger l1's error is.
 (c) figures: learned atoms as an image grid per penalty, and the error/sparsity curves.
 
-Run it with ``python -m reference.sparse_study --out docs/figures/sparse`` (or through
+Run it with ``python -m reference.studies.sparse_study --out docs/figures/sparse`` (or through
 ``python -m reference.compare --suite sparse``).
 """
 
@@ -29,8 +29,8 @@ import numpy as np
 
 from solvers.sparse import code, learn_dictionary, least_squares_on_supports
 
-from .patches import natural_images, whiten_images, extract_patches
-from .sparse import objective
+from ..patches import natural_images, whiten_images, extract_patches
+from ..sparse import objective
 
 __all__ = ["atom_grid", "format_tables", "gap_rows", "headline_rows", "interp", "pyplot", "run_sparse_suite"]
 

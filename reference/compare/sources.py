@@ -1,7 +1,7 @@
 """Problem sources for the compare command: raw QUBO files and generator sweeps (TOML).
 
-Layer files (``.npz``) are read by :mod:`reference.problem_files`. Every reader refuses a bad
-file with a :class:`~reference.problem_files.ProblemFileError` naming the file and the problem.
+Layer files (``.npz``) are read by :mod:`reference.compare.problem_files`. Every reader refuses a bad
+file with a :class:`~reference.compare.problem_files.ProblemFileError` naming the file and the problem.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 from solvers import BQM, LayerProblem
 from solvers.orlib import parse_bqp
 
-from .grid import fit_grid
+from ..grid import fit_grid
 from .problem_files import ProblemFileError
 from .suites import correlated_layer
 
@@ -113,7 +113,7 @@ def load_config(path: str):
     Keys (lists are swept): ``fan_in``, ``bits``, ``rho`` (AR(1) input correlation, in [0, 1)),
     ``samples_per_input`` (N = that times fan_in), ``seeds``; scalars ``out`` (rows),
     ``per_row``, ``symmetric``, ``name``. Layers come from
-    :func:`reference.suites.correlated_layer` with the paper's MSE grid.
+    :func:`reference.compare.suites.correlated_layer` with the paper's MSE grid.
 
     Refused before any layer is built: a repeated value in a list, a problem given by two
     tables, negative seeds, more than :data:`MAX_SWEEP_PROBLEMS` problems, a layer of more than

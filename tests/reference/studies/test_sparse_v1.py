@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from reference.sparse_v1 import main, pool_rows, scale_rows
+from reference.studies.sparse_v1 import main, pool_rows, scale_rows
 
 
 def _curve(pen, K, pts):
