@@ -34,14 +34,7 @@ from .store import ResultStore, StoreError
 from .suites import REPORTS, SUITE_OPTIONS, SUITES
 from ..validation import available_cpus
 
-__all__ = ["main", "default_methods", "run_problem", "TREE_NODES"]
-
-#: Default node budget per row for ``tree`` in compare: the tree's own width rule,
-#: :func:`solvers.tree.default_max_nodes` (deterministic: 5e7 nodes up to 64 variables, which
-#: proves every 64-wide AR(1) and MLP row of ``benchmarks/exact.py``; fewer on wider rows, which
-#: are not proven anyway; docs/performance.md, "Default budgets by width").
-TREE_NODES = default_max_nodes
-
+__all__ = ["main", "default_methods", "run_problem"]
 
 def default_methods() -> list[str]:
     """Every registered QUBO and layer method: exact ones first, then the others in registration order."""

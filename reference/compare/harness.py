@@ -9,7 +9,6 @@ as they complete when one is given, and tasks already in it are not run again.
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
@@ -337,9 +336,3 @@ def aggregate(problems, records, methods) -> list[dict]:
                "lower_bound": lower, "results": results}
         out.append(rec)
     return out
-
-
-def canonical(rec: dict) -> str:
-    """A record without its wall time, as canonical JSON (to compare runs)."""
-    r = {k: v for k, v in rec.items() if k != "seconds"}
-    return json.dumps(r, sort_keys=True)
