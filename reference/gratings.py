@@ -13,7 +13,7 @@ training patches, :mod:`reference.patches`).
 
 A unit's response to a drifting grating is the mean over the phases of ``|a_k|``, its
 coefficient in the sparse code of each frame (the model's own, competitive responses:
-:func:`reference.studies.sparse_v1.code_responses`, which runs a sparse coder), or of
+:func:`reference.studies.v1_fields.code_responses`, which runs a sparse coder), or of
 ``|phi_k^T g|`` for the atom as a linear filter (:func:`linear_responses`). From the
 responses ``R(theta, f)``:
 

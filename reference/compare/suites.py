@@ -83,25 +83,26 @@ SUITES = {"default": default_suite, "cnn": cnn_suite}
 SUITE_OPTIONS = {"cnn": {"tree": {"max_nodes": 100_000}}}
 
 
-def _paper_report(seed: int = 0, plot_dir=None):
+def _paper_report(seed: int = 0, plot_dir=None, progress: bool = False):
     """Tables 1, 2 and 4 of the paper in miniature (reference.studies.paper), seeds ``seed .. seed+4``."""
-    out = paper.run_paper_suite(paper.PaperSettings(seeds=tuple(range(seed, seed + 5))))
+    out = paper.run_paper_suite(paper.PaperSettings(seeds=tuple(range(seed, seed + 5))), progress=progress)
     return paper.format_tables(out), out
 
 
-def _sparse_report(seed: int = 0, plot_dir=None):
+def _sparse_report(seed: int = 0, plot_dir=None, progress: bool = False):
     """Sparse coding beyond l1 against the exact l0 optimum (reference.studies.sparse_study); the
     figures go to ``plot_dir`` when given."""
-    rows = sparse_study.run_sparse_suite(seed, out_dir=plot_dir)
+    rows = sparse_study.run_sparse_suite(seed, out_dir=plot_dir, progress=progress)
     return sparse_study.format_tables(rows), rows
 
 
-def _paper_cnn_report(seed: int = 0, plot_dir=None):
+def _paper_cnn_report(seed: int = 0, plot_dir=None, progress: bool = False):
     """Tables 1 and 4 of the paper on the digits CNN (reference.studies.paper_cnn), seeds ``seed, seed+1``."""
-    out = paper_cnn.run_cnn_tables(paper_cnn.CNNSettings(seeds=(seed, seed + 1)))
+    out = paper_cnn.run_cnn_tables(paper_cnn.CNNSettings(seeds=(seed, seed + 1)), progress=progress)
     return paper_cnn.format_cnn_tables(out), out
 
 
-#: Studies that are not lists of problems: ``name -> (seed, plot_dir) -> (text, data)``, run by
-#: ``python -m reference.compare --suite NAME`` and printed as their own tables.
+#: Studies that are not lists of problems: ``name -> (seed, plot_dir, progress) -> (text, data)``,
+#: run by ``python -m reference.compare --suite NAME`` and printed as their own tables
+#: (``progress``: a tqdm bar of the study's steps on stderr).
 REPORTS = {"paper": _paper_report, "paper-cnn": _paper_cnn_report, "sparse": _sparse_report}

@@ -30,8 +30,9 @@ from solvers.conv_sequential import conv_asymmetric_relaxation
 from solvers.sequential import asymmetric_relaxation
 
 from ..cnn import cnn_calibration, digits_cnn, digits_images
-from ..conv import _pad, _patches_all
+from ..conv import patches_all
 from ..grid import fit_grid
+from .progress import progress_bar
 
 __all__ = ["CNNSettings", "run_cnn_tables", "format_cnn_tables"]
 
@@ -81,119 +82,154 @@ def _best_qubo(problem, st, seed):
 
 def _patches(A, geo):
     Ho, Wo = geo.output_size(A.shape[2], A.shape[3])
-    return _patches_all(_pad(A, geo), geo, Ho, Wo), Ho * Wo
+    return patches_all(A, geo), Ho * Wo
 
 
-def run_cnn_tables(settings: CNNSettings | None = None, progress=None) -> dict:
+def run_cnn_tables(settings: CNNSettings | None = None, progress: bool = False) -> dict:
     """Run Tables 1 and 4 on the CNN; rows keyed ``(table, bits, name)`` with per-seed metric lists
     (``acc``, ``loss``, ``energy``, ``gap``, ``gap_to``, ``bound``). BLAS runs on one thread
-    (the products are small; results do not depend on it)."""
+    (the products are small; results do not depend on it). ``progress`` shows a bar of the
+    (bits, seed) steps on stderr."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1, user_api="blas"):
         return _run(settings or CNNSettings(), progress)
 
 
-def _run(st: CNNSettings, progress) -> dict:
-    say = progress or (lambda *_: None)
-    t0 = time.perf_counter()
-    net, data = digits_cnn(0)
-    Xt, yt = digits_images(data.X_test), data.y_test
-    rows: dict = {}
+class _Rows:
+    """The recorded rows and the float network's test set that scores each quantized network."""
 
-    def add(table, bits, name, **m):
-        r = rows.setdefault((table, bits, name), {})
+    def __init__(self, net, Xt, yt):
+        self.rows: dict = {}
+        self.net, self.Xt, self.yt = net, Xt, yt
+
+    def add(self, table, bits, name, **m):
+        r = self.rows.setdefault((table, bits, name), {})
         for key, val in m.items():
             r.setdefault(key, []).append(val)
 
-    def evaluate(q):
-        return {"acc": 100 * q.accuracy(Xt, yt), "loss": q.loss(Xt, yt)}
+    def evaluate(self, q) -> dict:
+        return {"acc": 100 * q.accuracy(self.Xt, self.yt), "loss": q.loss(self.Xt, self.yt)}
 
+
+@dataclass
+class _Step:
+    """One (bits, seed) step: calibration images, grids, each layer's inputs and Eq. 20 problem."""
+
+    bits: int
+    seed: int
+    X: np.ndarray
+    y: np.ndarray
+    grids: list
+    inputs: list
+    local: list
+    ar: dict
+
+
+def _run(st: CNNSettings, progress: bool) -> dict:
+    t0 = time.perf_counter()
+    net, data = digits_cnn(0)
+    out = _Rows(net, digits_images(data.X_test), data.y_test)
     L = net.n_layers
-    for bits in st.bits:
-        grids = [fit_grid(net.rows(k), bits=bits) for k in range(L)]
-        for seed in st.seeds:
-            say(f"CNN, {bits} bits, seed {seed}")
+    grids = {bits: [fit_grid(net.rows(k), bits=bits) for k in range(L)] for bits in st.bits}
+    with progress_bar(len(st.bits) * len(st.seeds), progress, "paper-cnn") as bar:
+        for bits, seed in [(bits, seed) for bits in st.bits for seed in st.seeds]:
+            bar.set_postfix_str(f"{bits} bits, seed {seed}")
             X, y = cnn_calibration(data, seed, st.n_calibration)
             inputs = net.layer_inputs(X)
-            local = [solvers.cnn_layer_problem(net, k, X, grids[k], inputs=inputs[k]) for k in range(L)]
-            best = _Best(local)
-            ar = dict(st.adaround, seed=seed)
+            local = [solvers.cnn_layer_problem(net, k, X, grids[bits][k], inputs=inputs[k]) for k in range(L)]
+            step = _Step(bits, seed, X, y, grids[bits], inputs, local, dict(st.adaround, seed=seed))
+            _table1(out, st, step)
+            _table4(out, st, step)
+            _table4_eq25(out, st, step)
+            bar.update()
+    return {"rows": out.rows, "settings": st, "seconds": time.perf_counter() - t0, "float": out.evaluate(net)}
 
-            # ------------------------------------------------------------ Table 1: first conv only
-            p0 = local[0]
-            opt = solvers.solve(p0, "exhaustive")
-            assert opt.optimal
-            t1 = []
-            for name in ("nearest", "floor", "ceil"):
-                r = solvers.solve(p0, name)
-                t1.append((name, r.x, r.energy))
-            draws = []
-            for j in range(st.n_stochastic):
-                r = solvers.solve(p0, "stochastic", seed=int(seed) * 1000 + j)
-                q = net.with_weights(0, p0.w_hat(r.x))
-                draws.append((q.loss(X, y), evaluate(q), r.energy))
-            for _, m, e in draws:
-                add("1", bits, "stochastic (all draws)", **m, energy=e, gap=e - opt.energy, gap_to="optimum",
-                    bound=None)
-            _, m, e = min(draws, key=lambda d: d[0])
-            add("1", bits, "stochastic (best of draws on calibration loss)", **m, energy=e, gap=e - opt.energy,
+
+def _table1(out: _Rows, st: CNNSettings, step: _Step) -> None:
+    """Table 1, the first convolution only, against its proven optimum (fan-in 9: enumerated)."""
+    net, bits, seed, X, y = out.net, step.bits, step.seed, step.X, step.y
+    p0 = step.local[0]
+    opt = solvers.solve(p0, "exhaustive")
+    assert opt.optimal
+    t1 = []
+    for name in ("nearest", "floor", "ceil"):
+        r = solvers.solve(p0, name)
+        t1.append((name, r.x, r.energy))
+    draws = []
+    for j in range(st.n_stochastic):
+        r = solvers.solve(p0, "stochastic", seed=int(seed) * 1000 + j)
+        q = net.with_weights(0, p0.w_hat(r.x))
+        draws.append((q.loss(X, y), out.evaluate(q), r.energy))
+    for _, m, e in draws:
+        out.add("1", bits, "stochastic (all draws)", **m, energy=e, gap=e - opt.energy, gap_to="optimum",
+                bound=None)
+    _, m, e = min(draws, key=lambda d: d[0])
+    out.add("1", bits, "stochastic (best of draws on calibration loss)", **m, energy=e, gap=e - opt.energy,
+            gap_to="optimum", bound=None)
+    r = solvers.solve(p0, "adaround", **step.ar)
+    t1.append(("relaxation (adaround, Eq. 20)", r.x, r.energy))
+    t1.append(("Eq. 20 QUBO, exact (exhaustive)", opt.x, opt.energy))
+    for name, x, e in t1:
+        out.add("1", bits, name, **out.evaluate(net.with_weights(0, p0.w_hat(x))), energy=e, gap=e - opt.energy,
                 gap_to="optimum", bound=None)
-            r = solvers.solve(p0, "adaround", **ar)
-            t1.append(("relaxation (adaround, Eq. 20)", r.x, r.energy))
-            t1.append(("Eq. 20 QUBO, exact (exhaustive)", opt.x, opt.energy))
-            for name, x, e in t1:
-                add("1", bits, name, **evaluate(net.with_weights(0, p0.w_hat(x))), energy=e, gap=e - opt.energy,
-                    gap_to="optimum", bound=None)
 
-            # ------------------------------------------------------------ Table 4: all layers, in order
-            plans = {}
-            near = [solvers.solve(p, "nearest").x for p in local]
-            relax = [solvers.solve(p, "adaround", **ar).x for p in local]
-            qubo = [_best_qubo(p, st, seed) for p in local]
-            for k, p in enumerate(local):
-                for x in (near[k], relax[k], qubo[k][0]):
-                    best.see(k, p, x)
-                best.proven[k] = qubo[k][1]
-                best.bound[k] = qubo[k][3]
-            plans["nearest"] = near
-            plans["layer-wise (Eq. 20), relaxation (adaround)"] = relax
-            plans["layer-wise (Eq. 20), QUBO (tree + anneal, best per row)"] = [q[0] for q in qubo]
-            all_proven = all(q[2] for q in qubo)
-            best_total = float(sum(r.sum() for r in best.rows))
-            bound_total = float(sum(q[3] for q in qubo))
-            for name, xs in plans.items():
-                q = net
-                for k in range(L):
-                    q = q.with_weights(k, local[k].w_hat(xs[k]))
-                e = float(sum(local[k].loss(xs[k]) for k in range(L)))
-                add("4", bits, name, **evaluate(q), energy=e, gap=e - best_total,
-                    gap_to="optimum" if all_proven else "best known", bound=None if all_proven else bound_total)
 
-            # Eq. 25 with ReLU (identity on the logits), sequential on the quantized network's inputs
-            q = net
-            e25 = 0.0
-            float_inputs = inputs
-            for k in range(L):
-                x_hat = q.layer_inputs(X)[k]
-                b = np.asarray(net.biases[k])
-                act = "relu" if k < L - 1 else "identity"
-                opts = {kk: v for kk, v in ar.items()}
-                if k < net.n_conv:
-                    geo = net.geometries[k]
-                    P, pos = _patches(float_inputs[k], geo)
-                    P_hat, _ = _patches(x_hat, geo)
-                    run = conv_asymmetric_relaxation(net.rows(k), b, grids[k], P, P_hat, act,
-                                                     batch_size=min(P.shape[0], st.batch_images * pos), **opts)
-                    e25 += run.loss
-                else:
-                    run = asymmetric_relaxation(net.rows(k), b, grids[k], float_inputs[k], x_hat, act,
-                                                batch_size=st.batch_images, **opts)
-                    e25 += run.loss
-                q = q.with_weights(k, local[k].w_hat(run.x))
-            add("4", bits, "asymmetric + ReLU (Eq. 25), relaxation (adaround)", **evaluate(q), energy=e25,
-                gap=np.nan, gap_to="n/a (not a QUBO)", bound=None)
-    return {"rows": rows, "settings": st, "seconds": time.perf_counter() - t0, "float": evaluate(net)}
+def _table4(out: _Rows, st: CNNSettings, step: _Step) -> None:
+    """Table 4 on Eq. 20, all layers in order: nearest, the relaxation, and the QUBO (tree + anneal),
+    each against the best per row any of them reached (the optimum where the tree proves every row)."""
+    net, local, L = out.net, step.local, out.net.n_layers
+    best = _Best(local)
+    plans = {}
+    near = [solvers.solve(p, "nearest").x for p in local]
+    relax = [solvers.solve(p, "adaround", **step.ar).x for p in local]
+    qubo = [_best_qubo(p, st, step.seed) for p in local]
+    for k, p in enumerate(local):
+        for x in (near[k], relax[k], qubo[k][0]):
+            best.see(k, p, x)
+        best.proven[k] = qubo[k][1]
+        best.bound[k] = qubo[k][3]
+    plans["nearest"] = near
+    plans["layer-wise (Eq. 20), relaxation (adaround)"] = relax
+    plans["layer-wise (Eq. 20), QUBO (tree + anneal, best per row)"] = [q[0] for q in qubo]
+    all_proven = all(q[2] for q in qubo)
+    best_total = float(sum(r.sum() for r in best.rows))
+    bound_total = float(sum(q[3] for q in qubo))
+    for name, xs in plans.items():
+        q = net
+        for k in range(L):
+            q = q.with_weights(k, local[k].w_hat(xs[k]))
+        e = float(sum(local[k].loss(xs[k]) for k in range(L)))
+        out.add("4", step.bits, name, **out.evaluate(q), energy=e, gap=e - best_total,
+                gap_to="optimum" if all_proven else "best known", bound=None if all_proven else bound_total)
+
+
+def _table4_eq25(out: _Rows, st: CNNSettings, step: _Step) -> None:
+    """Table 4's Eq. 25 row with ReLU (identity on the logits), sequential on the quantized
+    network's inputs: not a QUBO, so no gap."""
+    net, local, L = out.net, step.local, out.net.n_layers
+    q = net
+    e25 = 0.0
+    float_inputs = step.inputs
+    for k in range(L):
+        x_hat = q.layer_inputs(step.X)[k]
+        b = np.asarray(net.biases[k])
+        act = "relu" if k < L - 1 else "identity"
+        opts = {kk: v for kk, v in step.ar.items()}
+        if k < net.n_conv:
+            geo = net.geometries[k]
+            P, pos = _patches(float_inputs[k], geo)
+            P_hat, _ = _patches(x_hat, geo)
+            run = conv_asymmetric_relaxation(net.rows(k), b, step.grids[k], P, P_hat, act,
+                                             batch_size=min(P.shape[0], st.batch_images * pos), **opts)
+            e25 += run.loss
+        else:
+            run = asymmetric_relaxation(net.rows(k), b, step.grids[k], float_inputs[k], x_hat, act,
+                                        batch_size=st.batch_images, **opts)
+            e25 += run.loss
+        q = q.with_weights(k, local[k].w_hat(run.x))
+    out.add("4", step.bits, "asymmetric + ReLU (Eq. 25), relaxation (adaround)", **out.evaluate(q), energy=e25,
+            gap=np.nan, gap_to="n/a (not a QUBO)", bound=None)
 
 
 _TITLES = {

@@ -14,7 +14,7 @@ import numpy as np
 
 from .sparse_scale import PENALTY_ORDER
 from .sparse_study import atom_grid, pyplot
-from .sparse_v1 import THETAS
+from .v1_fields import THETAS
 
 __all__ = ["save_curve_figures", "save_figures"]
 

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from reference.cnn import CNN, ConvSpec, digits_images, train_cnn
-from reference.grid import fit_grid
 from tests.solvers.test_conv import direct_conv
 
 ARCH = dict(input_shape=(2, 6, 6), convs=(ConvSpec(3), ConvSpec(4, stride=2, padding=1),
