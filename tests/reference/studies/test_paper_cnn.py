@@ -28,11 +28,12 @@ def cached(monkeypatch, quick_cnn):
     return quick_cnn
 
 
-def test_cnn_tables_are_consistent(cached):
+def test_cnn_tables_are_consistent(cached, capsys):
     st = CNNSettings(bits=(2,), seeds=(0,), n_calibration=16, n_stochastic=2, tree_nodes=100,
                      anneal={"num_reads": 2, "num_sweeps": 20}, adaround={"preset": "aimet", "iterations": 20},
                      batch_images=4)
-    out = run_cnn_tables(st)
+    out = run_cnn_tables(st, progress=True)
+    assert "paper-cnn" in capsys.readouterr().err  # the bar of the (bits, seed) steps
     rows = out["rows"]
     exact = rows["1", 2, "Eq. 20 QUBO, exact (exhaustive)"]
     assert exact["gap"] == [0.0]
