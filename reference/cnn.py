@@ -20,8 +20,8 @@ differences up to rounding (tested). :func:`train_cnn` (Adam, seeded shuffles) g
 weights bit for bit for the same arguments.
 
 The rounding problem of layer ``l`` with inputs computed by the network from calibration images
-is :meth:`CNN.layer_problem`: a :class:`solvers.ConvProblem` (Eq. 20 on patches) for a
-convolution, a :class:`solvers.LayerProblem` (Eq. 20) for a dense layer.
+is posed on the solver side, by :func:`solvers.cnn_layer_problem`: a :class:`solvers.ConvProblem`
+(Eq. 20 on patches) for a convolution, a :class:`solvers.LayerProblem` (Eq. 20) for a dense layer.
 """
 
 from __future__ import annotations
@@ -29,8 +29,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from solvers import ConvProblem, LayerProblem
 
 from .validation import as_float_array, check_positive_int
 from .conv import ConvGeometry, _pad, _patches_adjoint, _patches_all, conv_geometry
@@ -288,16 +286,6 @@ class CNN(_WeightsAndBiases):
         if geo is None:
             return {}
         return {"stride": geo.stride, "padding": geo.padding, "dilation": geo.dilation, "groups": geo.groups}
-
-    def layer_problem(self, layer, X, grid, inputs=None, name=None):
-        """Eq. 20 of ``weights[layer]`` on the inputs the network computes from images ``X``
-        (or the given ``inputs`` of that layer): a ConvProblem or a LayerProblem."""
-        layer = self._check_layer(layer)
-        A = self.layer_inputs(X)[layer] if inputs is None else inputs
-        name = name or f"layer {layer}"
-        if layer < self.n_conv:
-            return ConvProblem(self.weights[layer], grid, A, name=name, **self.conv_options(layer))
-        return LayerProblem(self.weights[layer], grid, X=A, name=name)
 
     def rows(self, layer) -> np.ndarray:
         """``weights[layer]`` as rows (out, fan_in), the shape grids are fitted on."""

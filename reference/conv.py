@@ -30,7 +30,7 @@ import numpy as np
 
 from .validation import as_float_array, as_int_scalar
 
-__all__ = ["CHUNK_ELEMENTS", "ConvGeometry", "conv_geometry", "conv2d", "conv_gram", "conv_loss", "patches"]
+__all__ = ["CHUNK_ELEMENTS", "ConvGeometry", "conv_geometry", "conv2d", "conv_gram", "conv_loss", "patches", "patches_all"]
 
 #: Patch entries materialised at once by :func:`conv_gram` (4 Mi float64 = 32 MiB), unless one
 #: sample's patches of one group are larger.
@@ -172,6 +172,14 @@ def patches(X, geo: ConvGeometry, group: int = 0) -> np.ndarray:
     X = _check_X(X, geo.c_in)
     Ho, Wo = geo.output_size(X.shape[2], X.shape[3])
     return _patches_of(_pad(X, geo), geo, group, Ho, Wo)
+
+
+def patches_all(X, geo: ConvGeometry) -> np.ndarray:
+    """The patches of every group at once, ``(N * H_o * W_o, groups, fan_in)`` (channel ``g C_g + c``;
+    materialised: for small inputs)."""
+    X = _check_X(X, geo.c_in)
+    Ho, Wo = geo.output_size(X.shape[2], X.shape[3])
+    return _patches_all(_pad(X, geo), geo, Ho, Wo)
 
 
 def _chunk(n_per_sample: int) -> int:

@@ -72,7 +72,7 @@ def _row_outcomes(problem: LayerProblem, m: Method, opts: dict, workers: int) ->
     if workers > 1 and len(todo) > 1 and METHODS.get(m.name) is m:
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(min(workers, len(todo))) as pool:  # as reference.harness
+        with ProcessPoolExecutor(min(workers, len(todo))) as pool:  # as reference.compare.harness
             futures = {k: pool.submit(_run_row, m.name, *jobs[k]) for k in todo}
             for k, fut in futures.items():
                 outs[k] = fut.result()

@@ -22,7 +22,7 @@ from reference.loss import gram
 
 from .bqm import BQM
 
-__all__ = ["ConvProblem", "LayerProblem"]
+__all__ = ["ConvProblem", "LayerProblem", "cnn_layer_problem"]
 
 
 def _check_gram(G, n: int, name: str) -> np.ndarray:
@@ -277,3 +277,19 @@ class ConvProblem(LayerProblem):
     def w_hat_4d(self, x) -> np.ndarray:
         """Quantized kernels ``s (q - z)`` in the layer's shape (C_out, C_in/groups, kh, kw)."""
         return self.w_hat(x).reshape(self.kernel_shape)
+
+
+def cnn_layer_problem(net, layer, X, grid, inputs=None, name=None) -> LayerProblem:
+    """The rounding problem of layer ``layer`` of a :class:`reference.cnn.CNN` on the inputs the
+    network computes from images ``X`` (or the given ``inputs`` of that layer).
+
+    A convolution gives a :class:`ConvProblem` (Eq. 20 on patches, with the layer's stride,
+    padding, dilation and groups), a dense layer a :class:`LayerProblem` (Eq. 20).
+    """
+    geo = net.geometry(layer)  # checks ``layer``
+    layer = int(layer)
+    A = net.layer_inputs(X)[layer] if inputs is None else inputs
+    name = name or f"layer {layer}"
+    if geo is not None:
+        return ConvProblem(net.weights[layer], grid, A, name=name, **net.conv_options(layer))
+    return LayerProblem(net.weights[layer], grid, X=A, name=name)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from reference import fit_grid
-from reference.compare import main
+from reference.compare.cli import main
 from reference.testing import assert_rounding_within, assert_sparse_code_within, sparse_code_report
 from solvers import BQM, LayerProblem, solve
 from solvers.sparse import code
@@ -320,7 +320,7 @@ def test_16_an_unwritable_store_and_corrupted_rows_give_one_line(tmp_path, capsy
 
 def test_16_a_read_only_store_is_one_line(tmp_path, capsys, monkeypatch):
     """Read-only as SQLite sees it (chmod alone does not stop root, who may run the suite)."""
-    import reference.store as store_mod
+    import reference.compare.store as store_mod
 
     W, X = _layer()
     p = _npz(tmp_path / "a.npz", W=W, X=X)
@@ -336,7 +336,7 @@ def test_16_a_read_only_store_is_one_line(tmp_path, capsys, monkeypatch):
 
 def test_17_an_unreachable_scheduler_is_one_line(tmp_path, capsys, monkeypatch):
     pytest.importorskip("distributed")
-    import reference.harness as harness
+    import reference.compare.harness as harness
 
     monkeypatch.setattr(harness, "SCHEDULER_TIMEOUT", 1)
     W, X = _layer()
@@ -427,7 +427,7 @@ def test_a_dimod_model_above_the_dense_limit_is_refused():
 
 # ------------------------------------------------------------------------------ cosmetic
 def test_table_columns_stay_apart_for_huge_gaps():
-    from reference.compare import _fmt_table
+    from reference.compare.cli import _fmt_table
 
     rec = {"name": "p", "kind": "qubo", "results": [
         {"method": "nearest", "energy": 1.0, "gap": 123456.789, "optimal": False, "seconds": 0.5, "status": "x"}]}

@@ -23,9 +23,9 @@ import numpy as np
 
 from solvers import ConvProblem, LayerProblem, SparseProblem, solve
 
-from .grid import Grid, asymmetric_range, fit_grid, symmetric_range
-from .sparse import objective
-from .validation import as_float_array, check_tolerance
+from ..grid import Grid, asymmetric_range, fit_grid, symmetric_range
+from ..sparse import objective
+from ..validation import as_float_array, check_tolerance
 
 __all__ = [
     "RoundingReport",

@@ -25,9 +25,9 @@ import numpy as np
 
 from solvers import ConvProblem, LayerProblem
 
-from .conv import conv_geometry
-from .validation import as_float_array, as_int_scalar
-from .grid import Grid, fit_grid
+from ..conv import conv_geometry
+from ..validation import as_float_array, as_int_scalar
+from ..grid import Grid, fit_grid
 
 __all__ = ["ProblemFileError", "load_layer", "main", "read_inputs", "read_safetensors", "write_layer"]
 
@@ -237,11 +237,11 @@ def write_layer(out: str, weights: str, tensor: str, inputs: str, **keys) -> str
 
 
 def main(argv=None) -> int:
-    """``python -m reference.problem_files``: write a layer file from a model's weights and inputs."""
+    """``python -m reference.compare.problem_files``: write a layer file from a model's weights and inputs."""
     import argparse
     import sys
 
-    p = argparse.ArgumentParser(prog="python -m reference.problem_files",
+    p = argparse.ArgumentParser(prog="python -m reference.compare.problem_files",
                                 description="Write the layer file (.npz) that python -m reference.compare --problem "
                                             "reads, from a .safetensors tensor and captured inputs (.npy/.npz).")
     p.add_argument("--weights", required=True, metavar="FILE.safetensors")

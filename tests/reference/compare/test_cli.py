@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from reference import fit_grid, layer_loss
-from reference.compare import main
-from reference.problem_files import ProblemFileError, load_layer
+from reference.compare.cli import main
+from reference.compare.problem_files import ProblemFileError, load_layer
 from solvers import LayerProblem, solve
 
 
@@ -173,3 +173,25 @@ def test_with_a_proven_optimum_the_interval_is_the_gap(tmp_path):
     assert rec["lower_bound"] == rec["optimum"] == rec["best_known"] and rec["best_method"] == "exhaustive"
     for r in rec["results"]:
         assert r["gap_low"] == r["gap_high"] == r["gap"]
+
+
+def test_a_study_suite_shows_its_progress_bar_when_asked(monkeypatch, capsys):
+    """``--suite sparse --progress`` hands the flag to the study, whose bar goes to stderr; without
+    ``--progress`` (stderr not a terminal under pytest) nothing is shown."""
+    from reference.compare import suites
+    from reference.studies.progress import progress_bar
+
+    seen = []
+
+    def study(seed, out_dir=None, quick=False, folder=None, progress=False):
+        seen.append(progress)
+        with progress_bar(3, progress, "sparse") as bar:
+            bar.update(3)
+        return [{"table": "run", "seed": seed, "quick": quick, "patch_size": 8}]
+
+    monkeypatch.setattr(suites.sparse_study, "run_sparse_suite", study)
+    assert main(["--suite", "sparse", "--progress"]) == 0
+    printed = capsys.readouterr()
+    assert seen == [True] and "sparse" in printed.err and "3/3" in printed.err
+    assert main(["--suite", "sparse"]) == 0
+    assert seen == [True, False] and "3/3" not in capsys.readouterr().err

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reference import Grid, fit_grid, layer_loss
-from reference.suites import correlated_layer
+from reference.compare.suites import correlated_layer
 from reference import dequantize, round_nearest
 from reference.testing import assert_rounding_within, grids, layers, rounding_report
 from solvers import LayerProblem, solve

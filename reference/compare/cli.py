@@ -7,7 +7,7 @@ enough for exact enumeration). Problems also come from ``--problem FILE.npz`` (a
 (the local loss of Eq. 20 for a layer, the energy for a raw QUBO), gap to the best proven
 optimum in %, whether the method proved optimality, and seconds.
 
-The CLI is thin: it builds problems, hands tasks to :mod:`reference.harness`, and prints.
+The CLI is thin: it builds problems, hands tasks to :mod:`reference.compare.harness`, and prints.
 Exit status 0 on success, 2 on bad input (one ``error:`` line naming the file and the problem),
 130 when interrupted.
 """
@@ -32,16 +32,9 @@ from .problem_files import ProblemFileError, load_layer
 from .sources import load_config, load_qubo_file
 from .store import ResultStore, StoreError
 from .suites import REPORTS, SUITE_OPTIONS, SUITES
-from .validation import available_cpus
+from ..validation import available_cpus
 
-__all__ = ["main", "default_methods", "run_problem", "TREE_NODES"]
-
-#: Default node budget per row for ``tree`` in compare: the tree's own width rule,
-#: :func:`solvers.tree.default_max_nodes` (deterministic: 5e7 nodes up to 64 variables, which
-#: proves every 64-wide AR(1) and MLP row of ``benchmarks/exact.py``; fewer on wider rows, which
-#: are not proven anyway; docs/performance.md, "Default budgets by width").
-TREE_NODES = default_max_nodes
-
+__all__ = ["main", "default_methods", "run_problem"]
 
 def default_methods() -> list[str]:
     """Every registered QUBO and layer method: exact ones first, then the others in registration order."""
@@ -256,31 +249,42 @@ def _default_jobs() -> int:
     return available_cpus()
 
 
-def main(argv=None) -> int:
-    """The command line: ``argv`` as for ``python -m reference.compare``; returns the exit status."""
-    args = _parser().parse_args(argv)
-    if args.methods:
-        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-        usable = sorted(n for n, m in METHODS.items() if m.kind != "sparse")
-        unknown = [m for m in methods if m not in usable]
-        if unknown or not methods:
-            return _fail(f"--methods: unknown method(s) {unknown}; choose from {usable}")
-        twice = sorted({m for m in methods if methods.count(m) > 1})
-        if twice:
-            return _fail(f"--methods: {twice} given more than once")
-    else:
-        methods = default_methods()
+class _Refused(Exception):
+    """Bad input found by the CLI: one ``error:`` line, exit status 2."""
+
+
+def _methods(args) -> list[str]:
+    if not args.methods:
+        return default_methods()
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    usable = sorted(n for n, m in METHODS.items() if m.kind != "sparse")
+    unknown = [m for m in methods if m not in usable]
+    if unknown or not methods:
+        raise _Refused(f"--methods: unknown method(s) {unknown}; choose from {usable}")
+    twice = sorted({m for m in methods if methods.count(m) > 1})
+    if twice:
+        raise _Refused(f"--methods: {twice} given more than once")
+    return methods
+
+
+def _check_numbers(args) -> int:
+    """The worker count; refuses a non-positive ``--jobs`` or ``--tree-nodes``, a negative seed and a file given twice."""
     jobs = _default_jobs() if args.jobs is None else args.jobs
     if jobs < 1:
-        return _fail(f"--jobs must be >= 1, found {jobs}")
+        raise _Refused(f"--jobs must be >= 1, found {jobs}")
     if args.tree_nodes is not None and args.tree_nodes < 1:
-        return _fail(f"--tree-nodes must be >= 1, found {args.tree_nodes}")
+        raise _Refused(f"--tree-nodes must be >= 1, found {args.tree_nodes}")
     if args.seed < 0:
-        return _fail(f"--seed must be >= 0, found {args.seed}")
+        raise _Refused(f"--seed must be >= 0, found {args.seed}")
     for flag, paths in (("--problem", args.problem), ("--qubo", args.qubo), ("--config", args.config)):
         twice = sorted({p for p in paths if paths.count(p) > 1})
         if twice:
-            return _fail(f"{flag}: {twice} given more than once")
+            raise _Refused(f"{flag}: {twice} given more than once")
+    return jobs
+
+
+def _problems(args, suites) -> tuple[list, dict]:
+    """The distinct problems of the files and the suites, and ``{id(problem): suite options}``."""
     problems = []
     try:
         for path in args.problem:
@@ -290,34 +294,31 @@ def main(argv=None) -> int:
         for path in args.config:
             problems.extend(load_config(path))
     except ProblemFileError as exc:
-        return _fail(str(exc))
-    given = args.problem or args.qubo or args.config
-    suites = args.suite or ([] if given else ["default"])
+        raise _Refused(str(exc)) from None
     own_options = {}  # id(problem) -> method options of the suite it came from (SUITE_OPTIONS)
     for s in suites:
         if s in SUITES:
             new = SUITES[s](args.seed)
             problems.extend(new)
             own_options.update({id(p): SUITE_OPTIONS.get(s, {}) for p in new})
-    problems = _distinct(problems)
+    return _distinct(problems), own_options
+
+
+def _reports(args, suites, progress: bool) -> dict:
+    """Run the studies among ``suites``, print their tables; returns their data, JSON-ready."""
     reports = {}
     for s in suites:
         if s in REPORTS:
             try:
-                text, data = REPORTS[s](args.seed, args.plot)
+                text, data = REPORTS[s](args.seed, args.plot, progress)
             except ImportError as exc:
-                return _fail(f"--suite {s}: {exc}")
+                raise _Refused(f"--suite {s}: {exc}") from None
             print(text, end="\n\n", flush=True)
             reports[s] = _jsonable(data)
-    if not problems:
-        if args.json:
-            try:
-                with open(args.json, "w") as fh:
-                    json.dump({"problems": [], "reports": reports}, fh, indent=2)
-            except OSError as exc:
-                return _fail(f"cannot write output: {exc}")
-        return 0
+    return reports
 
+
+def _tasks(args, problems, own_options, methods) -> tuple[list, list]:
     tasks, skipped = [], []
     for p in problems:
         opts = {k: dict(v) for k, v in own_options.get(id(p), {}).items()}
@@ -326,49 +327,82 @@ def main(argv=None) -> int:
         t, sk = make_tasks([p], methods, args.seed, opts)
         tasks += t
         skipped += sk
+    return tasks, skipped
+
+
+def _run(args, tasks, jobs: int) -> list:
+    """The records of ``tasks`` (from the store when it holds them); KeyboardInterrupt passes through."""
     store = None
     try:
         if args.store:
             try:
                 store = ResultStore(args.store)
             except ValueError as exc:
-                return _fail(f"--store: {exc}")
+                raise _Refused(f"--store: {exc}") from None
         progress = args.progress or (sys.stderr.isatty() and len(tasks) > 1)
         try:
-            recs = run_tasks(tasks, jobs=jobs, scheduler=args.scheduler, store=store, progress=progress)
+            return run_tasks(tasks, jobs=jobs, scheduler=args.scheduler, store=store, progress=progress)
         except ImportError as exc:
-            return _fail(str(exc))
+            raise _Refused(str(exc)) from None
         except StoreError as exc:
-            return _fail(f"--store: {exc}")
+            raise _Refused(f"--store: {exc}") from None
         except SchedulerError as exc:
-            return _fail(f"--scheduler: {exc}")
-    except KeyboardInterrupt:
-        held = "" if store is None else f"; finished results are in {args.store}, rerun to resume"
-        print(f"\ninterrupted{held}", file=sys.stderr)
-        return 130
+            raise _Refused(f"--scheduler: {exc}") from None
     finally:
         if store is not None:
             store.close()
 
-    records = aggregate(problems, recs + skipped, methods)
-    if not args.quiet:
-        for prob, rec in zip(problems, records):
-            print(_fmt_table(rec, _describe(prob, rec)), end="\n\n")
-    print(_summary(records, methods), flush=True)
+
+def _dump_json(path, doc: dict) -> None:
     try:
-        if args.json:
-            with open(args.json, "w") as fh:
-                json.dump({"problems": records, **({"reports": reports} if reports else {})}, fh, indent=2)
+        with open(path, "w") as fh:
+            json.dump(doc, fh, indent=2)
+    except OSError as exc:
+        raise _Refused(f"cannot write output: {exc}") from None
+
+
+def _write(args, records, reports, methods) -> None:
+    """The ``--json``, ``--csv`` and ``--plot`` outputs."""
+    if args.json:
+        _dump_json(args.json, {"problems": records, **({"reports": reports} if reports else {})})
+    try:
         if args.csv:
             _write_csv(args.csv, records)
         if args.plot:
             print(f"plot: {_plot(args.plot, records, methods)}")
     except ImportError as exc:
-        return _fail(str(exc))
+        raise _Refused(str(exc)) from None
     except OSError as exc:
-        return _fail(f"cannot write output: {exc}")
+        raise _Refused(f"cannot write output: {exc}") from None
+
+
+def main(argv=None) -> int:
+    """The command line: ``argv`` as for ``python -m reference.compare``; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        methods = _methods(args)
+        jobs = _check_numbers(args)
+        given = args.problem or args.qubo or args.config
+        suites = args.suite or ([] if given else ["default"])
+        problems, own_options = _problems(args, suites)
+        reports = _reports(args, suites, args.progress or sys.stderr.isatty())
+        if not problems:
+            if args.json:
+                _dump_json(args.json, {"problems": [], "reports": reports})
+            return 0
+        tasks, skipped = _tasks(args, problems, own_options, methods)
+        try:
+            recs = _run(args, tasks, jobs)
+        except KeyboardInterrupt:
+            held = "" if args.store is None else f"; finished results are in {args.store}, rerun to resume"
+            print(f"\ninterrupted{held}", file=sys.stderr)
+            return 130
+        records = aggregate(problems, recs + skipped, methods)
+        if not args.quiet:
+            for prob, rec in zip(problems, records):
+                print(_fmt_table(rec, _describe(prob, rec)), end="\n\n")
+        print(_summary(records, methods), flush=True)
+        _write(args, records, reports, methods)
+    except _Refused as exc:
+        return _fail(str(exc))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

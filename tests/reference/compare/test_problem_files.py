@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from reference.compare import main
+from reference.compare.cli import main
 from reference.conv import conv_loss
 from reference.grid import fit_grid
-from reference.problem_files import load_layer
+from reference.compare.problem_files import load_layer
 from solvers import ConvProblem, LayerProblem
 
 
@@ -92,7 +92,7 @@ def test_bad_conv_and_token_files_exit_2_with_one_line(tmp_path, capsys, content
 def test_layer_from_safetensors_and_npy_equals_the_direct_file(tmp_path):
     from safetensors.numpy import save_file
 
-    from reference.problem_files import main as pf_main
+    from reference.compare.problem_files import main as pf_main
 
     rng = np.random.default_rng(9)
     W, X = _conv(rng, c_out=4, c_in=2)
@@ -113,7 +113,7 @@ def test_layer_from_safetensors_and_npy_equals_the_direct_file(tmp_path):
 def test_safetensors_refusals(tmp_path, capsys):
     from safetensors.numpy import save_file
 
-    from reference.problem_files import main as pf_main
+    from reference.compare.problem_files import main as pf_main
 
     save_file({"a.weight": np.ones((2, 3), np.float32), "a.index": np.ones((2, 3), np.int64)},
               str(tmp_path / "m.safetensors"))
@@ -139,7 +139,7 @@ def test_safetensors_refusals(tmp_path, capsys):
 
 
 def test_write_layer_refuses_an_output_that_is_not_npz(tmp_path, capsys):
-    from reference.problem_files import main as pf_main
+    from reference.compare.problem_files import main as pf_main
 
     assert pf_main(["--weights", "w.safetensors", "--tensor", "a", "--inputs", "x.npy",
                     "--out", str(tmp_path / "layer.bin")]) == 2

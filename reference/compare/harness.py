@@ -2,14 +2,13 @@
 
 A task is one (problem, method, options, seed). Tasks are independent: each result depends only
 on its inputs, so serial, process-parallel (``jobs > 1``) and Dask (``scheduler``) runs give the
-same numbers (wall times aside). Finished tasks go to a :class:`~reference.store.ResultStore`
+same numbers (wall times aside). Finished tasks go to a :class:`~reference.compare.store.ResultStore`
 as they complete when one is given, and tasks already in it are not run again.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
@@ -21,7 +20,7 @@ from tqdm import tqdm
 from solvers import METHODS, ConvProblem, LayerProblem, solve
 
 from .store import task_key
-from .validation import available_cpus
+from ..validation import available_cpus
 
 __all__ = ["Task", "problem_hash", "problem_kind", "make_tasks", "run_task", "run_tasks", "aggregate",
            "executor", "SchedulerError", "SCHEDULER_TIMEOUT"]
@@ -337,9 +336,3 @@ def aggregate(problems, records, methods) -> list[dict]:
                "lower_bound": lower, "results": results}
         out.append(rec)
     return out
-
-
-def canonical(rec: dict) -> str:
-    """A record without its wall time, as canonical JSON (to compare runs)."""
-    r = {k: v for k, v in rec.items() if k != "seconds"}
-    return json.dumps(r, sort_keys=True)
