@@ -2,8 +2,9 @@
 
 With no arguments it runs the built-in ``default`` suite (small random layers, every row small
 enough for exact enumeration). Problems also come from ``--problem FILE.npz`` (a user's layer),
-``--qubo FILE`` (raw QUBOs: OR-Library ``bqp`` text or dimod's serialised BQM) and
-``--config FILE.toml`` (generator sweeps). For each problem it prints one table: method, value
+``--qubo FILE`` (raw QUBOs: OR-Library ``bqp`` text or dimod's serialised BQM),
+``--config FILE.toml`` (generator sweeps) and ``--model DIR`` (every layer of a captured model,
+with a model summary: :mod:`reference.model_report`). For each problem it prints one table: method, value
 (the local loss of Eq. 20 for a layer, the energy for a raw QUBO), gap to the best proven
 optimum in %, whether the method proved optimality, and seconds.
 
@@ -28,6 +29,7 @@ from solvers import METHODS
 from solvers.tree import default_max_nodes
 
 from .harness import SchedulerError, aggregate, make_tasks, prob_name, problem_hash, run_tasks
+from .model_report import format_summary, load_manifest, model_summary, plot_model, write_model_csv
 from .problem_files import ProblemFileError, load_layer
 from .sources import load_config, load_qubo_file
 from .store import ResultStore, StoreError
@@ -208,6 +210,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--qubo", action="append", default=[], metavar="FILE",
                    help="raw QUBOs: OR-Library bqp text, or dimod's serialised BQM (binary or JSON)")
     p.add_argument("--config", action="append", default=[], metavar="FILE.toml", help="a generator sweep")
+    p.add_argument("--model", metavar="MANIFEST.json|DIR",
+                   help="every layer of a captured model (its manifest, or the directory holding manifest.json): "
+                        "a table per layer and the model summary (summed loss, model gap interval, median and "
+                        "worst layer gap, the layers where each method loses most)")
     p.add_argument("--methods", help="comma-separated method names (default: every registered method)")
     p.add_argument("--seed", type=int, default=0, help="seed for the suites and every random method (default 0)")
     p.add_argument("--tree-nodes", type=int, default=None, metavar="N",
@@ -281,8 +287,11 @@ def main(argv=None) -> int:
         twice = sorted({p for p in paths if paths.count(p) > 1})
         if twice:
             return _fail(f"{flag}: {twice} given more than once")
-    problems = []
+    problems, manifest = [], None
     try:
+        if args.model is not None:
+            manifest = load_manifest(args.model)
+            problems.extend(manifest.problems)
         for path in args.problem:
             problems.append(load_layer(path))
         for path in args.qubo:
@@ -291,7 +300,7 @@ def main(argv=None) -> int:
             problems.extend(load_config(path))
     except ProblemFileError as exc:
         return _fail(str(exc))
-    given = args.problem or args.qubo or args.config
+    given = args.problem or args.qubo or args.config or manifest
     suites = args.suite or ([] if given else ["default"])
     own_options = {}  # id(problem) -> method options of the suite it came from (SUITE_OPTIONS)
     for s in suites:
@@ -355,14 +364,25 @@ def main(argv=None) -> int:
         for prob, rec in zip(problems, records):
             print(_fmt_table(rec, _describe(prob, rec)), end="\n\n")
     print(_summary(records, methods), flush=True)
+    model = {}
+    if manifest is not None:  # every layer counts in the model, also one whose content another repeats
+        layer_records = aggregate(list(manifest.problems), recs + skipped, methods)
+        model = {"model": model_summary(manifest, layer_records, methods)}
+        print("\n" + format_summary(model["model"]), flush=True)
     try:
         if args.json:
             with open(args.json, "w") as fh:
-                json.dump({"problems": records, **({"reports": reports} if reports else {})}, fh, indent=2)
+                json.dump({"problems": records, **({"reports": reports} if reports else {}), **_jsonable(model)},
+                          fh, indent=2)
         if args.csv:
-            _write_csv(args.csv, records)
+            if model:
+                write_model_csv(args.csv, model["model"], layer_records)
+            else:
+                _write_csv(args.csv, records)
         if args.plot:
             print(f"plot: {_plot(args.plot, records, methods)}")
+            if model:
+                print(f"plot: {plot_model(args.plot, model['model'], layer_records)}")
     except ImportError as exc:
         return _fail(str(exc))
     except OSError as exc:
