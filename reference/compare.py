@@ -4,9 +4,9 @@ With no arguments it runs the built-in ``default`` suite (small random layers, e
 enough for exact enumeration). Problems also come from ``--problem FILE.npz`` (a user's layer),
 ``--qubo FILE`` (raw QUBOs: OR-Library ``bqp`` text or dimod's serialised BQM),
 ``--config FILE.toml`` (generator sweeps) and ``--model DIR`` (every layer of a captured model,
-with a model summary: :mod:`reference.model_report`). For each problem it prints one table: method, value
-(the local loss of Eq. 20 for a layer, the energy for a raw QUBO), gap to the best proven
-optimum in %, whether the method proved optimality, and seconds.
+with a model summary: :mod:`reference.model_report`). For each problem it prints one table:
+method, value (the local loss of Eq. 20 for a layer, the energy for a raw QUBO), gap to the best
+proven optimum in %, whether the method proved optimality, and seconds.
 
 The CLI is thin: it builds problems, hands tasks to :mod:`reference.harness`, and prints.
 Exit status 0 on success, 2 on bad input (one ``error:`` line naming the file and the problem),
@@ -29,7 +29,7 @@ from solvers import METHODS
 from solvers.tree import default_max_nodes
 
 from .harness import SchedulerError, aggregate, make_tasks, prob_name, problem_hash, run_tasks
-from .model_report import format_summary, load_manifest, model_summary, plot_model, write_model_csv
+from .model_report import format_summary, load_manifest, plot_model, summarise, write_model_csv
 from .problem_files import ProblemFileError, load_layer
 from .sources import load_config, load_qubo_file
 from .store import ResultStore, StoreError
@@ -364,11 +364,11 @@ def main(argv=None) -> int:
         for prob, rec in zip(problems, records):
             print(_fmt_table(rec, _describe(prob, rec)), end="\n\n")
     print(_summary(records, methods), flush=True)
-    model = {}
-    if manifest is not None:  # every layer counts in the model, also one whose content another repeats
-        layer_records = aggregate(list(manifest.problems), recs + skipped, methods)
-        model = {"model": model_summary(manifest, layer_records, methods)}
-        print("\n" + format_summary(model["model"]), flush=True)
+    model, layer_records = {}, None
+    if manifest is not None:
+        summary, layer_records = summarise(manifest, recs + skipped, methods)
+        model = {"model": summary}
+        print("\n" + format_summary(summary), flush=True)
     try:
         if args.json:
             with open(args.json, "w") as fh:

@@ -6,7 +6,7 @@ layers in forward order, each with its problem file in the format ``--problem`` 
 user's file: JSON only, every key checked, every file inside the manifest's directory; anything
 else is refused with one :class:`ManifestError` line before a layer is loaded.
 
-The summary is sound by construction (docs/guide/compare.md, "Whole models"): the layers are
+The summary is sound by construction (docs/guide/compare.md, "Whole models", Eq. M1-M5): the layers are
 independent rounding problems, so the model's optimum is the sum of the layers' optima
 ``O = sum_l O_l`` (Eq. M1), and every layer's certified interval ``LB_l <= O_l <= B_l`` sums to
 ``sum_l LB_l <= O <= sum_l B_l`` (Eq. M2). A method's summed loss ``S`` then has the gap
@@ -23,9 +23,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .harness import aggregate
 from .problem_files import ProblemFileError, load_layer
 
-__all__ = ["ManifestError", "ModelLayer", "Manifest", "load_manifest", "model_summary", "format_summary",
+__all__ = ["ManifestError", "ModelLayer", "Manifest", "load_manifest", "model_summary", "summarise", "format_summary",
            "write_model_csv", "plot_model", "MANIFEST_FORMAT", "MANIFEST_VERSION", "MAX_MANIFEST_BYTES",
            "WORST_LAYERS"]
 
@@ -126,7 +127,8 @@ def _ints(where, key, v, minimum, lengths):
 def _check_top(d: dict) -> None:
     missing, unknown = sorted(_TOP_KEYS - set(d)), sorted(set(d) - _TOP_KEYS)
     if missing or unknown:
-        raise ValueError(f"missing key(s) {missing}" if missing else f"unknown key(s) {unknown}; allowed: {sorted(_TOP_KEYS)}")
+        raise ValueError(f"missing key(s) {missing}" if missing
+                         else f"unknown key(s) {unknown}; allowed: {sorted(_TOP_KEYS)}")
     if d["format"] != MANIFEST_FORMAT:
         raise ValueError(f"'format' must be {MANIFEST_FORMAT!r}, found {d['format']!r}")
     if not _is_int(d["version"]) or d["version"] != MANIFEST_VERSION:
@@ -208,7 +210,8 @@ def _matches(where, e: dict, prob) -> None:
     if e["kind"] != "conv":
         raise ValueError(f"{where}the file holds a convolution, the manifest says 'kind' {e['kind']!r}")
     if list(prob.kernel_shape) != e["weight_shape"]:
-        raise ValueError(f"{where}the file's kernel is {list(prob.kernel_shape)}, 'weight_shape' says {e['weight_shape']}")
+        raise ValueError(f"{where}the file's kernel is {list(prob.kernel_shape)}, "
+                         f"'weight_shape' says {e['weight_shape']}")
     for k in _GEOMETRY:
         want = e[k] * 2 if len(e[k]) == 1 else e[k]
         if list(getattr(geo, k)) != want:
@@ -309,8 +312,9 @@ def _method_summary(layers, records, name, totals) -> dict:
     results = [next((r for r in rec["results"] if r["method"] == name), None) for rec in records]
     have = [(lay, r) for lay, r in zip(layers, results) if r is not None and _interval(r) is not None]
     missing = [lay.name for lay, r in zip(layers, results) if r is None or _interval(r) is None]
+    optimal = bool(have) and not missing and all(r["optimal"] for _, r in have)
     out = {"method": name, "layers": len(have), "missing": missing, "summed_loss": None, "gap": None,
-           "gap_low": None, "gap_high": None, "optimal": bool(have) and not missing and all(r["optimal"] for _, r in have),
+           "gap_low": None, "gap_high": None, "optimal": optimal,
            "seconds": math.fsum(r["seconds"] for r in results if r is not None)}
     if not missing:
         S = math.fsum(r["loss"] for _, r in have)
@@ -334,13 +338,21 @@ def model_summary(manifest: Manifest, records: list[dict], methods) -> dict:
     if len(records) != len(manifest.problems):
         raise ValueError(f"records must hold one record per layer ({len(manifest.problems)}), found {len(records)}")
     totals = _totals(records)
-    layers = [{"index": lay.index, "name": lay.name, "kind": lay.kind, "file": os.path.relpath(lay.file, os.path.dirname(
-        os.path.realpath(manifest.path))), "n_rows": rec["n_rows"], "n_vars": rec["n_vars"],
-        "optimum": rec["optimum"], "best_known": rec["best_known"], "lower_bound": rec["lower_bound"]}
-        for lay, rec in zip(manifest.layers, records)]
+    root = os.path.dirname(os.path.realpath(manifest.path))
+    layers = [{"index": lay.index, "name": lay.name, "kind": lay.kind, "file": os.path.relpath(lay.file, root),
+               "n_rows": rec["n_rows"], "n_vars": rec["n_vars"], "optimum": rec["optimum"],
+               "best_known": rec["best_known"], "lower_bound": rec["lower_bound"]}
+              for lay, rec in zip(manifest.layers, records)]
     return {"model": manifest.model, "source": manifest.source, "manifest": manifest.path, **totals,
             "layers": layers,
             "methods": [_method_summary(manifest.layers, records, m, totals) for m in dict.fromkeys(methods)]}
+
+
+def summarise(manifest: Manifest, records: list[dict], methods) -> tuple[dict, list[dict]]:
+    """``(summary, layer_records)`` from a run's task records: compare's aggregated record of each
+    layer (every layer, also one whose file repeats another's content) and :func:`model_summary`."""
+    layer_records = aggregate(list(manifest.problems), records, methods)
+    return model_summary(manifest, layer_records, methods), layer_records
 
 
 # ------------------------------------------------------------------------------------ output
@@ -429,7 +441,8 @@ def plot_model(directory: str, summary: dict, records: list[dict]) -> str:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ImportError("--plot needs the optional package 'matplotlib' (pip install 'qubo-reference[plots]')") from None
+        raise ImportError("--plot needs the optional package 'matplotlib' "
+                          "(pip install 'qubo-reference[plots]')") from None
     os.makedirs(directory, exist_ok=True)
     floor = 1e-3
     methods = [m["method"] for m in summary["methods"]]
