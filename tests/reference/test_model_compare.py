@@ -14,10 +14,12 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import reference.harness as harness
 from reference.compare import main
-from reference.model_report import load_manifest, model_summary
+from reference.model_report import Manifest, ModelLayer, load_manifest, model_summary
 
 QMIN, QMAX = -4, 3
 METHODS = "exhaustive,tree,anneal,nearest,floor,stochastic"
@@ -351,3 +353,66 @@ def test_a_link_out_of_the_directory_and_a_missing_manifest_are_refused(model, t
     (d / "manifest.json").write_text(json.dumps(man))
     assert main(["--model", str(d)]) == 2
     assert "lies outside the manifest's directory" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------- the summary's soundness (property)
+@st.composite
+def _layer_facts(draw):
+    """Per layer: optimum O >= 0 (often 0 or tied), a certified bound 0 <= LB <= O, a best known
+    B >= O, and each of two methods' losses L >= B (often equal to B); some optima proven.
+    Magnitudes from 1e-200 to 1e200 (a layer's loss is in the unit of its own inputs)."""
+    n = draw(st.integers(1, 5))
+    facts = []
+    for _ in range(n):
+        scale = 10.0 ** draw(st.sampled_from([-200, -3, 0, 5, 200]))
+        opt = scale * draw(st.sampled_from([0.0, 1.0, 2.5, 1e-9]))
+        lb = opt * draw(st.sampled_from([0.0, 0.5, 1.0]))
+        best = opt + scale * draw(st.sampled_from([0.0, 0.0, 0.25, 3.0]))
+        losses = [best + scale * draw(st.sampled_from([0.0, 0.1, 7.0])) for _ in range(2)]
+        facts.append((opt, lb, best, losses, draw(st.booleans()) and best == opt))
+    return facts
+
+
+def _record(opt, lb, best, losses, proven):
+    """A layer record as compare's aggregate reports it (docs/guide/compare.md, gap intervals),
+    computed here from the definitions: the oracle of the property below."""
+    def rel(v, ref):
+        return (v - ref) / ref if ref > 0 else (0.0 if v == 0 else None)
+
+    results = []
+    for name, loss in zip("ab", losses):
+        if proven:
+            lo = hi = gap = rel(loss, opt)
+        else:
+            gap, lo, hi = None, rel(loss, best), (None if lb <= 0 else (loss - lb) / lb)
+        results.append({"method": name, "loss": loss, "optimal": proven and loss == opt, "gap": gap,
+                        "gap_low": lo, "gap_high": hi, "seconds": 0.0})
+    return {"n_rows": 1, "n_vars": 1, "optimum": opt if proven else None, "best_known": best,
+            "lower_bound": opt if proven else lb, "results": results}
+
+
+def _inside(x, lo, hi):
+    lo = math.inf if lo is None else lo
+    hi = math.inf if hi is None else hi
+    tol = 1e-12 * max(1.0, abs(x)) if math.isfinite(x) else 0.0
+    return lo - tol <= x <= hi + tol
+
+
+@given(_layer_facts())
+def test_model_intervals_hold_the_true_gaps(facts):
+    layers = tuple(ModelLayer(i, f"l{i}", "linear", f"l{i}.npz", {}) for i in range(len(facts)))
+    man = Manifest("manifest.json", "m", "onnx", layers, tuple(range(len(facts))))
+    summ = model_summary(man, [_record(*f) for f in facts], ["a", "b"])
+    opt = math.fsum(f[0] for f in facts)
+    for k, m in enumerate(summ["methods"]):
+        losses = [f[3][k] for f in facts]
+        S = math.fsum(losses)
+        assert m["summed_loss"] == S
+        true = (S - opt) / opt if opt > 0 else (0.0 if S == 0 else math.inf)
+        assert _inside(true, m["gap_low"], m["gap_high"])
+        gaps = [(L - f[0]) / f[0] if f[0] > 0 else (0.0 if L == 0 else math.inf) for L, f in zip(losses, facts)]
+        assert _inside(float(np.median(gaps)), m["median_gap_low"], m["median_gap_high"])
+        assert _inside(max(gaps), m["worst_gap_low"], m["worst_gap_high"])
+        for w in m["worst_layers"]:
+            f = facts[w["index"]]
+            assert w["excess_low"] <= f[3][k] - f[0] <= w["excess_high"]
