@@ -212,6 +212,34 @@ def test_two_jobs_give_the_numbers_of_one(model, tmp_path):
         assert {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}
 
 
+def test_prints_each_layer_table_in_forward_order_then_the_model_summary(model, capsys):
+    root, manifest = model
+    assert _run(["--model", manifest, "--methods", "tree,nearest", "--progress"]) == 0
+    out, err = capsys.readouterr()
+    heads = [out.index(f"{n}: 2 rows") if n != "attn.q" else out.index(f"{n}: 3 rows")
+             for n in ("stem.conv", "attn.q", "head.fc")]
+    assert heads == sorted(heads) and out.index("model tiny (onnx, 3 layers") > heads[-1]
+    assert "where each method loses most" in out and "6/6" in err  # the bar counted every task
+
+
+def test_two_layers_with_the_same_file_content_both_count(model, tmp_path, capsys):
+    root, manifest = model
+    d = tmp_path / "twice"
+    shutil.copytree(root / "layers", d / "layers")
+    shutil.copy(d / "layers" / "dense.npz", d / "layers" / "dense2.npz")
+    man = json.loads((root / "manifest.json").read_text())
+    man["layers"].append(dict(man["layers"][0], name="head.fc2", file="layers/dense2.npz", index=3))
+    (d / "manifest.json").write_text(json.dumps(man))
+    once = _json(tmp_path, manifest, "--methods", "tree,nearest", name="once.json")
+    data = _json(tmp_path, str(d), "--methods", "tree,nearest", name="twice.json")
+    assert "reported once" in capsys.readouterr().err and len(data["problems"]) == 3
+    assert data["model"]["n_layers"] == 4
+    fc = next(p for p in once["problems"] if p["name"] == "head.fc")
+    for a, b in zip(once["model"]["methods"], data["model"]["methods"]):
+        extra = next(r["loss"] for r in fc["results"] if r["method"] == a["method"])
+        assert b["summed_loss"] == pytest.approx(a["summed_loss"] + extra, rel=1e-15)
+
+
 def test_csv_carries_the_json(model, tmp_path):
     root, manifest = model
     out = tmp_path / "m.csv"
