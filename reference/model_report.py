@@ -87,11 +87,14 @@ def _no_constant(name):
 def _read_json(path: str) -> dict:
     if not os.path.isfile(path):
         raise ManifestError(f"{path}: no such file")
-    size = os.path.getsize(path)
-    if size > MAX_MANIFEST_BYTES:
-        raise ManifestError(f"{path}: {size:,} bytes, above the limit of {MAX_MANIFEST_BYTES:,} for a manifest")
-    with open(path, "rb") as fh:
-        raw = fh.read()
+    try:
+        size = os.path.getsize(path)
+        if size > MAX_MANIFEST_BYTES:
+            raise ManifestError(f"{path}: {size:,} bytes, above the limit of {MAX_MANIFEST_BYTES:,} for a manifest")
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read the manifest ({exc.strerror or exc})") from None
     try:
         data = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
     except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
