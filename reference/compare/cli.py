@@ -2,10 +2,11 @@
 
 With no arguments it runs the built-in ``default`` suite (small random layers, every row small
 enough for exact enumeration). Problems also come from ``--problem FILE.npz`` (a user's layer),
-``--qubo FILE`` (raw QUBOs: OR-Library ``bqp`` text or dimod's serialised BQM) and
-``--config FILE.toml`` (generator sweeps). For each problem it prints one table: method, value
-(the local loss of Eq. 20 for a layer, the energy for a raw QUBO), gap to the best proven
-optimum in %, whether the method proved optimality, and seconds.
+``--qubo FILE`` (raw QUBOs: OR-Library ``bqp`` text or dimod's serialised BQM),
+``--config FILE.toml`` (generator sweeps) and ``--model DIR`` (every layer of a captured model,
+with a model summary: :mod:`reference.compare.model_report`). For each problem it prints one table:
+method, value (the local loss of Eq. 20 for a layer, the energy for a raw QUBO), gap to the best
+proven optimum in %, whether the method proved optimality, and seconds.
 
 The CLI is thin: it builds problems, hands tasks to :mod:`reference.compare.harness`, and prints.
 Exit status 0 on success, 2 on bad input (one ``error:`` line naming the file and the problem),
@@ -28,6 +29,7 @@ from solvers import METHODS
 from solvers.tree import default_max_nodes
 
 from .harness import SchedulerError, aggregate, make_tasks, prob_name, problem_hash, run_tasks
+from .model_report import format_summary, load_manifest, plot_model, summarise, write_model_csv
 from .problem_files import ProblemFileError, load_layer
 from .sources import load_config, load_qubo_file
 from .store import ResultStore, StoreError
@@ -201,6 +203,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--qubo", action="append", default=[], metavar="FILE",
                    help="raw QUBOs: OR-Library bqp text, or dimod's serialised BQM (binary or JSON)")
     p.add_argument("--config", action="append", default=[], metavar="FILE.toml", help="a generator sweep")
+    p.add_argument("--model", metavar="MANIFEST.json|DIR",
+                   help="every layer of a captured model (its manifest, or the directory holding manifest.json): "
+                        "a table per layer and the model summary (summed loss, model gap interval, median and "
+                        "worst layer gap, the layers where each method loses most)")
     p.add_argument("--methods", help="comma-separated method names (default: every registered method)")
     p.add_argument("--seed", type=int, default=0, help="seed for the suites and every random method (default 0)")
     p.add_argument("--tree-nodes", type=int, default=None, metavar="N",
@@ -283,9 +289,9 @@ def _check_numbers(args) -> int:
     return jobs
 
 
-def _problems(args, suites) -> tuple[list, dict]:
-    """The distinct problems of the files and the suites, and ``{id(problem): suite options}``."""
-    problems = []
+def _problems(args, suites, manifest) -> tuple[list, dict]:
+    """The distinct problems of the model, the files and the suites, and ``{id(problem): suite options}``."""
+    problems = [] if manifest is None else list(manifest.problems)
     try:
         for path in args.problem:
             problems.append(load_layer(path))
@@ -361,15 +367,21 @@ def _dump_json(path, doc: dict) -> None:
         raise _Refused(f"cannot write output: {exc}") from None
 
 
-def _write(args, records, reports, methods) -> None:
-    """The ``--json``, ``--csv`` and ``--plot`` outputs."""
+def _write(args, records, reports, methods, model=None, layer_records=None) -> None:
+    """The ``--json``, ``--csv`` and ``--plot`` outputs (with the model summary under ``--model``)."""
     if args.json:
-        _dump_json(args.json, {"problems": records, **({"reports": reports} if reports else {})})
+        _dump_json(args.json, {"problems": records, **({"reports": reports} if reports else {}),
+                               **({"model": _jsonable(model)} if model else {})})
     try:
         if args.csv:
-            _write_csv(args.csv, records)
+            if model:
+                write_model_csv(args.csv, model, layer_records)
+            else:
+                _write_csv(args.csv, records)
         if args.plot:
             print(f"plot: {_plot(args.plot, records, methods)}")
+            if model:
+                print(f"plot: {plot_model(args.plot, model, layer_records)}")
     except ImportError as exc:
         raise _Refused(str(exc)) from None
     except OSError as exc:
@@ -382,9 +394,13 @@ def main(argv=None) -> int:
     try:
         methods = _methods(args)
         jobs = _check_numbers(args)
-        given = args.problem or args.qubo or args.config
+        given = args.problem or args.qubo or args.config or args.model
         suites = args.suite or ([] if given else ["default"])
-        problems, own_options = _problems(args, suites)
+        try:
+            manifest = None if args.model is None else load_manifest(args.model)
+        except ProblemFileError as exc:
+            raise _Refused(str(exc)) from None
+        problems, own_options = _problems(args, suites, manifest)
         reports = _reports(args, suites, args.progress or sys.stderr.isatty())
         if not problems:
             if args.json:
@@ -402,7 +418,11 @@ def main(argv=None) -> int:
             for prob, rec in zip(problems, records):
                 print(_fmt_table(rec, _describe(prob, rec)), end="\n\n")
         print(_summary(records, methods), flush=True)
-        _write(args, records, reports, methods)
+        model, layer_records = None, None
+        if manifest is not None:
+            model, layer_records = summarise(manifest, recs + skipped, methods)
+            print("\n" + format_summary(model), flush=True)
+        _write(args, records, reports, methods, model, layer_records)
     except _Refused as exc:
         return _fail(str(exc))
     return 0
