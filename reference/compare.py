@@ -9,7 +9,8 @@ optimum in %, whether the method proved optimality, and seconds.
 
 The CLI is thin: it builds problems, hands tasks to :mod:`reference.harness`, and prints.
 Exit status 0 on success, 2 on bad input (one ``error:`` line naming the file and the problem),
-130 when interrupted.
+1 when a method's certificate is wrong (a bound or an ``optimal`` claim above a value some
+method attains; one ``error: wrong certificate:`` line naming both), 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 from solvers import METHODS
 from solvers.tree import default_max_nodes
 
-from .harness import SchedulerError, aggregate, make_tasks, prob_name, problem_hash, run_tasks
+from .harness import CertificateError, SchedulerError, aggregate, make_tasks, prob_name, problem_hash, run_tasks
 from .problem_files import ProblemFileError, load_layer
 from .sources import load_config, load_qubo_file
 from .store import ResultStore, StoreError
@@ -252,6 +253,12 @@ def _fail(msg: str) -> int:
     return 2
 
 
+def _wrong_certificate(exc) -> int:
+    """A method certified a bound that a state beats: nothing of the run can be trusted (exit 1)."""
+    print(f"error: wrong certificate: {' '.join(str(exc).split())}", file=sys.stderr)
+    return 1
+
+
 def _default_jobs() -> int:
     return available_cpus()
 
@@ -342,6 +349,8 @@ def main(argv=None) -> int:
             return _fail(f"--store: {exc}")
         except SchedulerError as exc:
             return _fail(f"--scheduler: {exc}")
+        except CertificateError as exc:
+            return _wrong_certificate(exc)
     except KeyboardInterrupt:
         held = "" if store is None else f"; finished results are in {args.store}, rerun to resume"
         print(f"\ninterrupted{held}", file=sys.stderr)
@@ -350,7 +359,10 @@ def main(argv=None) -> int:
         if store is not None:
             store.close()
 
-    records = aggregate(problems, recs + skipped, methods)
+    try:
+        records = aggregate(problems, recs + skipped, methods)
+    except CertificateError as exc:
+        return _wrong_certificate(exc)
     if not args.quiet:
         for prob, rec in zip(problems, records):
             print(_fmt_table(rec, _describe(prob, rec)), end="\n\n")
