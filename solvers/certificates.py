@@ -1,5 +1,5 @@
 """Checks of certified lower bounds, and the gap interval they certify (docs/conventions.md,
-"Signs").
+"Gaps and certified bounds").
 
 A certified ``lower_bound`` ``L`` of a minimisation is only as good as the proof behind it, so
 every consumer checks it against the energies it has: ``L`` above the recomputed energy ``E`` of
