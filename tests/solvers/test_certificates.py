@@ -154,3 +154,27 @@ def test_every_certifying_qubo_method_bounds_the_brute_force_optimum(A, q, c, no
         r = solve(b, name, **budgets.get(name, {}))
         assert r.lower_bound is None or r.lower_bound <= opt, name
         assert not r.optimal or r.energy == opt, name
+
+
+def test_solve_refuses_a_row_bound_above_that_rows_energy(monkeypatch):
+    """On a layer each row's certified bound is checked against that row's energy (one row's
+    excess cannot hide behind another row's slack); a bound just below passes."""
+    from solvers import METHODS, solve
+    from solvers._registry import Method, Outcome
+
+    def liar(over):
+        def run(bqm):
+            x = np.ones(bqm.n, dtype=np.int8)
+            e = float(bqm.energy(x))
+            return Outcome(x=x, lower_bound=e + over * abs(e))
+        return Method("liar", run, "qubo", {}, "claims a bound", certifies_bound=True)
+
+    rng = np.random.default_rng(1)
+    W, X = rng.normal(size=(3, 5)), rng.normal(size=(12, 5))
+    prob = LayerProblem(W, fit_grid(W, 3), X=X)
+    monkeypatch.setitem(METHODS, "liar", liar(-1e-3))
+    r = solve(prob, "liar")
+    assert r.lower_bound <= r.energy
+    monkeypatch.setitem(METHODS, "liar", liar(1e-3))
+    with pytest.raises(CertificateError, match="method 'liar', row 0"):
+        solve(prob, "liar")
