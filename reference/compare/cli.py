@@ -10,7 +10,8 @@ proven optimum in %, whether the method proved optimality, and seconds.
 
 The CLI is thin: it builds problems, hands tasks to :mod:`reference.compare.harness`, and prints.
 Exit status 0 on success, 2 on bad input (one ``error:`` line naming the file and the problem),
-130 when interrupted.
+1 when a method's certificate is wrong (a bound or an ``optimal`` claim above a value some
+method attains; one ``error: wrong certificate:`` line naming both), 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 from solvers import METHODS
 from solvers.tree import default_max_nodes
 
-from .harness import SchedulerError, aggregate, make_tasks, prob_name, problem_hash, run_tasks
+from .harness import CertificateError, SchedulerError, aggregate, make_tasks, prob_name, problem_hash, run_tasks
 from .model_report import format_summary, load_manifest, plot_model, summarise, write_model_csv
 from .problem_files import ProblemFileError, load_layer
 from .sources import load_config, load_qubo_file
@@ -251,6 +252,12 @@ def _fail(msg: str) -> int:
     return 2
 
 
+def _wrong_certificate(exc) -> int:
+    """A method certified a bound that a state beats: nothing of the run can be trusted (exit 1)."""
+    print(f"error: wrong certificate: {' '.join(str(exc).split())}", file=sys.stderr)
+    return 1
+
+
 def _default_jobs() -> int:
     return available_cpus()
 
@@ -425,4 +432,6 @@ def main(argv=None) -> int:
         _write(args, records, reports, methods, model, layer_records)
     except _Refused as exc:
         return _fail(str(exc))
+    except CertificateError as exc:
+        return _wrong_certificate(exc)
     return 0

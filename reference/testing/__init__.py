@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from solvers import ConvProblem, LayerProblem, SparseProblem, solve
+from solvers import METHODS, ConvProblem, LayerProblem, SparseProblem, solve
+from solvers.certificates import check_bound, gap_interval
 
 from ..grid import Grid, asymmetric_range, fit_grid, symmetric_range
 from ..sparse import objective
@@ -63,10 +64,12 @@ class RoundingReport:
 
     Without a proven optimum (a layer too wide for the limit): ``best_known`` is the lowest loss
     known (the exact method's best state or the given rounding), ``lower_bound`` a certified
-    bound (at least 0: the local loss is never negative), and the gap to the unknown optimum lies
-    in ``[gap_low, gap_high]`` = ``[(loss - best_known) / best_known, (loss - lower_bound) /
-    lower_bound]`` (``gap_high`` None unless the bound is positive). With a proven optimum both
-    equal ``gap``.
+    bound (at least 0: the local loss is never negative; a bound above the given rounding's loss
+    is a :class:`solvers.certificates.CertificateError`), and the gap to the unknown optimum lies
+    in ``[gap_low, gap_high]``, its range over every optimum in ``[lower_bound, best_known]``
+    (:func:`solvers.certificates.gap_interval`): ``[(loss - best_known) / best_known, (loss -
+    lower_bound) / lower_bound]`` (``gap_high`` None unless the bound is positive). With a
+    proven optimum both equal ``gap``.
     """
 
     loss: float
@@ -190,14 +193,18 @@ def rounding_report(W, grid, *, X=None, G=None, q=None, W_hat=None, method: str 
     opts = {"time_limit": time_limit} if method == "tree" else {}
     best = solve(problem, method, **opts)
     loss = problem.loss(x)
-    optimum = best.energy if best.optimal else None
-    # the local loss is never negative: 0 bounds the optimum whatever the method proved
-    lower = max(0.0, best.lower_bound) if best.lower_bound is not None else 0.0
+    certified = METHODS[method].certifies_bound  # only a method that proves its bound gives one
+    optimum = best.energy if best.optimal and certified else None
+    proved = best.lower_bound if certified and best.lower_bound is not None else None
+    if proved is not None:  # the given rounding is a state too: a bound above its loss is wrong
+        check_bound(proved, loss, problem, f"method {method!r} against the given rounding")
+    # the local loss is never negative (G positive semidefinite): 0 bounds the optimum whatever
+    # the method proved
+    lower = 0.0 if proved is None else max(0.0, proved)
     best_known = min(best.energy, loss)  # the given rounding may beat the method's best state
     gap = low = high = _rel(loss, optimum) if optimum is not None else None
     if optimum is None:
-        low = _rel(loss, best_known)
-        high = (loss - lower) / lower if lower > 0 else None
+        low, high = gap_interval(loss, best_known, lower)
     return RoundingReport(loss=loss, optimum=optimum, lower_bound=lower, gap=gap,
                           method=method, x=x, x_opt=best.x, off_grid=n_off, off_grid_max=far,
                           given_loss=given_loss, best_known=best_known, gap_low=low, gap_high=high)
