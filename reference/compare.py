@@ -259,11 +259,13 @@ def _default_jobs() -> int:
 def main(argv=None) -> int:
     """The command line: ``argv`` as for ``python -m reference.compare``; returns the exit status."""
     args = _parser().parse_args(argv)
-    if args.methods:
+    if args.methods is not None:  # an empty --methods names no method: refused, not read as "every method"
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         usable = sorted(n for n, m in METHODS.items() if m.kind != "sparse")
+        if not methods:
+            return _fail(f"--methods: no method named (given {args.methods!r}); choose from {usable}")
         unknown = [m for m in methods if m not in usable]
-        if unknown or not methods:
+        if unknown:
             return _fail(f"--methods: unknown method(s) {unknown}; choose from {usable}")
         twice = sorted({m for m in methods if methods.count(m) > 1})
         if twice:
