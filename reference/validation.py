@@ -269,6 +269,9 @@ class Integer(Param):
             self._refuse(value, name, TypeError)
         if not isinstance(value, numbers.Integral) and not (np.isfinite(value) and float(value).is_integer()):
             self._refuse(value, name)
+        if not -2**63 <= value < 2**63:  # beyond a C long: numpy and float arithmetic would overflow on it
+            raise ValueError(f"{name} must be {self.describe(others)}{' or None' if self.none else ''} and fit in "
+                             f"64 bits (|value| < 2^63), found {describe(value)}")
         low = self.low
         if isinstance(low, str):
             low = others.get(low)

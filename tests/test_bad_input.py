@@ -601,6 +601,26 @@ def test_python_ints_beyond_float64_are_a_value_error_not_an_overflow_error():
     assert solve(BQM(np.eye(2)), "tree", time_limit=2**31 - 1).optimal  # the largest limit, as a Python int
 
 
+def test_integers_beyond_64_bits_are_refused_naming_the_option():
+    """Found with 10**400 for every declared option: three reached numpy or float arithmetic and
+    raised OverflowError (adaround's iterations, lns's reads, a grid's qmin)."""
+    from reference import Grid
+
+    W = np.random.default_rng(0).normal(size=(2, 3))
+    layer = LayerProblem(W, fit_grid(W), X=np.eye(3))
+    for problem, method, opt in ((layer, "adaround", "iterations"), (BQM(np.eye(3)), "lns", "reads"),
+                                 (BQM(np.eye(3)), "anneal", "seed"), (BQM(np.eye(3)), "tree", "max_nodes")):
+        for value in (10**400, 2**63, -(2**63) - 1):
+            with pytest.raises(ValueError, match=f"^{opt} must be an integer >= .* and fit in 64 bits "
+                                                 r"\(\|value\| < 2\^63\), found -?\d"):
+                solve(problem, method, **{opt: value})
+    assert solve(BQM(np.eye(3), [-2, 2, -2]), "anneal", seed=2**63 - 1).energy == -2.0  # x = (1, 0, 1)
+    for qmin, qmax in ((-(10**400), 7), (-(2**53) - 1, 7), (0, 2**53 + 1)):
+        with pytest.raises(ValueError, match=r"^qm(in|ax) must lie in \[-2\^53, 2\^53\]"):
+            Grid(0.1, qmin, qmax)
+    assert Grid(1.0, -(2**53), 2**53).qmax == 2**53
+
+
 # ------------------------------------------------------------------------------ problem files: write last, atomically
 def _safetensors_and_inputs(tmp_path):
     from safetensors.numpy import save_file
