@@ -264,6 +264,9 @@ def write_layer(out: str, weights: str, tensor: str, inputs: str, **keys) -> str
         raise ProblemFileError(f"{out}: the output file must end with .npz")
     if os.path.isdir(out):
         raise ProblemFileError(f"{out}: is a directory, not a file")
+    folder = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(folder):
+        raise ProblemFileError(f"{out}: its directory {folder} does not exist")
     W = read_safetensors(weights, tensor)
     X = read_inputs(inputs)
     unknown = sorted(set(keys) - (_ALLOWED - {"W", "X"}))
@@ -271,7 +274,7 @@ def write_layer(out: str, weights: str, tensor: str, inputs: str, **keys) -> str
         raise ProblemFileError(f"unknown key(s) {unknown}")
     data = {"W": W, "X": X, **{k: np.asarray(v) for k, v in keys.items() if v is not None}}
     _layer_of(out, data)  # as load_layer would read it back: the same arrays, every check
-    fd, tmp = tempfile.mkstemp(suffix=".npz", prefix=".tmp-", dir=os.path.dirname(os.path.abspath(out)))
+    fd, tmp = tempfile.mkstemp(suffix=".npz", prefix=".tmp-", dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **data)

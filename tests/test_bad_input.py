@@ -655,6 +655,11 @@ def test_a_refused_problem_file_run_leaves_out_untouched(tmp_path, capsys):
         assert out.read_bytes() == good  # the valid file is kept, byte for byte
     assert sorted(os.listdir(tmp_path)) == ["layer.npz", "m.safetensors", "probe", "x.npy", "x4.npy"]
     assert load_layer(str(out)).shape == (2, 3)
+    (tmp_path / "d.npz").mkdir()
+    for where, needle in ((tmp_path / "d.npz", "d.npz: is a directory, not a file"),
+                          (tmp_path / "no" / "l.npz", "l.npz: its directory")):
+        assert pf_main(base + ["--inputs", str(tmp_path / "x.npy"), "--out", str(where)]) == 2
+        _one_error_line(capsys, needle)
 
 
 # ------------------------------------------------------------------------------ messages that say what is wrong
