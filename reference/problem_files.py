@@ -237,7 +237,7 @@ def read_inputs(path: str, key: str = "X") -> np.ndarray:
                                "with the bytes \\x93NUMPY)")
     else:
         with open(path, "rb") as fh:
-            _check_header(path, fh, os.path.getsize(path))
+            _check_header(f"{path}: the array", fh, os.path.getsize(path))
         try:
             arr = np.load(path, allow_pickle=False)
         except ValueError as exc:

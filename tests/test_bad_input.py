@@ -676,8 +676,13 @@ def test_a_text_or_pickle_file_as_inputs_is_named_for_what_it_is(tmp_path, capsy
     with pytest.raises(ValueError, match=r"x\.pkl: holds Python objects \(pickled data\), which are never loaded"):
         read_inputs(str(tmp_path / "x.pkl"))
     np.save(tmp_path / "o.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    with pytest.raises(ValueError, match=r"o\.npy holds Python objects \(pickled data\)"):
+    with pytest.raises(ValueError, match=r"o\.npy: the array holds Python objects \(pickled data\)"):
         read_inputs(str(tmp_path / "o.npy"))
+    buf = io.BytesIO()  # a .npy header claiming 1e10 numbers: refused from the header, as in a .npz
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": (100000, 100000)})
+    (tmp_path / "h.npy").write_bytes(buf.getvalue() + b"\0" * 64)
+    with pytest.raises(ValueError, match=r"h\.npy: the array claims shape \(100000, 100000\), above the limit"):
+        read_inputs(str(tmp_path / "h.npy"))
     with open(tmp_path / "z.bin", "wb") as fh:  # a zip of arrays, whatever its name
         np.savez(fh, X=np.ones((2, 3)))
     assert read_inputs(str(tmp_path / "z.bin")).shape == (2, 3)
