@@ -81,7 +81,8 @@ class Grid:
         hi = as_int_scalar(qmax, "qmax")
         for name, v in (("qmin", lo), ("qmax", hi)):
             if abs(v) > 2**53:  # the integer weights are computed in float64: exact up to 2^53
-                raise ValueError(f"{name} must lie in [-2^53, 2^53] (integers float64 holds exactly), found {describe(v)}")
+                raise ValueError(f"{name} must lie in [-2^53, 2^53] (integers float64 holds exactly), "
+                                 f"found {describe(v)}")
         if lo > hi:
             raise ValueError(f"qmin must be <= qmax, found qmin == {lo} > qmax == {hi}")
         z = as_float_array(zero_point, "zero_point")
