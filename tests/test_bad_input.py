@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from reference import fit_grid
+from reference.conv import conv_geometry
 from reference.compare import main
 from reference.testing import assert_rounding_within, assert_sparse_code_within, sparse_code_report
 from solvers import BQM, LayerProblem, solve
@@ -534,6 +535,16 @@ def test_a_huge_padding_or_dilation_is_refused_from_the_geometry_before_allocati
             tracemalloc.stop()
         assert peak < 1 << 20  # refused from the shapes: nothing large was allocated
     assert 6.7 < patch * 8 / 2**30 < 6.71 or pad != 5000  # the finding's 6.7 GiB: the 3x3 patches
+
+
+def test_a_network_with_a_huge_padding_is_refused_when_it_is_built():
+    from reference.cnn import CNN, ConvSpec
+
+    with pytest.raises(ValueError, match=r"^padding \(5000, 5000\): the convolution of X of shape \(1, 1, 8, 8\)"):
+        CNN.initialize(input_shape=(1, 8, 8), convs=(ConvSpec(2, padding=5000),), pool=1, dense=(3,))
+    net = CNN.initialize(input_shape=(1, 8, 8), convs=(ConvSpec(2, padding=1),), pool=1, dense=(3,))
+    with pytest.raises(ValueError, match=r"^padding \(5000, 5000\): "):
+        CNN(net.weights, net.biases, [conv_geometry((2, 1, 3, 3), 1, padding=5000)], 1, (1, 8, 8))
 
 
 def test_a_huge_padding_in_a_layer_file_is_one_line(tmp_path, capsys):
