@@ -108,6 +108,7 @@ class CNN(_WeightsAndBiases):
                 W = as_float_array(W, f"weights[{layer}]", shape=(geo.c_out, geo.c_in_group, *geo.kernel))
                 if geo.c_in != shape[0]:
                     raise ValueError(f"geometries[{layer}] must take {shape[0]} channels, found {geo.c_in}")
+                geo.check_work(1, shape[1], shape[2])  # one sample's work arrays, before any batch is run
                 shape = (geo.c_out, *geo.output_size(shape[1], shape[2]))
                 if layer == len(self.geometries) - 1:
                     if shape[1] % self.pool or shape[2] % self.pool:
@@ -132,6 +133,7 @@ class CNN(_WeightsAndBiases):
         for spec in convs:
             geo = conv_geometry((spec.c_out, shape[0] // spec.groups, spec.kernel, spec.kernel), shape[0],
                                 spec.stride, spec.padding, 1, spec.groups)
+            geo.check_work(1, shape[1], shape[2])  # a huge padding is refused before the dense weights grow with it
             geos.append(geo)
             Ws.append(rng.normal(0.0, np.sqrt(2.0 / geo.fan_in), size=(geo.c_out, geo.c_in_group, *geo.kernel)))
             shape = (geo.c_out, *geo.output_size(shape[1], shape[2]))

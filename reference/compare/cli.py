@@ -267,12 +267,15 @@ class _Refused(Exception):
 
 
 def _methods(args) -> list[str]:
-    if not args.methods:
+    if args.methods is None:
         return default_methods()
+    # an empty --methods names no method: refused, not read as "every method"
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     usable = sorted(n for n, m in METHODS.items() if m.kind != "sparse")
+    if not methods:
+        raise _Refused(f"--methods: no method named (given {args.methods!r}); choose from {usable}")
     unknown = [m for m in methods if m not in usable]
-    if unknown or not methods:
+    if unknown:
         raise _Refused(f"--methods: unknown method(s) {unknown}; choose from {usable}")
     twice = sorted({m for m in methods if methods.count(m) > 1})
     if twice:

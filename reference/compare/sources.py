@@ -17,7 +17,7 @@ from solvers import BQM, LayerProblem
 from solvers.orlib import parse_bqp
 
 from ..grid import fit_grid
-from .problem_files import ProblemFileError
+from .problem_files import ProblemFileError, check_file
 from .suites import correlated_layer
 
 __all__ = ["load_qubo_file", "load_config", "SWEEP_KEYS"]
@@ -39,8 +39,7 @@ def load_qubo_file(path: str):
     """
     import dimod
 
-    if not os.path.isfile(path):
-        raise ProblemFileError(f"{path}: no such file")
+    check_file(path)
     with open(path, "rb") as fh:
         raw = fh.read()
     name = _name(path)
@@ -149,8 +148,7 @@ def _read_sweeps(path: str) -> list[dict]:
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib
 
-    if not os.path.isfile(path):
-        raise ProblemFileError(f"{path}: no such file")
+    check_file(path)
     try:
         with open(path, "rb") as fh:
             cfg = tomllib.load(fh)

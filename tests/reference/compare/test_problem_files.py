@@ -61,7 +61,8 @@ def _bad():
     rng = np.random.default_rng(3)
     W, X = _conv(rng)
     return [
-        (dict(W=W, X=X[:, :1]), "W must have C_in/groups = 1 input channels"),
+        (dict(W=W, X=X[:, :1]), "X has C_in = 1 input channels (X.shape[1]), but W of shape (3, 2, 3, 3) with "
+                                "groups = 1 takes C_in = W.shape[1] * groups = 2"),
         (dict(W=W, X=X, groups=3), "groups must divide C_in"),
         (dict(W=W[:, :1], X=X, groups=2, bits=3), "groups must divide C_out"),
         (dict(W=W, X=X[:, :, :2]), "output map is empty"),
