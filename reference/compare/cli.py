@@ -39,6 +39,7 @@ from ..validation import available_cpus
 
 __all__ = ["main", "default_methods", "run_problem"]
 
+
 def default_methods() -> list[str]:
     """Every registered QUBO and layer method: exact ones first, then the others in registration order."""
     rounding = {n: m for n, m in METHODS.items() if m.kind != "sparse"}  # sparse coders take a SparseProblem

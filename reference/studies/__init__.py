@@ -5,5 +5,8 @@
 * :mod:`~reference.studies.sparse_study`: the l0 sparse-coding study on natural-image patches;
 * :mod:`~reference.studies.sparse_scale`: dictionaries learned at scale, resumable;
 * :mod:`~reference.studies.sparse_v1`: the V1 study's claims on those dictionaries
-  (figures in :mod:`~reference.studies.sparse_v1_figures`).
+  (tuning and receptive-field shapes of one dictionary in :mod:`~reference.studies.v1_fields`,
+  figures in :mod:`~reference.studies.sparse_v1_figures`).
+
+Each shows a progress bar of its steps on stderr when asked (:mod:`~reference.studies.progress`).
 """

@@ -68,6 +68,7 @@ __all__ = ["PAPER_LAM", "V1Settings", "analyse", "format_tables", "merge", "pool
 #: The paper notebook's lambdas in this project's convention (docs/sparse.md, "Converting lambda").
 PAPER_LAM = {"l0": 6.5e-3, "cel0": 0.45, "l1/2": 6.5e-2, "l1": 0.41}
 
+
 def _config(quick):
     if quick:
         return dict(test=100, sweep=(0.25, 1.0, 4.0), exact_N=30, level=4.0,

@@ -336,15 +336,23 @@ def _st():
     return st
 
 
+def _seeded(build):
+    """The strategy ``build(draw, st, rng)``: ``st`` hypothesis' strategies, ``rng`` a numpy
+    generator seeded by the first draw (so that hypothesis shrinks the seed like any other value)."""
+    st = _st()
+
+    @st.composite
+    def strategy(draw):
+        return build(draw, st, np.random.default_rng(draw(st.integers(0, 2**32 - 1))))
+
+    return strategy()
+
+
 def layers(max_out: int = 3, max_in: int = 6, allow_clipping: bool = True):
     """Strategy for ``(W, X, grid)``: per-row or per-tensor, symmetric or asymmetric 2-5 bit grids,
     weights of very different scales, any N >= 1 (often N < in: singular G), and, when
     ``allow_clipping``, a shrunk scale so that the largest weights fall off the grid."""
-    st = _st()
-
-    @st.composite
-    def build(draw):
-        rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    def build(draw, st, rng):
         out = draw(st.integers(1, max_out))
         fan_in = draw(st.integers(1, max_in))
         n = draw(st.integers(1, 3 * fan_in))
@@ -356,7 +364,7 @@ def layers(max_out: int = 3, max_in: int = 6, allow_clipping: bool = True):
             grid = Grid(grid.scale * draw(st.sampled_from([0.3, 0.6])), grid.qmin, grid.qmax, grid.zero_point)
         return W, X, grid
 
-    return build()
+    return _seeded(build)
 
 
 def grids(n_rows: int = 3):
@@ -379,42 +387,30 @@ def grids(n_rows: int = 3):
 
 def bqms(min_n: int = 0, max_n: int = 8):
     """Strategy for ``(P, q, c)``: symmetric ``P`` of any sign and of mixed scale."""
-    st = _st()
-
-    @st.composite
-    def build(draw):
-        rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    def build(draw, st, rng):
         n = draw(st.integers(min_n, max_n))
         A = rng.normal(size=(n, n)) * draw(st.sampled_from([0.001, 1.0, 100.0]))
         q = rng.normal(size=n) * draw(st.sampled_from([0.01, 1.0, 10.0]))
         return (A + A.T) / 2, q, float(rng.normal())
 
-    return build()
+    return _seeded(build)
 
 
 def psd_bqms(min_n: int = 1, max_n: int = 8):
     """Strategy for ``(P, q, c)`` with ``P = B^T B`` PSD, often singular (rank below ``n``)."""
-    st = _st()
-
-    @st.composite
-    def build(draw):
-        rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    def build(draw, st, rng):
         n = draw(st.integers(min_n, max_n))
         rank = draw(st.integers(1, n))
         B = rng.normal(size=(rank, n))
         return B.T @ B, rng.normal(size=n) * draw(st.sampled_from([0.1, 1.0, 10.0])), float(rng.normal())
 
-    return build()
+    return _seeded(build)
 
 
 def dictionaries(max_dim: int = 8, max_atoms: int = 10, max_signals: int = 4):
     """Strategy for ``(Phi, X, lam)``: dictionaries (n, K) with atoms of unequal norm (sometimes
     overcomplete, sometimes with a repeated atom), signals (N, n) and ``lam > 0``."""
-    st = _st()
-
-    @st.composite
-    def build(draw):
-        rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    def build(draw, st, rng):
         n = draw(st.integers(2, max_dim))
         K = draw(st.integers(1, max_atoms))
         Phi = rng.normal(size=(n, K)) * rng.uniform(0.3, 2.0, size=K)
@@ -424,4 +420,4 @@ def dictionaries(max_dim: int = 8, max_atoms: int = 10, max_signals: int = 4):
         lam = draw(st.sampled_from([0.01, 0.1, 0.5, 2.0]))
         return Phi, X, lam
 
-    return build()
+    return _seeded(build)
