@@ -32,7 +32,7 @@ import numpy as np
 
 from solvers import ConvProblem, LayerProblem
 
-from .validation import as_float_array, check_positive_int
+from .validation import as_float_array, blas_threads, check_positive_int
 from .conv import ConvGeometry, _pad, _patches_adjoint, _patches_all, conv_geometry
 from .digits import load_digits
 from .network import _WeightsAndBiases
@@ -324,9 +324,7 @@ def train_cnn(X, y, seed=0, epochs: int = 40, batch_size: int = 32, lr: float = 
     y = net._check_y(y, X.shape[0])
     epochs = check_positive_int(epochs, "epochs")
     batch_size = check_positive_int(batch_size, "batch_size", maximum=X.shape[0])
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"):  # small products: one BLAS thread is fastest
+    with blas_threads(1):  # small products: one BLAS thread is fastest
         return _train(net, X, y, seed, epochs, batch_size, lr)
 
 

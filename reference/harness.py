@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -19,9 +19,9 @@ import numpy as np
 from tqdm import tqdm
 
 from solvers import METHODS, ConvProblem, LayerProblem, solve
+from solvers.runtime import process_pool
 
 from .store import task_key
-from .validation import available_cpus
 
 __all__ = ["Task", "problem_hash", "problem_kind", "make_tasks", "run_task", "run_tasks", "aggregate",
            "executor", "SchedulerError", "SCHEDULER_TIMEOUT"]
@@ -163,25 +163,12 @@ class _SerialExecutor(Executor):
         return fut
 
 
-#: The thread limit of each worker's BLAS, set by :func:`_limit_blas` (kept alive for the process).
-_BLAS_LIMIT = None
-
-
-def _limit_blas(threads: int) -> None:
-    """Worker initializer: cap BLAS/OpenMP threads so jobs x threads does not oversubscribe the cores."""
-    global _BLAS_LIMIT
-    import scipy.linalg  # noqa: F401  (load every BLAS the solvers use before capping them)
-    from threadpoolctl import threadpool_limits
-
-    _BLAS_LIMIT = threadpool_limits(limits=threads)
-
-
 @contextmanager
 def executor(jobs: int, scheduler: str | None):
     """``(executor, workers)``: a ``concurrent.futures.Executor`` for the tasks and how many run at once.
 
     ``scheduler`` (a Dask address) gives ``distributed.Client.get_executor()``; ``jobs > 1`` a process
-    pool whose workers each get ``cores // jobs`` BLAS threads; otherwise the calls run in this process.
+    pool (:func:`solvers.runtime.process_pool`, ``cores // jobs`` BLAS threads a worker); otherwise the calls run in this process.
     """
     if scheduler is not None:
         try:
@@ -200,8 +187,7 @@ def executor(jobs: int, scheduler: str | None):
             with client.get_executor(pure=False) as ex:
                 yield ex, workers
     elif jobs > 1:
-        with ProcessPoolExecutor(max_workers=jobs, initializer=_limit_blas,
-                                 initargs=(max(1, available_cpus() // jobs),)) as ex:
+        with process_pool(jobs) as ex:
             yield ex, jobs
     else:
         yield _SerialExecutor(), 1

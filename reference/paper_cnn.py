@@ -27,6 +27,7 @@ import numpy as np
 
 import solvers
 from solvers.conv_sequential import conv_asymmetric_relaxation
+from solvers.runtime import blas_threads
 from solvers.sequential import asymmetric_relaxation
 
 from .cnn import cnn_calibration, digits_cnn, digits_images
@@ -88,9 +89,7 @@ def run_cnn_tables(settings: CNNSettings | None = None, progress=None) -> dict:
     """Run Tables 1 and 4 on the CNN; rows keyed ``(table, bits, name)`` with per-seed metric lists
     (``acc``, ``loss``, ``energy``, ``gap``, ``gap_to``, ``bound``). BLAS runs on one thread
     (the products are small; results do not depend on it)."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"):
+    with blas_threads(1):
         return _run(settings or CNNSettings(), progress)
 
 

@@ -8,6 +8,7 @@ found. Nothing is repaired: a NaN is refused, not replaced; a shape is refused, 
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 import os
 
@@ -32,6 +33,7 @@ __all__ = [
     "Passed",
     "ByWidth",
     "available_cpus",
+    "blas_threads",
 ]
 
 
@@ -373,3 +375,16 @@ def available_cpus() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - macOS and Windows have no affinity call
         return max(1, os.cpu_count() or 1)
+
+
+def blas_threads(threads):
+    """A context manager holding the BLAS libraries (numpy's and scipy's, through threadpoolctl)
+    at ``threads`` threads each while it is active; ``None`` leaves them as they are. The one
+    BLAS cap of the project (``solvers.runtime`` re-exports it): a speed choice, never a result
+    (one BLAS thread beside a pool of workers avoids oversubscribing the cores)."""
+    if threads is None:
+        return contextlib.nullcontext()
+    threads = check_positive_int(threads, "threads")
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=threads, user_api="blas")

@@ -16,7 +16,7 @@ from .orlib import read_bqp
 from .result import Result
 from .samplers import ExhaustiveSampler, TreeSampler
 from .sequential import AsymmetricLayer, quantize_network
-from .sparse import SparseProblem, binary_sparse_coding_bqm, code
+from .sparse import SparseProblem, binary_sparse_coding_bqm
 
 __all__ = [
     "BQM",
@@ -38,5 +38,4 @@ __all__ = [
     "quantize_network",
     "SparseProblem",
     "binary_sparse_coding_bqm",
-    "code",
 ]

@@ -31,7 +31,8 @@ from reference.validation import Choice, Flag, Integer, Interval, Real
 
 from ._registry import Outcome, register
 from .layer import LayerProblem
-from .relaxation import PRESETS, DataTerm, _check_choice, _thread_limiter, relax, resolve_settings, soft_weight_map
+from .relaxation import PRESETS, DataTerm, _check_choice, relax, resolve_settings, soft_weight_map
+from .runtime import blas_threads
 
 __all__ = ["LocalLoss"]
 
@@ -129,7 +130,7 @@ def _adaround(problem: LayerProblem, preset="aimet", *, lam=None, beta=None, sch
     override it. ``mode`` is ``"gram"`` (full batch through ``G``, deterministic) or ``"batch"``
     (mini-batches from ``problem.X``, seeded by ``seed``). ``history=True`` records the run every
     ``history_every`` steps (default ``iterations / 100``). ``threads`` caps the BLAS threads
-    during the run (threadpoolctl): the products are small, and on a busy machine a second BLAS
+    during the run (:func:`solvers.runtime.blas_threads`): the products are small, and on a busy machine a second BLAS
     thread can make each step several times slower.
 
     ``info``: ``soft_loss`` (local loss of the final soft weights), ``not_binary``,
@@ -152,8 +153,7 @@ def _adaround(problem: LayerProblem, preset="aimet", *, lam=None, beta=None, sch
     rng = np.random.default_rng(seed)
     st["mode"] = mode
     st["seed"] = seed
-    limiter = _thread_limiter(threads)
     st["threads"] = threads
-    with limiter:
+    with blas_threads(threads):
         x, info = relax(term, st, batches=mode == "batch", rng=rng, history=history, history_every=every)
     return Outcome(x=x, optimal=False, lower_bound=None, status="best found", info=info)

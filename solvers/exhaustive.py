@@ -24,11 +24,11 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from reference.validation import Integer, available_cpus
 
 from ._registry import Outcome, register
+from .runtime import blas_threads
 
 __all__ = ["MAX_VARS", "HARD_MAX_VARS", "exhaustive_minimum", "lowest_states"]
 
@@ -61,7 +61,7 @@ def exhaustive_minimum(P: np.ndarray, q: np.ndarray, c: float, threads=None) -> 
     n = P.shape[0]
     if n == 0:
         return np.zeros(0, dtype=np.int8), float(c)
-    with threadpool_limits(limits=1, user_api="blas"):
+    with blas_threads(1):
         return _minimum(P, q, c, n, threads)
 
 

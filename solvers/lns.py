@@ -33,11 +33,11 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from reference.validation import ByWidth, Choice, Integer
 
 from ._registry import Outcome, register
+from .runtime import blas_threads
 from .baselines import gptq_rule
 from .tree import _descend, tree_search
 
@@ -262,7 +262,7 @@ def lns(bqm, *, window: int = 16, max_window: int = 32, window_nodes: int = 20_0
           summary="large-neighbourhood search: windows of strongly coupled variables re-solved "
                   "exactly by the tree (deterministic work budget)")
 def _lns(bqm, window, max_window, window_nodes, max_nodes, start, reads, kicks, kick, seed, tree_nodes) -> Outcome:
-    with threadpool_limits(1):  # windows are tiny: BLAS threads only add start-up cost
+    with blas_threads(1):  # windows are tiny: BLAS threads only add start-up cost
         return lns(bqm, window=int(window), max_window=int(max_window), window_nodes=int(window_nodes),
                    max_nodes=int(max_nodes), start=start, reads=int(reads),
                    kicks=int(kicks), kick=int(kick), seed=seed, tree_nodes=int(tree_nodes))

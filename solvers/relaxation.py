@@ -46,7 +46,6 @@ in numpy.
 from __future__ import annotations
 
 import abc
-import contextlib
 import math
 import numbers
 from dataclasses import dataclass
@@ -288,17 +287,6 @@ def _far_from_binary(h: np.ndarray, free: np.ndarray) -> np.ndarray:
 
 def _not_binary(h: np.ndarray, free: np.ndarray) -> int:
     return int(np.count_nonzero(_far_from_binary(h, free)))
-
-
-def _thread_limiter(threads):
-    if threads is None:
-        return contextlib.nullcontext()
-    threads = _int(threads, "threads")
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=threads, user_api="blas")
-
-
 
 
 # ---------------------------------------------------------------------------- the engine

@@ -34,7 +34,6 @@ from reference.testing import (assert_rounding_within, assert_sparse_code_within
                                sparse_code_report)
 from solvers import BQM, METHODS, LayerProblem, solve
 from solvers import method_names
-from solvers.sparse import code
 
 #: Twice the profile's examples (ci: 120 a test, about 30 s for the file).
 FUZZ = settings(max_examples=settings.default.max_examples * 2, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
