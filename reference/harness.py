@@ -193,17 +193,17 @@ def executor(jobs: int, scheduler: str | None):
         yield _SerialExecutor(), 1
 
 
-#: Methods whose tasks a pool starts first, slowest first (on wide rows; docs/performance.md,
-#: "Default budgets by width"): a slow task started last would leave the other workers idle at
-#: the end. The order never changes a result (each record goes back to its task's index).
-SLOW_FIRST = ("lns", "tree", "anneal", "adaround")
-
-
 def _submission_order(todo):
-    """``todo`` (pairs ``(index, task)``) with the tasks of :data:`SLOW_FIRST` methods first, in
-    that order, then the others; within each group the widest problems first, then as given."""
-    rank = {m: i for i, m in enumerate(SLOW_FIRST)}
-    return sorted(todo, key=lambda it: (rank.get(it[1].method, len(rank)), -_size(it[1].problem), it[0]))
+    """``todo`` (pairs ``(index, task)``) with the tasks of the methods that declare a
+    ``slow_first`` rank first, in that order (on wide rows; docs/performance.md, "Default budgets
+    by width": a slow task started last would leave the other workers idle at the end), then the
+    others; within each group the widest problems first, then as given. The order never changes
+    a result (each record goes back to its task's index)."""
+    def rank(method):
+        r = METHODS[method].slow_first
+        return (0, r) if r is not None else (1, 0)
+
+    return sorted(todo, key=lambda it: (rank(it[1].method), -_size(it[1].problem), it[0]))
 
 
 def _chunks(items, n_chunks):

@@ -320,24 +320,28 @@ class Flag(Param):
 
 
 class Interval(Param):
-    """A pair of finite numbers > 0: ``[low, high]`` with ``low <= high`` when ``ordered`` (e.g.
-    inverse temperatures), any order otherwise (e.g. a schedule's start and end)."""
+    """A pair of finite numbers > 0 (or each >= ``low`` when given): ``[low, high]`` with
+    ``low <= high`` when ``ordered`` (e.g. inverse temperatures), any order otherwise (e.g. a
+    schedule's start and end)."""
 
-    def __init__(self, default=None, *, ordered: bool = True, **kw):
+    def __init__(self, default=None, *, ordered: bool = True, low: float | None = None, **kw):
         super().__init__(default, **kw)
         self.ordered = bool(ordered)
+        self.low = low
 
     def describe(self) -> str:
+        least = "> 0" if self.low is None else f">= {_num(self.low)}"
         if self.ordered:
-            return "a pair [low, high] of finite numbers with 0 < low <= high"
-        return "a pair (start, end) of finite numbers > 0"
+            return f"a pair [low, high] of finite numbers {least} with low <= high"
+        return f"a pair (start, end) of finite numbers {least}"
 
     def _check(self, value, name, others):
         if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2 \
                 or not all(_is_real(b) for b in value):
             self._refuse(value, name)
         lo, hi = (float(b) for b in value)
-        if not (np.isfinite(lo) and np.isfinite(hi)) or lo <= 0 or hi <= 0 or (self.ordered and hi < lo):
+        least = (lambda v: v > 0) if self.low is None else (lambda v: v >= self.low)
+        if not (np.isfinite(lo) and np.isfinite(hi)) or not (least(lo) and least(hi)) or (self.ordered and hi < lo):
             self._refuse(value, name)
 
 

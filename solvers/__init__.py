@@ -5,8 +5,25 @@ registered names are :func:`method_names`; a :class:`SparseProblem` takes the sp
 (``method_names(kind="sparse")``, :mod:`solvers.sparse`).
 """
 
-from . import adaround, anneal, baselines, exhaustive, hessian, lns, rounding, sequential, sparse, tree  # noqa: F401  (each registers its methods)
-from ._registry import METHODS, Outcome, method_names, register
+import importlib
+import pkgutil
+
+from ._registry import METHODS, Outcome, method_names, methods_table, register
+
+
+def discover(package) -> list[str]:
+    """Import every public module of ``package`` (a package object), subpackages included, and
+    return their names: a module that registers methods does so when imported, so a new backend
+    is one new file, with no import line to remember. ``import solvers`` runs this on itself."""
+    names = []
+    for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        if not info.name.rsplit(".", 1)[-1].startswith("_"):
+            importlib.import_module(info.name)
+            names.append(info.name)
+    return names
+
+
+discover(importlib.import_module(__name__))
 from ._solve import solve
 from .bounds import Bounds, lower_bounds
 from .bqm import BQM
@@ -25,6 +42,8 @@ __all__ = [
     "Result",
     "METHODS",
     "method_names",
+    "methods_table",
+    "discover",
     "register",
     "Outcome",
     "solve",

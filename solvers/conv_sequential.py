@@ -95,8 +95,7 @@ class ConvActivationLoss(DataTerm):
 
 
 def conv_asymmetric_relaxation(W2, b, grid: Grid, P, P_hat, activation: str = "relu", preset: str = "aimet",
-                               *, lam=None, beta=None, schedule=None, warm_start=None, iterations=None, lr=None,
-                               batch_size=None, seed=0) -> Result:
+                               *, seed=0, **settings) -> Result:
     """The AdaRound relaxation of Eq. 25 (module docs) for a convolution given as patches.
 
     Parameters
@@ -124,5 +123,4 @@ def conv_asymmetric_relaxation(W2, b, grid: Grid, P, P_hat, activation: str = "r
     b = as_float_array(b, "b", shape=(W2.shape[0],))
     return _relax_eq25(lambda: ConvActivationLoss(W2, b, grid, P, P_hat, activation),
                        lambda w_hat: conv_activation_loss(W2, b, w_hat, P, P_hat, activation),
-                       grid, activation, preset, P.shape[0], "patches M", seed, lam=lam, beta=beta,
-                       schedule=schedule, warm_start=warm_start, iterations=iterations, lr=lr, batch_size=batch_size)
+                       grid, activation, preset, P.shape[0], "patches M", seed, **settings)

@@ -25,8 +25,9 @@ from reference.validation import as_float_array
 from reference.grid import Grid, fit_grid
 from reference.network import MLP
 
+from ._registry import METHODS, SHARED
 from ._solve import solve
-from .relaxation import DataTerm, _int, relax, resolve_settings, soft_weight_map
+from .relaxation import DataTerm, relax, resolve_settings, soft_weight_map
 from .bqm import BQM
 from .layer import LayerProblem
 from .result import Result
@@ -42,7 +43,6 @@ __all__ = [
 ]
 
 VARIANTS = ("layerwise", "asymmetric", "asymmetric_relu")
-_RESIDUAL_METHODS = ("nearest", "floor", "ceil", "stochastic")
 
 
 # ---------------------------------------------------------------------------- Eq. 25, no activation
@@ -174,16 +174,17 @@ _OBJECTIVE = {"relu": "Eq. 25 with ReLU", "identity": "Eq. 25 without activation
 
 
 def asymmetric_relaxation(W, b, grid: Grid, X, X_hat, activation: str = "relu", preset: str = "aimet",
-                          *, lam=None, beta=None, schedule=None, warm_start=None, iterations=None, lr=None,
-                          batch_size=None, seed=0) -> Result:
+                          *, seed=0, **settings) -> Result:
     """The AdaRound relaxation (Eqs. 21-24) of Eq. 25 with the activation applied.
 
     Minimises ``(1/B) sum_{n in batch} ||f(W x_n + b) - f(W~ x_hat_n + b)||^2 + lam f_reg(V)``
     over ``V`` (:class:`ActivationLoss` in the engine :func:`solvers.relaxation.relax`): Adam on
     mini-batches of ``batch_size`` samples drawn without replacement (seeded), ``V`` initialised
     so that ``h(V) = W/s - floor(W/s)``, final rounding ``x = [V >= 0]``. Hyper-parameters come
-    from ``preset`` (see :data:`solvers.relaxation.PRESETS`), overridden by the non-None keywords;
-    only the ``"sample"`` normalisation is supported here.
+    from ``preset`` (see :data:`solvers.relaxation.PRESETS`), overridden by the non-None
+    ``settings``: ``lam``, ``beta``, ``schedule``, ``warm_start``, ``iterations``, ``lr``,
+    ``batch_size`` (declared once, in :data:`solvers.relaxation.SETTINGS`); only the
+    ``"sample"`` normalisation is supported here.
 
     Returns
     -------
@@ -198,13 +199,15 @@ def asymmetric_relaxation(W, b, grid: Grid, X, X_hat, activation: str = "relu", 
     X_hat = as_float_array(X_hat, "X_hat", shape=X.shape)
     return _relax_eq25(lambda: ActivationLoss(W, b, grid, X, X_hat, activation),
                        lambda w_hat: activation_loss(W, b, w_hat, X, X_hat, activation),
-                       grid, activation, preset, X.shape[0], "samples N", seed, lam=lam, beta=beta,
-                       schedule=schedule, warm_start=warm_start, iterations=iterations, lr=lr, batch_size=batch_size)
+                       grid, activation, preset, X.shape[0], "samples N", seed, **settings)
 
 
 def _relax_eq25(make_term, loss, grid, activation, preset, n, what, seed, **settings) -> Result:
     """The relaxation of an Eq. 25 data term (dense or convolution), checked before any work:
     ``make_term()`` builds the term, ``loss(w_hat)`` recomputes Eq. 25 of the rounded weights."""
+    if "normalization" in settings:
+        raise ValueError("the relaxation of Eq. 25 supports the 'sample' normalisation only: "
+                         "normalization is not an option here")
     if not isinstance(grid, Grid):
         raise ValueError(f"grid must be a reference.Grid, found {type(grid).__name__}")
     _act(activation)  # validates the name before any work
@@ -223,7 +226,8 @@ def _relu_settings(preset, n, what, seed, **overrides) -> dict:
                          f"uses {st['normalization']!r}")
     if st["batch_size"] > n:
         raise ValueError(f"batch_size must be <= the number of {what} == {n}, found {st['batch_size']}")
-    st["seed"] = None if seed is None else _int(seed, "seed", lo=0)
+    SHARED["seed"].check(seed, "seed")
+    st["seed"] = None if seed is None else int(seed)
     return st
 
 
@@ -288,10 +292,11 @@ def quantize_network(net, X, bits=4, method="nearest", variant="layerwise", opti
         grids = [fit_grid(W, bits, symmetric=symmetric, per_row=per_row, method=grid_method) for W in net.weights]
     elif len(grids) != net.n_layers:
         raise ValueError(f"grids must hold one Grid per layer ({net.n_layers}), found {len(grids)}")
-    if variant == "asymmetric_relu" and method not in ("adaround",) + _RESIDUAL_METHODS:
+    residual = tuple(n for n, m in METHODS.items() if m.residual)
+    if variant == "asymmetric_relu" and method not in ("adaround",) + residual:
         raise ValueError(
             f"variant 'asymmetric_relu' is not a QUBO on ReLU layers: method must be one of "
-            f"{sorted(('adaround',) + _RESIDUAL_METHODS)}, found {method!r}"
+            f"{sorted(('adaround',) + residual)}, found {method!r}"
         )
     float_inputs = net.layer_inputs(X)
     q_net = net

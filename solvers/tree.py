@@ -47,7 +47,7 @@ import time
 
 import numpy as np
 
-from reference.validation import Choice, Integer
+from reference.validation import ByWidth, Choice, Integer
 
 from ._registry import Outcome, register
 from .runtime import blas_threads
@@ -338,7 +338,9 @@ def _tree_search(P, q, c, *, order, bound, num_states, max_nodes, time_limit, ba
 
 
 # ---------------------------------------------------------------------------- registration
-@register("tree", kind="qubo", exact=True,
+@register("tree", kind="qubo", exact=True, slow_first=1, budget="max_nodes",
+          budget_rule=ByWidth(default_max_nodes, "5e7 up to n = 64, then 5e7 (64/n)^3 but at least 2048 n "
+                              "(with neither max_nodes nor time_limit given)"),
           options={"max_nodes": None, "time_limit": None, "order": Choice("schur", ORDERS),
                    "bound": Choice("rows", BOUNDS), "batch": Integer(512, low=1),
                    "diagonal": Choice("sdp", DIAGONALS)},
