@@ -8,7 +8,7 @@ registered names are :func:`method_names`; a :class:`SparseProblem` takes the sp
 import importlib
 import pkgutil
 
-from ._registry import METHODS, Outcome, method_names, methods_table, register
+from ._registry import METHODS, Method, Outcome, method_names, methods_table, register
 
 
 def discover(package) -> list[str]:
@@ -41,6 +41,7 @@ __all__ = [
     "ConvProblem",
     "Result",
     "METHODS",
+    "Method",
     "method_names",
     "methods_table",
     "discover",
