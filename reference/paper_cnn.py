@@ -31,7 +31,7 @@ from solvers.runtime import blas_threads
 from solvers.sequential import asymmetric_relaxation
 
 from .cnn import cnn_calibration, digits_cnn, digits_images
-from .conv import _pad, _patches_all
+from .conv import pad_input, all_patches
 from .grid import fit_grid
 
 __all__ = ["CNNSettings", "run_cnn_tables", "format_cnn_tables"]
@@ -82,7 +82,7 @@ def _best_qubo(problem, st, seed):
 
 def _patches(A, geo):
     Ho, Wo = geo.output_size(A.shape[2], A.shape[3])
-    return _patches_all(_pad(A, geo), geo, Ho, Wo), Ho * Wo
+    return all_patches(pad_input(A, geo), geo, Ho, Wo), Ho * Wo
 
 
 def run_cnn_tables(settings: CNNSettings | None = None, progress=None) -> dict:

@@ -103,7 +103,7 @@ def conv_asymmetric_relaxation(W2, b, grid: Grid, P, P_hat, activation: str = "r
     W2 : array (C_out, fan_in), the kernels as rows; b : array (C_out,)
     grid : reference.Grid (per tensor or per output channel)
     P, P_hat : arrays (M, groups, fan_in)
-        Full-precision and quantized-input patches (``reference.conv._patches_all``).
+        Full-precision and quantized-input patches (``reference.conv.all_patches``).
     activation : {"relu", "identity"}
     preset and keywords : as :func:`solvers.sequential.asymmetric_relaxation` (``batch_size``
         counts patches).

@@ -287,7 +287,7 @@ def quantize_network(net, X, bits=4, method="nearest", variant="layerwise", opti
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {sorted(VARIANTS)}, found {variant!r}")
     options = dict(options or {})
-    X = net._check_X(X)
+    X = net.check_inputs(X)
     if grids is None:
         grids = [fit_grid(W, bits, symmetric=symmetric, per_row=per_row, method=grid_method) for W in net.weights]
     elif len(grids) != net.n_layers:
