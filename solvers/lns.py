@@ -38,6 +38,7 @@ import numpy as np
 from reference.validation import ByWidth, Choice, Integer
 
 from ._registry import Outcome, register
+from ._solve import solve
 from .result import Result
 from .runtime import blas_threads
 from .baselines import gptq_rule
@@ -187,8 +188,6 @@ class _Settings:
 def lns(bqm, **options) -> Result:
     """Large-neighbourhood search on a QUBO (module docs): ``solvers.solve(bqm, "lns", **options)``,
     the same :class:`Result` (options and defaults as declared at the method's registration)."""
-    from ._solve import solve  # the front door imports the registered methods, so not at import time
-
     return solve(bqm, "lns", **options)
 
 
