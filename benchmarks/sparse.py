@@ -71,7 +71,8 @@ def coding(N, repeat, seed=0, quick_naive=False):
     f_sk = objective(Phi, X, S, "l1", lam)
     runs = {
         "fista, defaults (all cores)": lambda: solve(SparseProblem(Phi, X, "l1", lam), "fista"),
-        "fista, threads=1, one BLAS thread": lambda: _one_thread(lambda: solve(SparseProblem(Phi, X, "l1", lam), "fista", threads=1)),
+        "fista, threads=1, one BLAS thread": lambda: _one_thread(
+            lambda: solve(SparseProblem(Phi, X, "l1", lam), "fista", threads=1)),
         "fista, float64 iterations": lambda: solve(SparseProblem(Phi, X, "l1", lam), "fista", dtype="float64"),
     }
     best = {name: np.inf for name in runs}
@@ -104,7 +105,8 @@ def coding(N, repeat, seed=0, quick_naive=False):
         report(name, best[name], out[name])
     print(f"  (defaults against scikit-learn on all cores: x{t_par / best['fista, defaults (all cores)']:.2f})")
     if not quick_naive:
-        t, r = _best(lambda: solve(SparseProblem(Phi, X, "l1", lam), "fista", certify=False, tol=1e-9, max_iter=20_000), 1)
+        t, r = _best(lambda: solve(SparseProblem(Phi, X, "l1", lam), "fista", certify=False, tol=1e-9,
+                                   max_iter=20_000), 1)
         report("naive fista (step 1/L, no finish, tol 1e-9)", t, r)
     return rows
 

@@ -168,7 +168,8 @@ def executor(jobs: int, scheduler: str | None):
     """``(executor, workers)``: a ``concurrent.futures.Executor`` for the tasks and how many run at once.
 
     ``scheduler`` (a Dask address) gives ``distributed.Client.get_executor()``; ``jobs > 1`` a process
-    pool (:func:`solvers.runtime.process_pool`, ``cores // jobs`` BLAS threads a worker); otherwise the calls run in this process.
+    pool (:func:`solvers.runtime.process_pool`, ``cores // jobs`` BLAS threads a worker); otherwise
+    the calls run in this process.
     """
     if scheduler is not None:
         try:

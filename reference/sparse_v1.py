@@ -218,7 +218,8 @@ def _sub_exact_rows(Phi, X, pen, K, tune, n_atoms=16, lam=0.1):
 
     A proven optimum at a realistic lambda (codes of several atoms), on a sub-dictionary.
     """
-    use = np.count_nonzero(solve(SparseProblem(Phi, X, pen, LEARN_LAM[pen]), "fista", max_iter=1000, tol=1e-4).x, axis=0)
+    codes = solve(SparseProblem(Phi, X, pen, LEARN_LAM[pen]), "fista", max_iter=1000, tol=1e-4).x
+    use = np.count_nonzero(codes, axis=0)
     top = np.sort(np.argsort(-use, kind="stable")[:n_atoms])
     rows = gap_rows(Phi[:, top], X, lam, tune, 0)
     for r in rows:

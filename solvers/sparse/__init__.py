@@ -32,8 +32,8 @@ from __future__ import annotations
 
 from . import certified, exact, feature_sign, greedy, proximal  # noqa: F401  (each registers its methods)
 from .binary import binary_sparse_coding_bqm
-from .dictionary import DictionaryResult, learn_dictionary, load_checkpoint, random_dictionary, save_checkpoint, \
-    snapshot_path
+from .dictionary import (DictionaryResult, LearnSettings, learn_dictionary, load_checkpoint, random_dictionary,
+                         save_checkpoint, snapshot_path)
 from .exact import EXACT_HARD_MAX_ATOMS, EXACT_MAX_ATOMS, exact_l0, least_squares_on_supports
 from .problem import SparseProblem
 
@@ -41,6 +41,7 @@ __all__ = [
     "EXACT_MAX_ATOMS",
     "EXACT_HARD_MAX_ATOMS",
     "DictionaryResult",
+    "LearnSettings",
     "SparseProblem",
     "binary_sparse_coding_bqm",
     "exact_l0",

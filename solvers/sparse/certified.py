@@ -313,7 +313,8 @@ def l1_certified(prob, pool, cfg: L1Settings, init, g, scale_atoms):
 def _l1_sweep(block: _Block, B, op: _SweepOperator, start, n_it, jacobi):
     """``n_it`` proximal gradient iterations for l1 on one block, updating its state in place.
 
-    ``block`` holds views of the caller's arrays (:class:`_Block`). ``a_new = soft(y - gamma (G y - b), gamma lam)``, computed as
+    ``block`` holds views of the caller's arrays (:class:`_Block`).
+    ``a_new = soft(y - gamma (G y - b), gamma lam)``, computed as
     ``soft(y M + gamma b)`` with ``M = I - gamma G``; ``lam`` is a number or one weight per atom
     (the unit-norm coordinates of :func:`l1_certified`). Steps up to ``2/L`` converge for the
     proximal gradient (forward-backward splitting); a row whose step length grows above its

@@ -40,8 +40,8 @@ from ..runtime import blas_threads
 from . import proximal  # noqa: F401  (registers "ista", which the learner runs)
 from .problem import SparseProblem
 
-__all__ = ["DictionaryResult", "LearnSettings", "learn_dictionary", "load_checkpoint", "random_dictionary", "save_checkpoint",
-           "snapshot_path"]
+__all__ = ["DictionaryResult", "LearnSettings", "learn_dictionary", "load_checkpoint", "random_dictionary",
+           "save_checkpoint", "snapshot_path"]
 
 
 @dataclass
@@ -134,7 +134,8 @@ class LearnSettings:
         if self.n_batches is not None:
             object.__setattr__(self, "n_batches", check_positive_int(self.n_batches, "n_batches"))
         object.__setattr__(self, "checkpoint_every", check_positive_int(self.checkpoint_every, "checkpoint_every"))
-        object.__setattr__(self, "snapshots", tuple(sorted({check_positive_int(s, "snapshots") for s in self.snapshots})))
+        snapshots = sorted({check_positive_int(s, "snapshots") for s in self.snapshots})
+        object.__setattr__(self, "snapshots", tuple(snapshots))
         if self.blas_threads is not None:
             object.__setattr__(self, "blas_threads", check_positive_int(self.blas_threads, "blas_threads"))
 
