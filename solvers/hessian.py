@@ -218,7 +218,7 @@ class DiagonalHessianLayer(LayerProblem):
     def __repr__(self) -> str:
         return super().__repr__().replace("LayerProblem", "DiagonalHessianLayer", 1)
 
-    def _row_gram(self, k: int) -> np.ndarray:
+    def row_gram(self, k: int) -> np.ndarray:
         """Row ``k`` of Eq. 18 uses its own ``G_k``: ``P = B G_k B``, ``q = 2 B G_k a``, ``c = a^T G_k a``."""
         return self.G_rows[k]
 

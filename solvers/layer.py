@@ -135,7 +135,7 @@ class LayerProblem:
         return f"LayerProblem({nm}shape={self.shape}, n_vars={self.n_vars}, {self.grid!r})"
 
     # ------------------------------------------------------------------ the per-row QUBOs
-    def _row_gram(self, k: int) -> np.ndarray:
+    def row_gram(self, k: int) -> np.ndarray:
         """The Gram matrix of row ``k``'s loss: ``G`` for every row of Eq. 20 (a subclass with a
         per-row matrix, Eq. 18, overrides this)."""
         return self.G
@@ -148,7 +148,7 @@ class LayerProblem:
         if k not in self._rows:
             s, z = self.grid.per_row(self.n_rows)
             idx = self.free[k]
-            Gk = self._row_gram(k)
+            Gk = self.row_gram(k)
             a = s[k, 0] * (self.lo[k] - z[k, 0]) - self.W[k]
             b = s[k, 0] * self.movable[k, idx]
             Ga = Gk @ a
@@ -270,7 +270,8 @@ class ConvProblem(LayerProblem):
         return (f"ConvProblem({nm}kernel={tuple(self.kernel_shape)}, stride={g.stride}, padding={g.padding}, "
                 f"dilation={g.dilation}, groups={g.groups}, n_vars={self.n_vars}, {self.grid!r})")
 
-    def _row_gram(self, k: int) -> np.ndarray:
+    def row_gram(self, k: int) -> np.ndarray:
+        """Row ``k`` (an output channel) uses its group's Gram matrix of patches."""
         return self.grams[k // self.geometry.c_out_group]
 
     def row_losses(self, x) -> np.ndarray:
