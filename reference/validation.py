@@ -330,10 +330,11 @@ class Interval(Param):
         self.low = low
 
     def describe(self) -> str:
-        least = "> 0" if self.low is None else f">= {_num(self.low)}"
         if self.ordered:
-            return f"a pair [low, high] of finite numbers {least} with low <= high"
-        return f"a pair (start, end) of finite numbers {least}"
+            if self.low is None:
+                return "a pair [low, high] of finite numbers with 0 < low <= high"
+            return f"a pair [low, high] of finite numbers with {_num(self.low)} <= low <= high"
+        return f"a pair (start, end) of finite numbers {'> 0' if self.low is None else f'>= {_num(self.low)}'}"
 
     def _check(self, value, name, others):
         if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2 \

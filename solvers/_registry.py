@@ -193,8 +193,9 @@ def register(name: str, *, kind: str, summary: str, options: dict[str, Any] | No
     def deco(run):
         if name in METHODS:
             raise ValueError(f"method {name!r} is already registered")
-        METHODS[name] = Method(name, run, kind, params, summary, exact, size_limit, budget, budget_rule,
-                               slow_first, residual)
+        METHODS[name] = Method(name=name, run=run, kind=kind, params=params, summary=summary, exact=exact,
+                               size_limit=size_limit, budget=budget, budget_rule=budget_rule,
+                               slow_first=slow_first, residual=residual)
         return run
 
     return deco
