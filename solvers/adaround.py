@@ -132,15 +132,15 @@ def _adaround(problem: LayerProblem, *, mode, seed, history, history_every, thre
     """
     st = resolve_settings(**settings)
     every = max(1, st["iterations"] // 100) if history_every is None else int(history_every)
-    term = LocalLoss(problem, st["normalization"])
+    term, what = _data_term(problem, st, mode)
     if mode == "batch":
-        if term.X is None:
+        if term.n_samples is None:
             raise ValueError(
                 "mode='batch' draws mini-batches from the samples: build the LayerProblem with "
                 "X=... (it was built from G), or use mode='gram'"
             )
         if st["batch_size"] > term.n_samples:
-            raise ValueError(f"batch_size must be <= the number of samples N == {term.n_samples}, "
+            raise ValueError(f"batch_size must be <= the number of {what} == {term.n_samples}, "
                              f"found {st['batch_size']}")
     rng = np.random.default_rng(seed)
     st["mode"] = mode
@@ -148,4 +148,21 @@ def _adaround(problem: LayerProblem, *, mode, seed, history, history_every, thre
     st["threads"] = threads
     with blas_threads(threads):
         x, info = relax(term, st, batches=mode == "batch", rng=rng, history=history, history_every=every)
+    if hasattr(problem, "objective_name"):
+        info = {"objective": problem.objective_name, **info}
     return Outcome(x=x, optimal=False, lower_bound=None, status="best found", info=info)
+
+
+def _data_term(problem, st, mode):
+    """``(term, what a mini-batch draws)``: the local loss of Eq. 21 (:class:`LocalLoss`), or the
+    problem's own term when it has one (Eq. 25 with an activation,
+    :class:`solvers.sequential.ActivationLayer`: mini-batches only, the "sample" normalisation)."""
+    own = getattr(problem, "relaxation_term", None)
+    if own is None:
+        return LocalLoss(problem, st["normalization"]), "samples N"
+    if mode != "batch":
+        raise ValueError(f"{type(problem).__name__} (Eq. 25 with an activation) has no Gram form: use mode='batch'")
+    if st["normalization"] != "sample":
+        raise ValueError(f"the relaxation of Eq. 25 supports the 'sample' normalisation, preset {st['preset']!r} "
+                         f"uses {st['normalization']!r}")
+    return own(), problem.samples_name

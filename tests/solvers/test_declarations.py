@@ -213,3 +213,26 @@ def test_a_new_method_is_one_new_file(tmp_path):
     bad = subprocess.run([sys.executable, "-c", "import solvers; solvers.METHODS['toyzero'].resolve_options({'repeats': 4})"],
                          capture_output=True, text=True, env=env, cwd=tmp_path)
     assert bad.returncode != 0 and "repeats must be an integer >= 1 and <= 3" in bad.stderr
+
+
+def test_eq25_with_an_activation_goes_through_the_front_door():
+    from reference import fit_grid
+    from solvers.sequential import ActivationLayer
+
+    rng = np.random.default_rng(0)
+    W, b = rng.normal(size=(3, 5)), rng.normal(size=3)
+    X = rng.normal(size=(20, 5))
+    X_hat = X + 0.1 * rng.normal(size=X.shape)
+    problem = ActivationLayer(W, b, fit_grid(W, 3), X, X_hat, "relu")
+    r = solvers.solve(problem, "nearest")
+    W_hat = problem.w_hat(r.x)
+    relu = lambda u: np.maximum(u, 0.0)  # noqa: E731
+    want = np.mean(np.sum((relu(X @ W.T + b) - relu(X_hat @ W_hat.T + b)) ** 2, axis=1))
+    assert r.energy == pytest.approx(want, rel=1e-12)
+    a = asymmetric_relaxation(W, b, problem.grid, X, X_hat, iterations=50, batch_size=5, seed=1)
+    assert type(a) is Result and a.method == "adaround" and a.info["objective"] == "Eq. 25 with ReLU"
+    assert a.energy == pytest.approx(problem.loss(a.x), rel=0, abs=0)
+    with pytest.raises(ValueError, match="not a QUBO"):
+        solvers.solve(problem, "tree")
+    with pytest.raises(ValueError, match="no Gram form: use mode='batch'"):
+        solvers.solve(problem, "adaround")
