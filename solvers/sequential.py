@@ -259,7 +259,8 @@ class SequentialRun:
         One per layer (``energy``: that layer's objective for the variant).
     grids : list of Grid
     problems : list
-        The problem each layer was solved on (None for ``asymmetric_relu`` hidden layers).
+        The problem each layer was solved on (an :class:`ActivationLayer` for the hidden layers of
+        ``asymmetric_relu``).
     """
 
     net: MLP
@@ -280,9 +281,10 @@ def quantize_network(net, X, bits=4, method="nearest", variant="layerwise", opti
     bits : int, default=4
     method : str, default="nearest"
         Any registered method (:func:`solvers.method_names`). For ``variant="asymmetric_relu"``
-        hidden layers accept ``"adaround"`` (run as :func:`asymmetric_relaxation`, taking the
+        hidden layers are :class:`ActivationLayer` problems (Eq. 25 with the ReLU, not a QUBO):
+        they accept ``"adaround"`` (in batch mode, as :func:`asymmetric_relaxation`, taking the
         options ``preset, lam, beta, schedule, warm_start, iterations, lr, batch_size, seed``)
-        and the rounding baselines (which ignore the objective).
+        and the residual baselines, and each result's ``energy`` is Eq. 25 with the ReLU.
     variant : {"layerwise", "asymmetric", "asymmetric_relu"}, default="layerwise"
     options : dict, optional
         Keyword options for the method.
@@ -312,18 +314,18 @@ def quantize_network(net, X, bits=4, method="nearest", variant="layerwise", opti
         W = net.weights[layer]
         x_hat = q_net.layer_inputs(X)[layer]
         hidden = layer < net.n_layers - 1
-        if variant == "asymmetric_relu" and hidden and method == "adaround":
-            res = asymmetric_relaxation(W, net.biases[layer], grids[layer], float_inputs[layer], x_hat,
-                                        "relu", **options)
-            problem = None
-            W_hat = LayerProblem(W, grids[layer], G=np.eye(W.shape[1])).w_hat(res.x)
+        opts = options
+        if variant == "asymmetric_relu" and hidden:  # Eq. 25 with the ReLU: not a QUBO
+            problem = ActivationLayer(W, net.biases[layer], grids[layer], float_inputs[layer], x_hat, "relu",
+                                      name=f"layer {layer}")
+            if method == "adaround":
+                opts = {"mode": "batch", **options}
+        elif variant == "layerwise":
+            problem = LayerProblem(W, grids[layer], X=float_inputs[layer], name=f"layer {layer}")
         else:
-            if variant == "layerwise":
-                problem = LayerProblem(W, grids[layer], X=float_inputs[layer], name=f"layer {layer}")
-            else:
-                problem = AsymmetricLayer(W, grids[layer], float_inputs[layer], x_hat, name=f"layer {layer}")
-            res = solve(problem, method, **options)
-            W_hat = problem.w_hat(res.x)
+            problem = AsymmetricLayer(W, grids[layer], float_inputs[layer], x_hat, name=f"layer {layer}")
+        res = solve(problem, method, **opts)
+        W_hat = problem.w_hat(res.x)
         q_net = q_net.with_weights(layer, W_hat)
         results.append(res)
         problems.append(problem)
