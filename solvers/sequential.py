@@ -259,8 +259,8 @@ class SequentialRun:
         One per layer (``energy``: that layer's objective for the variant).
     grids : list of Grid
     problems : list
-        The problem each layer was solved on (an :class:`ActivationLayer` for the hidden layers of
-        ``asymmetric_relu``).
+        The QUBO each layer was solved on (None for the hidden layers of ``asymmetric_relu``, whose
+        Eq. 25 with the ReLU, an :class:`ActivationLayer`, is not a QUBO).
     """
 
     net: MLP
@@ -328,5 +328,5 @@ def quantize_network(net, X, bits=4, method="nearest", variant="layerwise", opti
         W_hat = problem.w_hat(res.x)
         q_net = q_net.with_weights(layer, W_hat)
         results.append(res)
-        problems.append(problem)
+        problems.append(None if isinstance(problem, ActivationLayer) else problem)  # None: not a QUBO
     return SequentialRun(net=q_net, results=results, grids=list(grids), problems=problems)
