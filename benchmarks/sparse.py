@@ -11,7 +11,7 @@ Usage::
    ``lam`` is 0.1 times the mean of ``max_j |phi_j^T x|``. Peer: scikit-learn's
    ``sparse_encode(algorithm="lasso_cd", alpha=lam)`` (its alpha is this project's lambda; it runs
    coordinate descent to its fixed tol=1e-8, one signal after another on one core). Ours:
-   ``solvers.sparse.code(..., method="fista")`` (``solve`` on a ``SparseProblem``) with its defaults (float32 iterations with steps
+   ``solve(SparseProblem(...), "fista")`` with its defaults (float32 iterations with steps
    of 1.9/L on blocks of 512 signals, every code certified by the exact Lasso solve on its
    support and the KKT conditions; the blocks run on all cores), then the same on one thread
    (``threads=1`` under one BLAS thread: the single-core comparison), float64 iterations, and a
@@ -54,7 +54,7 @@ def coding(N, repeat, seed=0, quick_naive=False):
     from sklearn.decomposition import sparse_encode
 
     from reference.sparse import objective
-    from solvers.sparse import code
+    from solvers import SparseProblem, solve
 
     rng = np.random.default_rng(seed)
     n, K = 256, 512
@@ -70,9 +70,10 @@ def coding(N, repeat, seed=0, quick_naive=False):
     S = sparse_encode(X, Phi.T, algorithm="lasso_cd", alpha=lam)
     f_sk = objective(Phi, X, S, "l1", lam)
     runs = {
-        "fista, defaults (all cores)": lambda: code(Phi, X, "l1", lam, "fista"),
-        "fista, threads=1, one BLAS thread": lambda: _one_thread(lambda: code(Phi, X, "l1", lam, "fista", threads=1)),
-        "fista, float64 iterations": lambda: code(Phi, X, "l1", lam, "fista", dtype="float64"),
+        "fista, defaults (all cores)": lambda: solve(SparseProblem(Phi, X, "l1", lam), "fista"),
+        "fista, threads=1, one BLAS thread": lambda: _one_thread(
+            lambda: solve(SparseProblem(Phi, X, "l1", lam), "fista", threads=1)),
+        "fista, float64 iterations": lambda: solve(SparseProblem(Phi, X, "l1", lam), "fista", dtype="float64"),
     }
     best = {name: np.inf for name in runs}
     best_sk, out = np.inf, {}
@@ -104,7 +105,8 @@ def coding(N, repeat, seed=0, quick_naive=False):
         report(name, best[name], out[name])
     print(f"  (defaults against scikit-learn on all cores: x{t_par / best['fista, defaults (all cores)']:.2f})")
     if not quick_naive:
-        t, r = _best(lambda: code(Phi, X, "l1", lam, "fista", certify=False, tol=1e-9, max_iter=20_000), 1)
+        t, r = _best(lambda: solve(SparseProblem(Phi, X, "l1", lam), "fista", certify=False, tol=1e-9,
+                                   max_iter=20_000), 1)
         report("naive fista (step 1/L, no finish, tol 1e-9)", t, r)
     return rows
 
@@ -117,7 +119,7 @@ def hard_cases(seed=1):
     from sklearn.linear_model import Lasso
 
     from reference.sparse import objective
-    from solvers.sparse import code
+    from solvers import SparseProblem, solve
 
     rng = np.random.default_rng(seed)
     P = rng.normal(size=(16, 8))
@@ -133,7 +135,7 @@ def hard_cases(seed=1):
     for name, Phi, N, lam in cases:
         X = rng.normal(size=(N, Phi.shape[0]))
         t0 = time.perf_counter()
-        res = code(Phi, X, "l1", lam, "fista")
+        res = solve(SparseProblem(Phi, X, "l1", lam), "fista")
         t = time.perf_counter() - t0
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)

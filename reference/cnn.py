@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .validation import as_float_array, check_positive_int
-from .conv import ConvGeometry, _pad, _patches_adjoint, _patches_all, conv_geometry
+from .validation import as_float_array, blas_threads, check_positive_int
+from .conv import ConvGeometry, pad_input, _patches_adjoint, all_patches, conv_geometry
 from .digits import load_digits
 from .network import _WeightsAndBiases
 
@@ -151,7 +151,8 @@ class CNN(_WeightsAndBiases):
     def __repr__(self) -> str:
         return f"CNN(layers={[tuple(W.shape) for W in self.weights]}, pool={self.pool})"
 
-    def _check_X(self, X) -> np.ndarray:
+    def check_inputs(self, X) -> np.ndarray:
+        """``X`` as a finite float64 array of shape ``(N, *input_shape)`` with ``N >= 1``, or ValueError."""
         X = as_float_array(X, "X", ndim=4)
         if X.shape[1:] != self.input_shape or X.shape[0] == 0:
             raise ValueError(f"X must have shape (N >= 1, {', '.join(map(str, self.input_shape))}), found {X.shape}")
@@ -177,7 +178,7 @@ class CNN(_WeightsAndBiases):
                 geo = self.geometries[layer]
                 n = a.shape[0]
                 Ho, Wo = geo.output_size(a.shape[2], a.shape[3])
-                P = _patches_all(_pad(a, geo), geo, Ho, Wo)  # (n*Ho*Wo, groups, fan_in)
+                P = all_patches(pad_input(a, geo), geo, Ho, Wo)  # (n*Ho*Wo, groups, fan_in)
                 og = geo.c_out_group
                 W3 = W.reshape(geo.groups, og, -1)
                 if geo.groups == 1:
@@ -203,28 +204,28 @@ class CNN(_WeightsAndBiases):
 
     def layer_inputs(self, X) -> list:
         """The input of every layer: (N, C, H, W) for a convolution, (N, in) for a dense layer."""
-        return self._forward(self._check_X(X))[0]
+        return self._forward(self.check_inputs(X))[0]
 
     def logits(self, X) -> np.ndarray:
-        return self._forward(self._check_X(X))[1][-1]
+        return self._forward(self.check_inputs(X))[1][-1]
 
     def predict(self, X) -> np.ndarray:
         return np.argmax(self.logits(X), axis=1)
 
     def accuracy(self, X, y) -> float:
-        X = self._check_X(X)
+        X = self.check_inputs(X)
         return float(np.mean(self.predict(X) == self._check_y(y, X.shape[0])))
 
     def loss(self, X, y) -> float:
         """Mean softmax cross-entropy."""
-        X = self._check_X(X)
+        X = self.check_inputs(X)
         y = self._check_y(y, X.shape[0])
         logp = _log_softmax(self._forward(X)[1][-1])
         return float(-np.mean(logp[np.arange(X.shape[0]), y]))
 
     def gradients(self, X, y) -> tuple[list, list]:
         """``([dL/dW_l], [dL/db_l])`` of the mean cross-entropy (backpropagation, exact)."""
-        X = self._check_X(X)
+        X = self.check_inputs(X)
         y = self._check_y(y, X.shape[0])
         return self._gradients(X, y)[1:]
 
@@ -310,13 +311,11 @@ def train_cnn(X, y, seed=0, epochs: int = 40, batch_size: int = 32, lr: float = 
     """
     arch = dict(DIGITS_CNN, **(architecture or {}))
     net = CNN.initialize(arch["input_shape"], arch["convs"], arch["pool"], arch["dense"], seed=seed)
-    X = net._check_X(X)
+    X = net.check_inputs(X)
     y = net._check_y(y, X.shape[0])
     epochs = check_positive_int(epochs, "epochs")
     batch_size = check_positive_int(batch_size, "batch_size", maximum=X.shape[0])
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"):  # small products: one BLAS thread is fastest
+    with blas_threads(1):  # small products: one BLAS thread is fastest
         return _train(net, X, y, seed, epochs, batch_size, lr)
 
 

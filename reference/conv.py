@@ -32,7 +32,8 @@ import numpy as np
 
 from .validation import as_float_array, as_int_scalar
 
-__all__ = ["CHUNK_ELEMENTS", "ConvGeometry", "conv_geometry", "conv2d", "conv_gram", "conv_loss", "patches", "patches_all"]
+__all__ = ["CHUNK_ELEMENTS", "ConvGeometry", "all_patches", "check_conv_input", "conv_geometry", "conv2d", "conv_gram",
+           "conv_loss", "pad_input", "patches"]
 
 #: Patch entries materialised at once by :func:`conv_gram` (4 Mi float64 = 32 MiB), unless one
 #: sample's patches of one group are larger.
@@ -202,19 +203,22 @@ def _patches_of(Xp: np.ndarray, geo: ConvGeometry, group: int, Ho: int, Wo: int)
     return _im2col(Xp[:, group * cg:(group + 1) * cg], geo, Ho, Wo).reshape(-1, geo.fan_in)
 
 
-def _patches_all(Xp: np.ndarray, geo: ConvGeometry, Ho: int, Wo: int) -> np.ndarray:
+def all_patches(Xp: np.ndarray, geo: ConvGeometry, Ho: int, Wo: int) -> np.ndarray:
     """Patches of every group at once: (n*Ho*Wo, groups, fan_in) (channel ``g C_g + c``)."""
     return _im2col(Xp, geo, Ho, Wo).reshape(-1, geo.groups, geo.fan_in)
 
 
-def _pad(X: np.ndarray, geo: ConvGeometry) -> np.ndarray:
+def pad_input(X: np.ndarray, geo: ConvGeometry) -> np.ndarray:
+    """``X`` (N, C, H, W) zero-padded by the geometry's ``padding`` on both sides of H and W."""
     ph, pw = geo.padding
     if ph == 0 and pw == 0:
         return X
     return np.pad(X, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
 
 
-def _check_X(X, c_in: int | None = None) -> np.ndarray:
+def check_conv_input(X, c_in: int | None = None) -> np.ndarray:
+    """A convolution's input ``X`` as a finite float64 array (N, C_in, H, W) with ``N >= 1`` (and
+    ``C_in == c_in`` when given), or ValueError naming ``X``."""
     X = as_float_array(X, "X", ndim=4)
     if X.shape[0] == 0:
         raise ValueError("X must have at least one sample, found 0")
@@ -225,21 +229,13 @@ def _check_X(X, c_in: int | None = None) -> np.ndarray:
 
 def patches(X, geo: ConvGeometry, group: int = 0) -> np.ndarray:
     """All patches of one group as a matrix ``(N * H_o * W_o, fan_in)`` (materialised: for small inputs)."""
-    X = _check_X(X, geo.c_in)
+    X = check_conv_input(X, geo.c_in)
     Ho, Wo = geo.output_size(X.shape[2], X.shape[3])
     geo.check_work(1, X.shape[2], X.shape[3])
     if X.shape[0] * Ho * Wo * geo.fan_in > MAX_WORK_ELEMENTS:
         raise ValueError(f"X: its {X.shape[0] * Ho * Wo} patches of {geo.fan_in} entries are above the limit "
                          f"reference.conv.MAX_WORK_ELEMENTS = {MAX_WORK_ELEMENTS} entries at once; use conv_gram")
-    return _patches_of(_pad(X, geo), geo, group, Ho, Wo)
-
-
-def patches_all(X, geo: ConvGeometry) -> np.ndarray:
-    """The patches of every group at once, ``(N * H_o * W_o, groups, fan_in)`` (channel ``g C_g + c``;
-    materialised: for small inputs)."""
-    X = _check_X(X, geo.c_in)
-    Ho, Wo = geo.output_size(X.shape[2], X.shape[3])
-    return _patches_all(_pad(X, geo), geo, Ho, Wo)
+    return _patches_of(pad_input(X, geo), geo, group, Ho, Wo)
 
 
 def _chunk(n_per_sample: int) -> int:
@@ -249,7 +245,7 @@ def _chunk(n_per_sample: int) -> int:
 def conv2d(X, W, stride=1, padding=0, dilation=1, groups=1) -> np.ndarray:
     """The convolution (no bias) of ``X`` (N, C_in, H, W) by ``W`` (C_out, C_in/groups, kh, kw):
     ``(N, C_out, H_o, W_o)``, computed on patches in chunks of samples."""
-    X = _check_X(X)
+    X = check_conv_input(X)
     W = as_float_array(W, "W", ndim=4)
     geo = conv_geometry(W.shape, X.shape[1], stride, padding, dilation, groups)
     return _conv2d(X, W.reshape(geo.c_out, -1), geo)
@@ -264,7 +260,7 @@ def _conv2d(X: np.ndarray, W2: np.ndarray, geo: ConvGeometry) -> np.ndarray:
     og = geo.c_out_group
     step = _chunk(Ho * Wo * geo.fan_in)
     for s in range(0, N, step):
-        Xp = _pad(X[s:s + step], geo)
+        Xp = pad_input(X[s:s + step], geo)
         n = Xp.shape[0]
         for g in range(geo.groups):
             P = _patches_of(Xp, geo, g, Ho, Wo)
@@ -280,7 +276,7 @@ def conv_gram(X, geo: ConvGeometry) -> np.ndarray:
     One group's patches of at most ``CHUNK_ELEMENTS`` entries (or one sample's, if larger) exist
     at a time.
     """
-    X = _check_X(X, geo.c_in)
+    X = check_conv_input(X, geo.c_in)
     N = X.shape[0]
     Ho, Wo = geo.output_size(X.shape[2], X.shape[3])
     geo.check_work(N, X.shape[2], X.shape[3])
@@ -288,7 +284,7 @@ def conv_gram(X, geo: ConvGeometry) -> np.ndarray:
     G = np.zeros((geo.groups, f, f))
     step = _chunk(Ho * Wo * f)
     for s in range(0, N, step):
-        Xp = _pad(X[s:s + step], geo)
+        Xp = pad_input(X[s:s + step], geo)
         for g in range(geo.groups):
             P = _patches_of(Xp, geo, g, Ho, Wo)
             G[g] += P.T @ P
@@ -301,14 +297,14 @@ def conv_loss(W, X, W_hat, stride=1, padding=0, dilation=1, groups=1) -> float:
     """Eq. 20 of a convolution from its outputs: ``sum_o mean_{n,i,j} (y_{noij} - y^hat_{noij})^2``."""
     W = as_float_array(W, "W", ndim=4)
     W_hat = as_float_array(W_hat, "W_hat", shape=W.shape)
-    X = _check_X(X)
+    X = check_conv_input(X)
     geo = conv_geometry(W.shape, X.shape[1], stride, padding, dilation, groups)
     R = _conv2d(X, (W - W_hat).reshape(geo.c_out, -1), geo)
     return float(np.einsum("nohw,nohw->", R, R) / (R.shape[0] * R.shape[2] * R.shape[3]))
 
 
 def _patches_adjoint(dP: np.ndarray, geo: ConvGeometry, n: int, H: int, W: int) -> np.ndarray:
-    """The adjoint of :func:`_patches_all`: patch gradients ``dP`` of shape (n*Ho*Wo, groups,
+    """The adjoint of :func:`all_patches`: patch gradients ``dP`` of shape (n*Ho*Wo, groups,
     fan_in) scattered back onto the (unpadded) inputs, shape (n, C_in, H, W)."""
     (kh, kw), (sh, sw), (dh, dw), (ph, pw) = geo.kernel, geo.stride, geo.dilation, geo.padding
     Ho, Wo = geo.output_size(H, W)

@@ -12,6 +12,8 @@ between the two neighbours ``lo`` and ``hi`` returned by :func:`grid_neighbours`
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -227,6 +229,65 @@ def _nearest_error(W: np.ndarray, s: np.ndarray, z: np.ndarray, qmin: int, qmax:
     return ((W - s * (q - z)) ** 2).sum(axis=1)
 
 
+def _ranges(W, symmetric, per_row, steps):
+    """``(span, wmin, zero)`` of each row (or the tensor), as columns: ``span = max|w|``
+    (symmetric) or ``max - min`` over the range widened to include 0, with ``wmin`` that range's
+    low end (None when symmetric); an all-zero row gets span 1 (and ``wmin`` 0) and ``zero``
+    marks it. A span that overflows, or below ``steps`` times the smallest normal number (a
+    candidate scale would be subnormal), is refused."""
+    axis = 1 if per_row else None
+    if symmetric:
+        span = np.max(np.abs(W), axis=axis, keepdims=True)
+        wmin = None
+    else:
+        wmin = np.minimum(np.min(W, axis=axis, keepdims=True), 0.0)
+        wmax = np.maximum(np.max(W, axis=axis, keepdims=True), 0.0)
+        with np.errstate(over="ignore"):
+            span = wmax - wmin
+    span = span.reshape(-1, 1)
+    if not np.all(np.isfinite(span)):
+        raise ValueError("W's range (max - min) overflows float64; rescale W")
+    zero = span == 0
+    smallest = np.finfo(np.float64).tiny * steps
+    if np.any(~zero & (span < smallest)):
+        raise ValueError(f"W's largest magnitude {float(span[~zero].min()):.3g} (in a row) is below "
+                         f"{smallest:.3g}: a grid's scale would be subnormal in float64; rescale W")
+    span = np.where(zero, 1.0, span)
+    if wmin is not None:
+        wmin = np.where(zero, 0.0, wmin.reshape(-1, 1))
+    return span, wmin, zero
+
+
+def _grid_at(alpha, span, wmin, *, zero, symmetric, qmin, qmax):
+    """``(s, z)`` of the range ``alpha span`` (from ``alpha wmin``): the min-max grid of Eq. 1 on
+    the shrunk range; an all-zero row keeps scale 1."""
+    if symmetric:
+        s = alpha * span / qmax
+        z = np.zeros_like(s)
+    else:
+        s = alpha * span / (qmax - qmin)
+        z = np.clip(np.round(qmin - alpha * wmin / s), qmin, qmax)
+    return np.where(zero, 1.0, s), np.where(zero, 0.0 if symmetric else qmin, z)
+
+
+def _mse_alpha(rows, span, wmin, grid_at, n_candidates, qmin, qmax):
+    """The ``alpha`` in ``{1, ..., n_candidates} / n_candidates`` of each row that minimises the
+    weight error of round-to-nearest (the smallest on ties), searched in units of each row's
+    range (``rows / span`` lie in [-1, 1]); the caller applies it to the range itself."""
+    rows = rows / span
+    unit = np.ones_like(span)
+    wmin_n = None if wmin is None else wmin / span
+    best_err = np.full((rows.shape[0],), np.inf)
+    alpha = np.ones((rows.shape[0], 1))
+    for j in range(1, n_candidates + 1):
+        s_j, z_j = grid_at(j / n_candidates, unit, wmin_n)
+        err = _nearest_error(rows, s_j, z_j, qmin, qmax)
+        better = err < best_err
+        best_err = np.where(better, err, best_err)
+        alpha[better] = j / n_candidates
+    return alpha
+
+
 def fit_grid(W, bits=4, symmetric: bool = True, per_row: bool = True, method: str = "mse",
              n_candidates: int = 100) -> Grid:
     """Choose a grid for ``W`` (out, in).
@@ -267,51 +328,11 @@ def fit_grid(W, bits=4, symmetric: bool = True, per_row: bool = True, method: st
         raise ValueError(f"method must be one of ['minmax', 'mse'], found {method!r}")
     n_candidates = check_positive_int(n_candidates, "n_candidates")
     qmin, qmax = symmetric_range(bits) if symmetric else asymmetric_range(bits)
-    axis = 1 if per_row else None
-    if symmetric:
-        span = np.max(np.abs(W), axis=axis, keepdims=True)
-        wmin = None
-    else:
-        wmin = np.minimum(np.min(W, axis=axis, keepdims=True), 0.0)
-        wmax = np.maximum(np.max(W, axis=axis, keepdims=True), 0.0)
-        with np.errstate(over="ignore"):
-            span = wmax - wmin
-    span = span.reshape(-1, 1)
-    if not np.all(np.isfinite(span)):
-        raise ValueError("W's range (max - min) overflows float64; rescale W")
-    zero = span == 0
-    smallest = np.finfo(np.float64).tiny * n_candidates * max(qmax - qmin, 1)
-    if np.any(~zero & (span < smallest)):
-        raise ValueError(f"W's largest magnitude {float(span[~zero].min()):.3g} (in a row) is below "
-                         f"{smallest:.3g}: a grid's scale would be subnormal in float64; rescale W")
-    span = np.where(zero, 1.0, span)
-    if wmin is not None:
-        wmin = np.where(zero, 0.0, wmin.reshape(-1, 1))
-
-    def grid_at(alpha, span, wmin):
-        if symmetric:
-            s = alpha * span / qmax
-            z = np.zeros_like(s)
-        else:
-            s = alpha * span / (qmax - qmin)
-            z = np.clip(np.round(qmin - alpha * wmin / s), qmin, qmax)
-        return np.where(zero, 1.0, s), np.where(zero, 0.0 if symmetric else qmin, z)
-
+    span, wmin, zero = _ranges(W, symmetric, per_row, n_candidates * max(qmax - qmin, 1))
+    grid_at = functools.partial(_grid_at, zero=zero, symmetric=symmetric, qmin=qmin, qmax=qmax)
     if method == "minmax":
         s, z = grid_at(1.0, span, wmin)
     else:
-        # Search in units of each row's range (rows / span lie in [-1, 1]); the chosen alpha is then
-        # applied to the range itself, exactly as minmax does.
-        rows = (W if per_row else W.reshape(1, -1)) / span
-        unit = np.ones_like(span)
-        wmin_n = None if wmin is None else wmin / span
-        best_err = np.full((rows.shape[0],), np.inf)
-        alpha = np.ones((rows.shape[0], 1))
-        for j in range(1, n_candidates + 1):
-            s_j, z_j = grid_at(j / n_candidates, unit, wmin_n)
-            err = _nearest_error(rows, s_j, z_j, qmin, qmax)
-            better = err < best_err
-            best_err = np.where(better, err, best_err)
-            alpha[better] = j / n_candidates
+        alpha = _mse_alpha(W if per_row else W.reshape(1, -1), span, wmin, grid_at, n_candidates, qmin, qmax)
         s, z = grid_at(alpha, span, wmin)
     return Grid(s.reshape(-1), qmin, qmax, z.reshape(-1))

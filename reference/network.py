@@ -199,7 +199,8 @@ class MLP(_WeightsAndBiases):
     def __repr__(self) -> str:
         return f"MLP(sizes={self.sizes})"
 
-    def _check_X(self, X) -> np.ndarray:
+    def check_inputs(self, X) -> np.ndarray:
+        """``X`` as a finite float64 array of shape ``(N, sizes[0])`` with ``N >= 1``, or ValueError."""
         X = as_float_array(X, "X", ndim=2)
         if X.shape[1] != self.sizes[0]:
             raise ValueError(f"X must have shape (N, {self.sizes[0]}), found {X.shape}")
@@ -214,7 +215,7 @@ class MLP(_WeightsAndBiases):
     # ------------------------------------------------------------------ forward
     def forward(self, X) -> Forward:
         """Inputs, pre-activations and outputs of every layer for the batch ``X`` (N, in)."""
-        X = self._check_X(X)
+        X = self.check_inputs(X)
         inputs, pre = _forward(self.weights, self.biases, X)
         outputs = [_relu(z) for z in pre[:-1]] + [pre[-1]]
         return Forward(inputs=inputs, pre=pre, outputs=outputs)
@@ -231,13 +232,13 @@ class MLP(_WeightsAndBiases):
 
     def accuracy(self, X, y) -> float:
         """Fraction of samples whose largest logit is the label."""
-        X = self._check_X(X)
+        X = self.check_inputs(X)
         y = self._check_y(y, X.shape[0])
         return float(np.mean(self.predict(X) == y))
 
     def loss(self, X, y) -> float:
         """Mean softmax cross-entropy (the task loss ``L``)."""
-        X = self._check_X(X)
+        X = self.check_inputs(X)
         y = self._check_y(y, X.shape[0])
         logp = _log_softmax(_forward(self.weights, self.biases, X)[1][-1])
         return float(-np.mean(logp[np.arange(X.shape[0]), y]))
@@ -245,7 +246,7 @@ class MLP(_WeightsAndBiases):
     # ------------------------------------------------------------------ derivatives
     def gradients(self, X, y) -> tuple[list, list]:
         """``([dL/dW_l], [dL/db_l])`` of the mean cross-entropy (backpropagation)."""
-        X = self._check_X(X)
+        X = self.check_inputs(X)
         y = self._check_y(y, X.shape[0])
         _, dW, db = loss_and_gradients(self.weights, self.biases, X, y)
         return dW, db
@@ -258,7 +259,7 @@ class MLP(_WeightsAndBiases):
         The labels do not enter (the softmax Hessian does not depend on them); ``y`` is
         validated for symmetry with :meth:`layer_hessian`.
         """
-        X = self._check_X(X)
+        X = self.check_inputs(X)
         self._check_y(y, X.shape[0])
         layer = self._check_layer(layer)
         _, pre = _forward(self.weights, self.biases, X)
@@ -277,7 +278,7 @@ class MLP(_WeightsAndBiases):
         row-major like ``W.ravel()``: entry ``(k*in + i, m*in + j)`` is
         ``(1/N) sum_n [d2 l_n/dz^2]_{km} x_{ni} x_{nj}``.
         """
-        X = self._check_X(X)
+        X = self.check_inputs(X)
         layer = self._check_layer(layer)
         C = self.output_hessians(X, y, layer)
         A = self.layer_inputs(X)[layer]
@@ -319,7 +320,7 @@ def train_mlp(X, y, sizes, seed=0, epochs: int = 60, batch_size: int = 32, lr: f
         L2 penalty ``(wd / 2) sum ||W||^2`` on the weights (not the biases).
     """
     net = MLP.initialize(sizes, seed)
-    X = net._check_X(X)
+    X = net.check_inputs(X)
     y = net._check_y(y, X.shape[0])
     epochs = check_positive_int(epochs, "epochs")
     batch_size = check_positive_int(batch_size, "batch_size", maximum=X.shape[0])

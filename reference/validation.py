@@ -8,6 +8,7 @@ found. Nothing is repaired: a NaN is refused, not replaced; a shape is refused, 
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 import os
 
@@ -33,6 +34,7 @@ __all__ = [
     "Passed",
     "ByWidth",
     "available_cpus",
+    "blas_threads",
 ]
 
 
@@ -339,24 +341,29 @@ class Flag(Param):
 
 
 class Interval(Param):
-    """A pair of finite numbers > 0: ``[low, high]`` with ``low <= high`` when ``ordered`` (e.g.
-    inverse temperatures), any order otherwise (e.g. a schedule's start and end)."""
+    """A pair of finite numbers > 0 (or each >= ``low`` when given): ``[low, high]`` with
+    ``low <= high`` when ``ordered`` (e.g. inverse temperatures), any order otherwise (e.g. a
+    schedule's start and end)."""
 
-    def __init__(self, default=None, *, ordered: bool = True, **kw):
+    def __init__(self, default=None, *, ordered: bool = True, low: float | None = None, **kw):
         super().__init__(default, **kw)
         self.ordered = bool(ordered)
+        self.low = low
 
     def describe(self) -> str:
         if self.ordered:
-            return "a pair [low, high] of finite numbers with 0 < low <= high"
-        return "a pair (start, end) of finite numbers > 0"
+            if self.low is None:
+                return "a pair [low, high] of finite numbers with 0 < low <= high"
+            return f"a pair [low, high] of finite numbers with {_num(self.low)} <= low <= high"
+        return f"a pair (start, end) of finite numbers {'> 0' if self.low is None else f'>= {_num(self.low)}'}"
 
     def _check(self, value, name, others):
         if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2 \
                 or not all(_is_real(b) for b in value):
             self._refuse(value, name)
         lo, hi = (real_to_float(b) for b in value)
-        if not (np.isfinite(lo) and np.isfinite(hi)) or lo <= 0 or hi <= 0 or (self.ordered and hi < lo):
+        least = (lambda v: v > 0) if self.low is None else (lambda v: v >= self.low)
+        if not (np.isfinite(lo) and np.isfinite(hi)) or not (least(lo) and least(hi)) or (self.ordered and hi < lo):
             self._refuse(value, name)
 
 
@@ -394,3 +401,16 @@ def available_cpus() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - macOS and Windows have no affinity call
         return max(1, os.cpu_count() or 1)
+
+
+def blas_threads(threads):
+    """A context manager holding the BLAS libraries (numpy's and scipy's, through threadpoolctl)
+    at ``threads`` threads each while it is active; ``None`` leaves them as they are. The one
+    BLAS cap of the project (``solvers.runtime`` re-exports it): a speed choice, never a result
+    (one BLAS thread beside a pool of workers avoids oversubscribing the cores)."""
+    if threads is None:
+        return contextlib.nullcontext()
+    threads = check_positive_int(threads, "threads")
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=threads, user_api="blas")

@@ -5,9 +5,28 @@ registered names are :func:`method_names`; a :class:`SparseProblem` takes the sp
 (``method_names(kind="sparse")``, :mod:`solvers.sparse`).
 """
 
-from . import adaround, anneal, baselines, exhaustive, hessian, lns, rounding, sequential, sparse, tree  # noqa: F401  (each registers its methods)
-from ._registry import METHODS, Outcome, method_names, register
-from ._solve import solve
+import importlib
+import pkgutil
+
+from ._registry import METHODS, Method, Outcome, method_names, methods_table, register
+
+
+def discover(package) -> list[str]:
+    """Import every public module of ``package`` (a package object), subpackages included, and
+    return their names: a module that registers methods does so when imported, so a new backend
+    is one new file, with no import line to remember. ``import solvers`` runs this on itself."""
+    names = []
+    for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        if not info.name.rsplit(".", 1)[-1].startswith("_"):
+            importlib.import_module(info.name)
+            names.append(info.name)
+    return names
+
+
+# first, so the methods register in the order of their modules' names (compare's default order)
+discover(importlib.import_module(__name__))
+
+from ._solve import solve  # noqa: E402  (the rest of the public names, after the discovery)
 from .bounds import Bounds, lower_bounds
 from .bqm import BQM
 from .hessian import DiagonalHessianLayer
@@ -16,7 +35,7 @@ from .orlib import read_bqp
 from .result import Result
 from .samplers import ExhaustiveSampler, TreeSampler
 from .sequential import AsymmetricLayer, quantize_network
-from .sparse import SparseProblem, binary_sparse_coding_bqm, code
+from .sparse import SparseProblem, binary_sparse_coding_bqm
 
 __all__ = [
     "BQM",
@@ -25,7 +44,10 @@ __all__ = [
     "cnn_layer_problem",
     "Result",
     "METHODS",
+    "Method",
     "method_names",
+    "methods_table",
+    "discover",
     "register",
     "Outcome",
     "solve",
@@ -39,5 +61,4 @@ __all__ = [
     "quantize_network",
     "SparseProblem",
     "binary_sparse_coding_bqm",
-    "code",
 ]

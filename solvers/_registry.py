@@ -7,11 +7,20 @@ default and the values it accepts (a :class:`~reference.validation.Param`: ``Int
 such as ``seed`` or ``time_limit``, may be declared by their default alone and take the shared
 declaration in :data:`SHARED`), what it acts on (``kind``: ``"qubo"`` any QUBO, row by row on
 a layer; ``"layer"`` only a layer's weights whole; ``"sparse"`` a :class:`solvers.SparseProblem`,
-registered through :func:`solvers.sparse.problem.register_sparse`), and optionally ``size_limit``, the option
-that caps the number of variables, and ``certifies_bound``: whether every ``lower_bound`` it
-reports (and every ``optimal`` it claims) is a proof, the only bounds :mod:`reference.compare.harness`
-and :func:`reference.testing.rounding_report` take (docs/conventions.md). :func:`resolve_options` checks every given value against
-its declaration before any work starts, so a bad value is refused with the option named.
+registered through :func:`solvers.sparse.problem.register_sparse`), and its metadata (fields
+of :class:`Method`): ``exact`` (it proves optimality), ``size_limit`` (the option that caps the
+number of variables), ``budget`` (the option that is its deterministic work budget, with its
+rule by width), ``slow_first`` (its rank when a pool starts the slowest tasks first) and
+``residual`` (it rounds from the residuals alone, whatever the objective) and ``certifies_bound``
+(whether every ``lower_bound`` it reports, and every ``optimal`` it claims, is a proof: the only
+bounds :mod:`reference.compare.harness` and :func:`reference.testing.rounding_report` take;
+docs/conventions.md). Nothing about a
+method is kept in a list elsewhere: the harness, :mod:`solvers.sequential` and the docs table
+(:func:`methods_table`) read these fields. :func:`resolve_options` checks every given value
+against its declaration before any work starts, so a bad value is refused with the option named.
+
+A module of the ``solvers`` package that registers methods needs no import line anywhere:
+``import solvers`` imports every module of the package (:func:`solvers.discover`).
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ import numpy as np
 from reference.validation import ByWidth, Integer, Interval, Param, Real
 
 __all__ = ["Method", "Outcome", "METHODS", "SHARED", "KINDS", "C_INT_MAX", "register", "method_names",
-           "resolve_options", "at_width"]
+           "resolve_options", "at_width", "methods_table"]
 
 
 #: Largest value of a C ``int``: the samplers of dwave-samplers take their counts as one.
@@ -105,6 +114,30 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Method:
+    """A registered method and everything known about it (declared once, in :func:`register`).
+
+    Attributes
+    ----------
+    name, run, kind, params, summary
+        Its name, ``run(problem, **options) -> Outcome``, what it acts on (:data:`KINDS`), its
+        declared options (``{name: Param}``) and a one-line description (the docs table's).
+    exact : bool
+        It proves optimality (then ``optimal`` may be True).
+    size_limit : str or None
+        The option that caps the number of variables.
+    budget : str or None
+        The option that is its deterministic work budget.
+    budget_rule : ByWidth or None
+        The default of that budget by the width ``n`` (the option's own :class:`ByWidth` default,
+        or the rule the method applies when the option is left at None).
+    slow_first : int or None
+        Rank among the methods a pool starts first (0 first): slow tasks started last would
+        leave the other workers idle at the end. None: after those, in the given order.
+    residual : bool
+        A rounding baseline that reads only the residuals ``W/s - floor(W/s)`` (and the seed), so
+        it applies to any objective of a layer, a QUBO or not.
+    """
+
     name: str
     run: Callable[..., Outcome]
     kind: str
@@ -112,13 +145,20 @@ class Method:
     summary: str
     exact: bool = False
     size_limit: str | None = None
-    extra: dict = field(default_factory=dict)
+    budget: str | None = None
+    budget_rule: ByWidth | None = None
+    slow_first: int | None = None
+    residual: bool = False
     certifies_bound: bool = False
 
     @property
     def options(self) -> dict:
         """``{option: default}``."""
         return {name: p.default for name, p in self.params.items()}
+
+    def default_budget(self, n: int):
+        """The default work budget (the option :attr:`budget`) on a QUBO of ``n`` variables, or None."""
+        return None if self.budget_rule is None else self.budget_rule(n)
 
     def resolve_options(self, given: dict, n: int | None = None) -> dict:
         return resolve_options(self.name, self.params, given, n)
@@ -137,21 +177,30 @@ METHODS: dict[str, Method] = {}
 
 
 def register(name: str, *, kind: str, summary: str, options: dict[str, Any] | None = None,
-             exact: bool = False, size_limit: str | None = None, certifies_bound: bool = False, **extra):
-    """Decorator registering ``run`` under ``name`` with its declared options (see the module
-    docstring). ``extra`` holds kind-specific metadata (e.g. the penalties a sparse coder accepts)."""
+             exact: bool = False, size_limit: str | None = None, budget: str | None = None,
+             budget_rule: ByWidth | None = None, slow_first: int | None = None, residual: bool = False,
+             certifies_bound: bool = False):
+    """Decorator registering ``run`` under ``name`` with its declared options and metadata (the
+    fields of :class:`Method`; see the module docstring)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {list(KINDS)}, found {kind!r}")
     params = _declare(name, options)
-    if size_limit is not None and size_limit not in params:
-        raise ValueError(f"method {name!r}: size_limit {size_limit!r} is not one of its options")
+    for what, opt in (("size_limit", size_limit), ("budget", budget)):
+        if opt is not None and opt not in params:
+            raise ValueError(f"method {name!r}: {what} {opt!r} is not one of its options")
+    if budget_rule is None and budget is not None and isinstance(params[budget].default, ByWidth):
+        budget_rule = params[budget].default
+    if residual and kind != "layer":
+        raise ValueError(f"method {name!r}: a residual method rounds a layer (kind 'layer'), found kind {kind!r}")
     for pname, p in params.items():  # a default must satisfy its own declaration
         p.check(p.default, f"{name}: default of {pname}", {k: q.default for k, q in params.items()})
 
     def deco(run):
         if name in METHODS:
             raise ValueError(f"method {name!r} is already registered")
-        METHODS[name] = Method(name, run, kind, params, summary, exact, size_limit, dict(extra),
+        METHODS[name] = Method(name=name, run=run, kind=kind, params=params, summary=summary, exact=exact,
+                               size_limit=size_limit, budget=budget, budget_rule=budget_rule,
+                               slow_first=slow_first, residual=residual,
                                certifies_bound=bool(certifies_bound))
         return run
 
@@ -164,3 +213,22 @@ def method_names(kind: str | None = None) -> list[str]:
     if kind is not None and kind not in KINDS:
         raise ValueError(f"kind must be one of {list(KINDS)} or None, found {kind!r}")
     return sorted(n for n, m in METHODS.items() if kind is None or m.kind == kind)
+
+
+def _default_text(p) -> str:
+    d = p.default
+    return d.text if isinstance(d, ByWidth) else repr(d)
+
+
+def methods_table() -> str:
+    """The Markdown table of every registered method (docs/guide/python.md shows it, and a test
+    checks the two agree): its name, kind, whether it proves optimality, its options with their
+    defaults, and its summary. Derived from the registry alone."""
+    lines = ["| method | kind | proves | options (default) | summary |", "|---|---|---|---|---|"]
+    for name in method_names():
+        m = METHODS[name]
+        opts = ", ".join(f"`{k}` ({_default_text(p)})" for k, p in m.params.items()) or "none"
+        shown = m.budget_rule is None or m.budget_rule is m.params[m.budget].default  # already in the options
+        budget = "" if shown else f"; default `{m.budget}`: {m.budget_rule.text}"
+        lines.append(f"| `{name}` | {m.kind} | {'yes' if m.exact else 'no'} | {opts} | {m.summary}{budget} |")
+    return "\n".join(lines) + "\n"

@@ -14,6 +14,7 @@ from .bqm import BQM
 from .certificates import check_bound
 from .layer import LayerProblem
 from .result import Result
+from .runtime import process_pool
 from .sparse.problem import SparseProblem
 
 __all__ = ["solve"]
@@ -71,9 +72,7 @@ def _row_outcomes(problem: LayerProblem, m: Method, opts: dict, workers: int) ->
     todo = [k for k, (bqm, _) in enumerate(jobs) if bqm.n > 0]
     outs = [None] * len(jobs)
     if workers > 1 and len(todo) > 1 and METHODS.get(m.name) is m:
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(min(workers, len(todo))) as pool:  # as reference.compare.harness
+        with process_pool(min(workers, len(todo))) as pool:  # the pool of reference.compare --jobs
             futures = {k: pool.submit(_run_row, m.name, *jobs[k]) for k in todo}
             for k, fut in futures.items():
                 outs[k] = fut.result()

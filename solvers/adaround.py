@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from reference.validation import Choice, Flag, Integer, Interval, Real
+from reference.validation import Choice, Flag, Integer
 
 from ._registry import Outcome, register
 from .layer import LayerProblem
-from .relaxation import PRESETS, DataTerm, _check_choice, _thread_limiter, relax, resolve_settings, soft_weight_map
+from .relaxation import SETTINGS, DataTerm, relax, resolve_settings, soft_weight_map
+from .runtime import blas_threads
 
 __all__ = ["LocalLoss"]
 
@@ -52,7 +53,8 @@ class LocalLoss(DataTerm):
     def __init__(self, problem: LayerProblem, normalization: str = "sample"):
         if not isinstance(problem, LayerProblem):
             raise ValueError(f"problem must be a solvers.LayerProblem, found {type(problem).__name__}")
-        _check_choice(normalization, "normalization", ("element", "sample"))
+        if normalization not in ("element", "sample"):
+            raise ValueError(f"normalization must be one of ['element', 'sample'], found {normalization!r}")
         A0, B = soft_weight_map(problem)
         self.problem = problem
         self.shape = self.weights_shape = problem.shape
@@ -105,55 +107,62 @@ class LocalLoss(DataTerm):
         return loss, g
 
 
-@register("adaround", kind="layer",
-          options={"preset": Choice("aimet", tuple(PRESETS)),
-                   "lam": Real(None, low=0, none=True, doc="regulariser weight (None: the preset's)"),
-                   "beta": Interval(None, ordered=False, none=True, doc="(start, end) of the beta schedule"),
-                   "schedule": Choice(None, ("cosine", "linear"), none=True),
-                   "warm_start": Real(None, low=0, high=1, open_high=True, none=True, doc="fraction of steps without regulariser"),
-                   "iterations": Integer(None, low=1, none=True), "lr": Real(None, low=0, open_low=True, none=True),
-                   "batch_size": Integer(None, low=1, none=True),
-                   "normalization": Choice(None, ("element", "sample"), none=True),
+@register("adaround", kind="layer", slow_first=3,
+          options={**SETTINGS,
                    "mode": Choice("gram", ("batch", "gram")), "seed": 0, "history": Flag(False),
                    "history_every": Integer(None, low=1, none=True), "threads": None},
           summary="AdaRound continuous relaxation (Eqs. 21-24), Adam in numpy, hard rounding V >= 0")
-def _adaround(problem: LayerProblem, preset="aimet", *, lam=None, beta=None, schedule=None, warm_start=None,
-              iterations=None, lr=None, batch_size=None, normalization=None, mode="gram", seed=0,
-              history=False, history_every=None, threads=None) -> Outcome:
+def _adaround(problem: LayerProblem, *, mode, seed, history, history_every, threads, **settings) -> Outcome:
     """Run the AdaRound relaxation (Eqs. 21-24) on every row of a layer at once.
 
-    Options (``solve(problem, "adaround", ...)``): ``preset`` in {"aimet", "brecq",
-    "brecq_imagenet", "torch_ao"} sets the conventions of a published implementation
+    Options (``solve(problem, "adaround", ...)``; declared once, with the relaxation's settings
+    :data:`solvers.relaxation.SETTINGS`): ``preset`` in {"aimet", "brecq", "brecq_imagenet",
+    "torch_ao"} sets the conventions of a published implementation
     (:data:`solvers.relaxation.PRESETS`, docs/adaround.md); ``lam``, ``beta`` (start, end),
     ``schedule``, ``warm_start``, ``iterations``, ``lr``, ``batch_size`` and ``normalization``
     override it. ``mode`` is ``"gram"`` (full batch through ``G``, deterministic) or ``"batch"``
     (mini-batches from ``problem.X``, seeded by ``seed``). ``history=True`` records the run every
     ``history_every`` steps (default ``iterations / 100``). ``threads`` caps the BLAS threads
-    during the run (threadpoolctl): the products are small, and on a busy machine a second BLAS
+    during the run (:func:`solvers.runtime.blas_threads`): the products are small, and on a busy machine a second BLAS
     thread can make each step several times slower.
 
     ``info``: ``soft_loss`` (local loss of the final soft weights), ``not_binary``,
     ``not_binary_fraction``, ``not_binary_where``, ``V``, ``settings`` and, with ``history``,
     ``history`` (see :func:`solvers.relaxation.relax`).
     """
-    st = resolve_settings(preset, lam=lam, beta=beta, schedule=schedule, warm_start=warm_start,
-                          iterations=iterations, lr=lr, batch_size=batch_size, normalization=normalization)
+    st = resolve_settings(**settings)
     every = max(1, st["iterations"] // 100) if history_every is None else int(history_every)
-    term = LocalLoss(problem, st["normalization"])
+    term, what = _data_term(problem, st, mode)
     if mode == "batch":
-        if term.X is None:
+        if term.n_samples is None:
             raise ValueError(
                 "mode='batch' draws mini-batches from the samples: build the LayerProblem with "
                 "X=... (it was built from G), or use mode='gram'"
             )
         if st["batch_size"] > term.n_samples:
-            raise ValueError(f"batch_size must be <= the number of samples N == {term.n_samples}, "
+            raise ValueError(f"batch_size must be <= the number of {what} == {term.n_samples}, "
                              f"found {st['batch_size']}")
     rng = np.random.default_rng(seed)
     st["mode"] = mode
     st["seed"] = seed
-    limiter = _thread_limiter(threads)
     st["threads"] = threads
-    with limiter:
+    with blas_threads(threads):
         x, info = relax(term, st, batches=mode == "batch", rng=rng, history=history, history_every=every)
+    if hasattr(problem, "objective_name"):
+        info = {"objective": problem.objective_name, **info}
     return Outcome(x=x, optimal=False, lower_bound=None, status="best found", info=info)
+
+
+def _data_term(problem, st, mode):
+    """``(term, what a mini-batch draws)``: the local loss of Eq. 21 (:class:`LocalLoss`), or the
+    problem's own term when it has one (Eq. 25 with an activation,
+    :class:`solvers.sequential.ActivationLayer`: mini-batches only, the "sample" normalisation)."""
+    own = getattr(problem, "relaxation_term", None)
+    if own is None:
+        return LocalLoss(problem, st["normalization"]), "samples N"
+    if mode != "batch":
+        raise ValueError(f"{type(problem).__name__} (Eq. 25 with an activation) has no Gram form: use mode='batch'")
+    if st["normalization"] != "sample":
+        raise ValueError(f"the relaxation of Eq. 25 supports the 'sample' normalisation, preset {st['preset']!r} "
+                         f"uses {st['normalization']!r}")
+    return own(), problem.samples_name

@@ -60,7 +60,7 @@ def _sample(sampler, bqm, **kwargs) -> Outcome:
     return _best_of(bqm, sampler.sample(bqm.to_dimod(), **kwargs))
 
 
-@register("anneal", kind="qubo",
+@register("anneal", kind="qubo", slow_first=2, budget="num_reads",
           options={"num_reads": ByWidth(anneal_reads, "128 up to n = 64, then 128 (64/n)^2, at least 8"),
                    "num_sweeps": 1000, "beta_range": None, "seed": 0},
           summary="simulated annealing (dwave-samplers), best of num_reads (by default 128, fewer on rows "

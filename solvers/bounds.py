@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import lsq_linear
-from threadpoolctl import threadpool_limits
 
 from .bqm import BQM
+from .runtime import blas_threads
 from .least_squares import _pow2_scale, _unscale_bound, least_squares_form
 
 __all__ = ["Bounds", "box_qp_bound", "convex_shift", "lower_bounds", "roof_duality_bound"]
@@ -114,7 +114,7 @@ def box_qp_bound(bqm: BQM, max_iter: int = 2000) -> float:
     """
     if not isinstance(bqm, BQM):
         raise ValueError(f"bqm must be a solvers.BQM, found {type(bqm).__name__}")
-    with threadpool_limits(1):  # one BLAS thread: as fast on an idle machine, far faster on a busy one
+    with blas_threads(1):  # one BLAS thread: as fast on an idle machine, far faster on a busy one
         return _box_qp_bound(bqm.P, bqm.q, bqm.c, max_iter)[0]
 
 
@@ -205,7 +205,7 @@ def lower_bounds(bqm: BQM) -> Bounds:
     """
     if not isinstance(bqm, BQM):
         raise ValueError(f"bqm must be a solvers.BQM, found {type(bqm).__name__}")
-    with threadpool_limits(1):  # as box_qp_bound (measured: docs/performance.md, "The exact frontier")
+    with blas_threads(1):  # as box_qp_bound (measured: docs/performance.md, "The exact frontier")
         box, _ = _box_qp_bound(bqm.P, bqm.q, bqm.c)
     rd, fixed = _roof_duality(bqm.P, bqm.q, bqm.c)
     return Bounds(box_qp=box, roof_duality=rd, fixed=fixed, shift=convex_shift(bqm.P))

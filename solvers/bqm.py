@@ -111,12 +111,6 @@ class BQM:
         Q[np.diag_indices(self.n)] = np.diag(self.P) + self.q
         return Q
 
-    def min_eigenvalue(self) -> float:
-        """Smallest eigenvalue of ``P`` (``inf`` when ``n == 0``)."""
-        if self.n == 0:
-            return float("inf")
-        return float(np.linalg.eigvalsh(self.P)[0])
-
     def is_psd(self, rtol: float = 1e-10) -> bool:
         """Whether ``P`` is positive semidefinite, up to ``rtol`` times its largest |eigenvalue|."""
         if self.n == 0:

@@ -26,9 +26,10 @@ from reference.grid import Grid
 from .layer import LayerProblem
 from .relaxation import DataTerm, soft_weight_map
 from .result import Result
-from .sequential import _act, _relax_eq25
+from ._solve import solve
+from .sequential import _OBJECTIVE, _act
 
-__all__ = ["ConvActivationLoss", "conv_activation_loss", "conv_asymmetric_relaxation"]
+__all__ = ["ConvActivationLayer", "ConvActivationLoss", "conv_activation_loss", "conv_asymmetric_relaxation"]
 
 
 def _outputs(P, W3, b3):
@@ -94,18 +95,69 @@ class ConvActivationLoss(DataTerm):
         return conv_activation_loss(self.W2, self.b, Wt, self.P, self.P_hat, self.activation)
 
 
-def conv_asymmetric_relaxation(W2, b, grid: Grid, P, P_hat, activation: str = "relu", preset: str = "aimet",
-                               *, lam=None, beta=None, schedule=None, warm_start=None, iterations=None, lr=None,
-                               batch_size=None, seed=0) -> Result:
-    """The AdaRound relaxation of Eq. 25 (module docs) for a convolution given as patches.
+class ConvActivationLayer(LayerProblem):
+    """Eq. 25 with the activation for a convolution given as patches (module docs): the problem
+    ``solvers.solve(problem, "adaround", mode="batch", ...)`` relaxes (:class:`ConvActivationLoss`,
+    mini-batches of patches) and the residual baselines round; ``loss(x)`` is
+    :func:`conv_activation_loss` of the rounding, and a QUBO method is refused.
 
     Parameters
     ----------
     W2 : array (C_out, fan_in), the kernels as rows; b : array (C_out,)
     grid : reference.Grid (per tensor or per output channel)
     P, P_hat : arrays (M, groups, fan_in)
-        Full-precision and quantized-input patches (``reference.conv._patches_all``).
-    activation : {"relu", "identity"}
+        Full-precision and quantized-input patches (``reference.conv.all_patches``).
+    activation : {"relu", "identity"}, default="relu"
+    """
+
+    objective_name = property(lambda self: _OBJECTIVE[self.activation])
+    samples_name = "patches M"
+
+    def __init__(self, W2, b, grid: Grid, P, P_hat, activation: str = "relu", name: str | None = None):
+        W2 = as_float_array(W2, "W2", ndim=2)
+        self.P = as_float_array(P, "P", ndim=3)
+        self.P_hat = as_float_array(P_hat, "P_hat", shape=self.P.shape)
+        G, f_in = self.P.shape[1], self.P.shape[2]
+        if W2.shape[1] != f_in or W2.shape[0] % G:
+            raise ValueError(f"W2 must have shape (C_out, {f_in}) with C_out divisible by groups = {G}, "
+                             f"found {W2.shape}")
+        self.b = as_float_array(b, "b", shape=(W2.shape[0],))
+        if not isinstance(grid, Grid):
+            raise ValueError(f"grid must be a reference.Grid, found {type(grid).__name__}")
+        _act(activation)  # validates the name before any work
+        self.activation = activation
+        super().__init__(W2, grid, G=np.eye(f_in), name=name)  # lo, movable, residual of the rows
+
+    @property
+    def n_samples(self) -> int:
+        """Patches ``M``: what a mini-batch draws from."""
+        return self.P.shape[0]
+
+    def __repr__(self) -> str:
+        return super().__repr__().replace("LayerProblem", "ConvActivationLayer", 1)
+
+    def relaxation_term(self) -> ConvActivationLoss:
+        """The data term of the relaxation (:class:`ConvActivationLoss`)."""
+        return ConvActivationLoss(self.W, self.b, self.grid, self.P, self.P_hat, self.activation)
+
+    def loss(self, x) -> float:
+        """Eq. 25 on patches (:func:`conv_activation_loss`) of the rounding ``x``."""
+        return conv_activation_loss(self.W, self.b, self.w_hat(x), self.P, self.P_hat, self.activation)
+
+    def row_bqm(self, k: int):
+        raise ValueError("Eq. 25 with an activation is not a QUBO: round it with 'adaround' (mode='batch') or a "
+                         "residual method")
+
+
+def conv_asymmetric_relaxation(W2, b, grid: Grid, P, P_hat, activation: str = "relu", preset: str = "aimet",
+                               *, seed=0, **settings) -> Result:
+    """The AdaRound relaxation of Eq. 25 (module docs) for a convolution given as patches:
+    ``solvers.solve(ConvActivationLayer(W2, b, grid, P, P_hat, activation), "adaround",
+    mode="batch", preset=preset, seed=seed, **settings)``, the same :class:`Result`.
+
+    Parameters
+    ----------
+    W2, b, grid, P, P_hat, activation : as :class:`ConvActivationLayer`.
     preset and keywords : as :func:`solvers.sequential.asymmetric_relaxation` (``batch_size``
         counts patches).
 
@@ -115,14 +167,5 @@ def conv_asymmetric_relaxation(W2, b, grid: Grid, P, P_hat, activation: str = "r
         As :func:`solvers.sequential.asymmetric_relaxation`: ``x`` of shape (C_out, fan_in),
         ``energy`` the loss of :func:`conv_activation_loss` of the hard rounding.
     """
-    W2 = as_float_array(W2, "W2", ndim=2)
-    P = as_float_array(P, "P", ndim=3)
-    P_hat = as_float_array(P_hat, "P_hat", shape=P.shape)
-    G, f_in = P.shape[1], P.shape[2]
-    if W2.shape[1] != f_in or W2.shape[0] % G:
-        raise ValueError(f"W2 must have shape (C_out, {f_in}) with C_out divisible by groups = {G}, found {W2.shape}")
-    b = as_float_array(b, "b", shape=(W2.shape[0],))
-    return _relax_eq25(lambda: ConvActivationLoss(W2, b, grid, P, P_hat, activation),
-                       lambda w_hat: conv_activation_loss(W2, b, w_hat, P, P_hat, activation),
-                       grid, activation, preset, P.shape[0], "patches M", seed, lam=lam, beta=beta,
-                       schedule=schedule, warm_start=warm_start, iterations=iterations, lr=lr, batch_size=batch_size)
+    problem = ConvActivationLayer(W2, b, grid, P, P_hat, activation)
+    return solve(problem, "adaround", mode="batch", preset=preset, seed=seed, **settings)

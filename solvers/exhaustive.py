@@ -21,14 +21,16 @@ Energies are compared in float64; the state returned is re-evaluated by the mode
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from reference.validation import Integer, available_cpus
 
 from ._registry import Outcome, register
+from .result import Result
+from .runtime import blas_threads
 
 __all__ = ["MAX_VARS", "HARD_MAX_VARS", "exhaustive_minimum", "lowest_states"]
 
@@ -53,16 +55,21 @@ def _group_energy(S: np.ndarray, P: np.ndarray, q: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", S @ P, S) + S @ q
 
 
-def exhaustive_minimum(P: np.ndarray, q: np.ndarray, c: float, threads=None) -> tuple[np.ndarray, float]:
-    """``(argmin state as int8, min energy)`` of ``v^T P v + q^T v + c`` over {0,1}^n (trusted input).
+def exhaustive_minimum(P: np.ndarray, q: np.ndarray, c: float, threads=None) -> Result:
+    """The minimum of ``v^T P v + q^T v + c`` over {0,1}^n (trusted input), as a :class:`Result`:
+    ``x`` the argmin state (int8), ``energy`` the enumerated minimum, ``optimal`` True.
 
     The scan's own threads do the parallel work; BLAS runs on one thread meanwhile (its products
     here are small, and a second BLAS pool per scan thread only oversubscribes the cores)."""
+    t0 = time.perf_counter()
     n = P.shape[0]
     if n == 0:
-        return np.zeros(0, dtype=np.int8), float(c)
-    with threadpool_limits(limits=1, user_api="blas"):
-        return _minimum(P, q, c, n, threads)
+        x, e = np.zeros(0, dtype=np.int8), float(c)
+    else:
+        with blas_threads(1):
+            x, e = _minimum(P, q, c, n, threads)
+    return Result(x=x, energy=e, optimal=True, lower_bound=e, seconds=time.perf_counter() - t0,
+                  method="exhaustive", status="optimal", info={"states": 2**n})
 
 
 def _minimum(P, q, c, n, threads):
@@ -155,6 +162,6 @@ def _all_states_range(k: int, start: int, stop: int) -> np.ndarray:
           options={"max_vars": Integer(MAX_VARS, low=0, high=HARD_MAX_VARS), "threads": None},
           summary="exact: enumerate all 2^n states (vectorised, memory bounded)")
 def _exhaustive(bqm, max_vars, threads) -> Outcome:
-    x, e = exhaustive_minimum(bqm.P, bqm.q, bqm.c, threads=threads)
-    return Outcome(x=x, optimal=True, lower_bound=None, status="optimal",
-                   info={"states": 2**bqm.n, "enumerated_energy": e})
+    res = exhaustive_minimum(bqm.P, bqm.q, bqm.c, threads=threads)
+    return Outcome(x=res.x, optimal=True, lower_bound=None, status="optimal",
+                   info={"states": 2**bqm.n, "enumerated_energy": res.energy})

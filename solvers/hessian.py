@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from reference.validation import as_float_array
-from reference.grid import Grid, _grid_neighbours
+from reference.grid import Grid, grid_neighbours
 from reference.network import MLP
 
 from .bqm import BQM
@@ -144,7 +144,7 @@ def taylor_qubo(W, grid, H, g=None) -> FullLayerQUBO:
         raise ValueError("H must be symmetric")
     g = np.zeros(n) if g is None else as_float_array(g, "g", shape=W.shape).reshape(-1)
     grid.per_row(W.shape[0])
-    nb = _grid_neighbours(W, grid)
+    nb = grid_neighbours(W, grid)
     s, z = grid.per_row(W.shape[0])
     a = (s * (nb.lo - z) - W).reshape(-1)
     b = (s * nb.movable).reshape(-1)
@@ -206,26 +206,19 @@ class DiagonalHessianLayer(LayerProblem):
         c.setflags(write=False)
         self.c = c
         self.G_rows = G_rows
-        self._no_single_G = True
 
-    # LayerProblem.__init__ stores the plain Gram matrix; reading it on this level is an error.
     @property
     def G(self):
-        if not self.__dict__.get("_no_single_G", False):  # read by LayerProblem.__init__ only
-            return self._G_plain
+        """No single Gram matrix on this level: always a ValueError (use ``G_rows``)."""
         raise ValueError(
             "DiagonalHessianLayer has one matrix per row (G_rows, Eq. 18) and no single G; a "
             "method that needs G relaxes Eq. 20 (use a LayerProblem for it)"
         )
 
-    @G.setter
-    def G(self, value):
-        self._G_plain = value
-
     def __repr__(self) -> str:
         return super().__repr__().replace("LayerProblem", "DiagonalHessianLayer", 1)
 
-    def _row_gram(self, k: int) -> np.ndarray:
+    def row_gram(self, k: int) -> np.ndarray:
         """Row ``k`` of Eq. 18 uses its own ``G_k``: ``P = B G_k B``, ``q = 2 B G_k a``, ``c = a^T G_k a``."""
         return self.G_rows[k]
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from reference.validation import as_float_array, as_int_scalar, check_loss_range
-from reference.conv import _check_X, conv_geometry, conv_gram
-from reference.grid import Grid, _grid_neighbours
+from reference.conv import check_conv_input, conv_geometry, conv_gram
+from reference.grid import Grid, grid_neighbours
 from reference.loss import gram
 
 from .bqm import BQM
@@ -84,6 +84,11 @@ class LayerProblem:
             G = _check_gram(G, W.shape[1], "G")
         self._setup(W, grid, G, X, name)
 
+    @property
+    def G(self) -> np.ndarray:
+        """The Gram matrix ``X^T X / N`` of Eq. 20 (read-only)."""
+        return self._gram
+
     def _setup(self, W, grid, G, X, name, source=None):
         """Store validated arrays and derive the up/down variables (shared with the conv layer,
         whose ``G`` comes from ``X`` without keeping it: ``source="X"`` for the messages)."""
@@ -91,9 +96,9 @@ class LayerProblem:
             raise ValueError(f"grid must be a reference.Grid, found {type(grid).__name__}")
         grid.per_row(W.shape[0])  # validates the grid's length against W
         check_loss_range(W, G, grid, X, source=source)
-        nb = _grid_neighbours(W, grid)
+        nb = grid_neighbours(W, grid)
         self.W = W
-        self.G = G
+        self._gram = G
         self.X = X
         self.grid = grid
         self.name = name
@@ -102,7 +107,7 @@ class LayerProblem:
         self.residual = nb.residual
         self.free = [np.flatnonzero(self.movable[k]) for k in range(W.shape[0])]
         self._rows: dict[int, BQM] = {}
-        for arr in (self.W, self.G, self.lo, self.movable, self.residual):
+        for arr in (self.W, self._gram, self.lo, self.movable, self.residual):
             arr.setflags(write=False)
         if self.X is not None:
             self.X.setflags(write=False)
@@ -131,7 +136,7 @@ class LayerProblem:
         return f"LayerProblem({nm}shape={self.shape}, n_vars={self.n_vars}, {self.grid!r})"
 
     # ------------------------------------------------------------------ the per-row QUBOs
-    def _row_gram(self, k: int) -> np.ndarray:
+    def row_gram(self, k: int) -> np.ndarray:
         """The Gram matrix of row ``k``'s loss: ``G`` for every row of Eq. 20 (a subclass with a
         per-row matrix, Eq. 18, overrides this)."""
         return self.G
@@ -144,7 +149,7 @@ class LayerProblem:
         if k not in self._rows:
             s, z = self.grid.per_row(self.n_rows)
             idx = self.free[k]
-            Gk = self._row_gram(k)
+            Gk = self.row_gram(k)
             a = s[k, 0] * (self.lo[k] - z[k, 0]) - self.W[k]
             b = s[k, 0] * self.movable[k, idx]
             Ga = Gk @ a
@@ -243,7 +248,7 @@ class ConvProblem(LayerProblem):
     def __init__(self, W, grid: Grid, X, *, stride=1, padding=0, dilation=1, groups=1, name: str | None = None):
 
         W4 = as_float_array(W, "W", ndim=4)
-        X = _check_X(X)
+        X = check_conv_input(X)
         geo = conv_geometry(W4.shape, X.shape[1], stride, padding, dilation, groups)
         geo.output_size(X.shape[2], X.shape[3])  # refuses an empty output map before any work
         geo.check_work(X.shape[0], X.shape[2], X.shape[3])  # and a geometry above conv.MAX_WORK_ELEMENTS
@@ -267,7 +272,8 @@ class ConvProblem(LayerProblem):
         return (f"ConvProblem({nm}kernel={tuple(self.kernel_shape)}, stride={g.stride}, padding={g.padding}, "
                 f"dilation={g.dilation}, groups={g.groups}, n_vars={self.n_vars}, {self.grid!r})")
 
-    def _row_gram(self, k: int) -> np.ndarray:
+    def row_gram(self, k: int) -> np.ndarray:
+        """Row ``k`` (an output channel) uses its group's Gram matrix of patches."""
         return self.grams[k // self.geometry.c_out_group]
 
     def row_losses(self, x) -> np.ndarray:

@@ -30,14 +30,17 @@ model by :func:`solvers.solve`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from reference.validation import ByWidth, Choice, Integer
 
 from ._registry import Outcome, register
+from ._solve import solve
+from .result import Result
+from .runtime import blas_threads
 from .baselines import gptq_rule
 from .tree import _descend, tree_search
 
@@ -166,28 +169,57 @@ class _Search:
         return True
 
 
-def lns(bqm, *, window: int = 16, max_window: int = 32, window_nodes: int = 20_000,
-        max_nodes: int = 20_000_000, start: str = "tabu", reads: int = 3, kicks: int = 32, kick: int = 6,
-        seed=0, tree_nodes: int = 0) -> Outcome:
-    """Large-neighbourhood search on a QUBO (module docs); returns an :class:`Outcome`."""
-    P, q = bqm.P, bqm.q
-    n = bqm.n
-    if n == 0:
-        return Outcome(x=np.zeros(0, dtype=np.int8), optimal=True, status="optimal")
-    elites = _elites(bqm, start, reads, seed, tree_nodes if n > max_window else 0)
+@dataclass(frozen=True)
+class _Settings:
+    """The options of ``lns`` (declared at its registration, checked by the resolver)."""
+
+    window: int
+    max_window: int
+    window_nodes: int
+    max_nodes: int
+    start: str
+    reads: int
+    kicks: int
+    kick: int
+    seed: object
+    tree_nodes: int
+
+
+def lns(bqm, **options) -> Result:
+    """Large-neighbourhood search on a QUBO (module docs): ``solvers.solve(bqm, "lns", **options)``,
+    the same :class:`Result` (options and defaults as declared at the method's registration)."""
+    return solve(bqm, "lns", **options)
+
+
+def _search(bqm, o: _Settings) -> Outcome:
+    """The three phases of the module docs on a QUBO with ``n > 0`` variables."""
+    P, q, n = bqm.P, bqm.q, bqm.n
+    elites = _elites(bqm, o.start, o.reads, o.seed, o.tree_nodes if n > o.max_window else 0)
     e_start = _energy(P, q, elites[0]) + bqm.c
-    if n <= max_window:  # one window is the whole problem: the tree decides it
-        res = tree_search(P, q, bqm.c, max_nodes=max_nodes, initial=elites[0])
+    if n <= o.max_window:  # one window is the whole problem: the tree decides it
+        res = tree_search(P, q, bqm.c, max_nodes=o.max_nodes, initial=elites[0])
         return Outcome(x=res.x, optimal=res.optimal,
                        lower_bound=res.lower_bound if np.isfinite(res.lower_bound) else None,
                        status="optimal" if res.optimal else "best found",
                        info={"nodes": res.info["nodes"], "windows": 1, "passes": 0, "window": n,
                              "start_energy": e_start})
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(o.seed)
     C = _coupling(P)
-    st = _Search(P, q, elites[0], window_nodes, max_nodes)
-    # 1. recombination: the variables where another elite disagrees with the best, re-solved
-    #    exactly with the agreed ones fixed (both parents lie in that subspace)
+    st = _Search(P, q, elites[0], o.window_nodes, o.max_nodes)
+    _recombine(st, elites, C, o.max_window)
+    passes, k = _window_passes(st, C, rng, o.window, o.max_window)
+    done = _kicks(st, C, rng, o.kicks, o.kick)
+    stop = "work budget (max_nodes) spent" if st.spent else "no improving window at the largest size"
+    info = {"nodes": st.nodes, "windows": st.windows, "passes": passes, "window": k,
+            "improving_windows": st.improving, "kicks": done, "improving_kicks": st.kick_gains,
+            "elites": len(elites), "start_energy": e_start,
+            "stop": stop}
+    return Outcome(x=st.x.astype(np.int8), status="best found", info=info)
+
+
+def _recombine(st: _Search, elites, C, max_window) -> None:
+    """Phase 1, recombination: the variables where another elite disagrees with the best,
+    re-solved exactly with the agreed ones fixed (both parents lie in that subspace)."""
     for other in elites[1:]:
         D = np.flatnonzero(other != st.x)
         while D.size and not st.spent:
@@ -195,7 +227,12 @@ def lns(bqm, *, window: int = 16, max_window: int = 32, window_nodes: int = 20_0
             S = D[S] if D.size > max_window else S
             st.step(S)
             D = np.setdiff1d(D, S)
-    # 2. windows of strongly coupled variables, k grown while it pays
+
+
+def _window_passes(st: _Search, C, rng, window, max_window) -> tuple[int, int]:
+    """Phase 2: passes of windows of strongly coupled variables, ``k`` grown while it pays.
+    Returns ``(passes, final k)``."""
+    n = st.x.size
     k = min(window, n)
     passes = 0
     while not st.spent:
@@ -214,7 +251,13 @@ def lns(bqm, *, window: int = 16, max_window: int = 32, window_nodes: int = 20_0
             if k >= min(max_window, n):
                 break
             k = min(max_window, n, int(np.ceil(k * 1.5)))
-    # 3. kicks: flip a small coupled group, re-solve the windows around it, keep only gains
+    return passes, k
+
+
+def _kicks(st: _Search, C, rng, kicks, kick) -> int:
+    """Phase 3: flip a small coupled group, re-solve the windows around it, keep only gains.
+    Returns the number of kicks made."""
+    P, q, n = st.P, st.q, st.x.size
     done = 0
     while done < kicks and not st.spent:
         done += 1
@@ -228,33 +271,34 @@ def lns(bqm, *, window: int = 16, max_window: int = 32, window_nodes: int = 20_0
         # in the kicked group's neighbourhood, growing from kick + 2 to twice that (enumerated)
         region = coupling_window(C, int(K[0]), min(n, 4 * size))
         top = min(n, max(size + 2, min(_ENUMERATE, 2 * (size + 2))))
-        kk = min(n, size + 2)
-        while True:
-            covered = np.zeros(n, dtype=bool)
-            moved = False
-            for s in rng.permutation(region):
-                if not covered[s]:
-                    S = coupling_window(C, int(s), kk)
-                    covered[S] = True
-                    moved |= st.step(S)
-            if not moved:
-                if kk >= top:
-                    break
-                kk = min(top, int(np.ceil(kk * 1.5)))
+        _descend_region(st, C, rng, region, min(n, size + 2), top)
         if _energy(P, q, st.x) >= e0 - st.tol:
             st.x, st.Px = x0, Px0
         else:
             st.kick_gains += 1
-    stop = "work budget (max_nodes) spent" if st.spent else "no improving window at the largest size"
-    info = {"nodes": st.nodes, "windows": st.windows, "passes": passes, "window": k,
-            "improving_windows": st.improving, "kicks": done, "improving_kicks": st.kick_gains,
-            "elites": len(elites), "start_energy": e_start,
-            "stop": stop}
-    return Outcome(x=st.x.astype(np.int8), status="best found", info=info)
+    return done
+
+
+def _descend_region(st: _Search, C, rng, region, kk, top) -> None:
+    """Windows of ``kk`` variables seeded in ``region`` until none improves, ``kk`` grown by half
+    up to ``top``."""
+    n = st.x.size
+    while True:
+        covered = np.zeros(n, dtype=bool)
+        moved = False
+        for s in rng.permutation(region):
+            if not covered[s]:
+                S = coupling_window(C, int(s), kk)
+                covered[S] = True
+                moved |= st.step(S)
+        if not moved:
+            if kk >= top:
+                break
+            kk = min(top, int(np.ceil(kk * 1.5)))
 
 
 # certifies_bound: lns reports a bound (and optimality) only when the tree decides the whole QUBO
-@register("lns", kind="qubo", certifies_bound=True,
+@register("lns", kind="qubo", certifies_bound=True, slow_first=0, budget="tree_nodes",
           options={"window": Integer(16, low=1), "max_window": Integer(32, low="window"),
                    "window_nodes": Integer(20_000, low=1), "max_nodes": Integer(20_000_000, low=1),
                    "start": Choice("tabu", _STARTS), "reads": Integer(3, low=1), "kicks": Integer(32, low=0),
@@ -262,8 +306,9 @@ def lns(bqm, *, window: int = 16, max_window: int = 32, window_nodes: int = 20_0
                                          doc="tree nodes for the tree's start state (0: none)")},
           summary="large-neighbourhood search: windows of strongly coupled variables re-solved "
                   "exactly by the tree (deterministic work budget)")
-def _lns(bqm, window, max_window, window_nodes, max_nodes, start, reads, kicks, kick, seed, tree_nodes) -> Outcome:
-    with threadpool_limits(1):  # windows are tiny: BLAS threads only add start-up cost
-        return lns(bqm, window=int(window), max_window=int(max_window), window_nodes=int(window_nodes),
-                   max_nodes=int(max_nodes), start=start, reads=int(reads),
-                   kicks=int(kicks), kick=int(kick), seed=seed, tree_nodes=int(tree_nodes))
+def _lns(bqm, **opts) -> Outcome:
+    o = _Settings(**{k: v if k in ("start", "seed") else int(v) for k, v in opts.items()})
+    if bqm.n == 0:
+        return Outcome(x=np.zeros(0, dtype=np.int8), optimal=True, status="optimal")
+    with blas_threads(1):  # windows are tiny: BLAS threads only add start-up cost
+        return _search(bqm, o)

@@ -46,12 +46,14 @@ in numpy.
 from __future__ import annotations
 
 import abc
-import contextlib
 import math
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
+
+from reference.validation import Choice, Integer, Interval, Param, Real
+
+from ._registry import resolve_options
 
 __all__ = [
     "ZETA",
@@ -64,6 +66,7 @@ __all__ = [
     "init_from_residual",
     "regulariser",
     "beta_at",
+    "SETTINGS",
     "resolve_settings",
     "soft_weight_map",
     "DataTerm",
@@ -232,51 +235,37 @@ class Adam:
 
 
 # ---------------------------------------------------------------------------- settings
-def _check_choice(value, name, choices):
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {sorted(choices)}, found {value!r}")
-
-
-def _real(value, name, lo=None, hi=None, lo_open=False, hi_open=False) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite real number, found {value!r}")
-    v = float(value)
-    if lo is not None and (v < lo or (lo_open and v == lo)):
-        raise ValueError(f"{name} must be {'>' if lo_open else '>='} {lo}, found {v!r}")
-    if hi is not None and (v > hi or (hi_open and v == hi)):
-        raise ValueError(f"{name} must be {'<' if hi_open else '<='} {hi}, found {v!r}")
-    return v
-
-
-def _int(value, name, lo=1) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer, found {value!r}")
-    if value < lo:
-        raise ValueError(f"{name} must be >= {lo}, found {value}")
-    return int(value)
+#: The relaxation's settings, each declared once (type, range, what None means): a preset fixes
+#: them and a caller may override any of them. The method ``"adaround"`` declares these as its
+#: options, and :func:`resolve_settings` (used by :func:`solvers.sequential.asymmetric_relaxation`
+#: and :func:`solvers.conv_sequential.conv_asymmetric_relaxation`) checks the same declarations.
+SETTINGS: dict[str, Param] = {
+    "preset": Choice("aimet", tuple(PRESETS), doc="conventions of a published implementation"),
+    "lam": Real(None, low=0, none=True, doc="regulariser weight (None: the preset's)"),
+    "beta": Interval(None, ordered=False, low=1, none=True, doc="(start, end) of the beta schedule"),
+    "schedule": Choice(None, ("cosine", "linear"), none=True),
+    "warm_start": Real(None, low=0, high=1, open_high=True, none=True, doc="fraction of steps without regulariser"),
+    "iterations": Integer(None, low=1, none=True),
+    "lr": Real(None, low=0, open_low=True, none=True),
+    "batch_size": Integer(None, low=1, none=True),
+    "normalization": Choice(None, ("element", "sample"), none=True),
+}
+assert set(SETTINGS) == {"preset", *_TUNABLE}
 
 
 def resolve_settings(preset="aimet", **overrides) -> dict:
-    """The preset's hyper-parameters with the non-None ``overrides`` applied, validated."""
-    if preset not in PRESETS:
-        raise ValueError(f"preset must be one of {sorted(PRESETS)}, found {preset!r}")
+    """The preset's hyper-parameters with the non-None ``overrides`` applied, each checked against
+    its declaration in :data:`SETTINGS` (by the registry's one resolver)."""
+    given = {"preset": preset, **overrides}
+    resolve_options("relaxation", SETTINGS, given)
     p = PRESETS[preset]
-    unknown = sorted(set(overrides) - set(_TUNABLE))
-    if unknown:
-        raise ValueError(f"unknown setting(s) {unknown}; accepted: {sorted(_TUNABLE)}")
     st = p.settings()
     st.update({k: v for k, v in overrides.items() if v is not None})
-    st["lam"] = _real(st["lam"], "lam", lo=0.0)
-    beta = st["beta"]
-    if not isinstance(beta, (tuple, list)) or len(beta) != 2:
-        raise ValueError(f"beta must be a pair (start, end), found {beta!r}")
-    st["beta"] = (_real(beta[0], "beta start", lo=1.0), _real(beta[1], "beta end", lo=1.0))
-    _check_choice(st["schedule"], "schedule", ("cosine", "linear"))
-    st["warm_start"] = _real(st["warm_start"], "warm_start", lo=0.0, hi=1.0, hi_open=True)
-    st["iterations"] = _int(st["iterations"], "iterations", lo=1)
-    st["lr"] = _real(st["lr"], "lr", lo=0.0, lo_open=True)
-    st["batch_size"] = _int(st["batch_size"], "batch_size", lo=1)
-    _check_choice(st["normalization"], "normalization", ("element", "sample"))
+    for k in ("lam", "warm_start", "lr"):
+        st[k] = float(st[k])
+    for k in ("iterations", "batch_size"):
+        st[k] = int(st[k])
+    st["beta"] = (float(st["beta"][0]), float(st["beta"][1]))
     st["preset"] = preset
     st["step_base"] = p.step_base
     return st
@@ -288,17 +277,6 @@ def _far_from_binary(h: np.ndarray, free: np.ndarray) -> np.ndarray:
 
 def _not_binary(h: np.ndarray, free: np.ndarray) -> int:
     return int(np.count_nonzero(_far_from_binary(h, free)))
-
-
-def _thread_limiter(threads):
-    if threads is None:
-        return contextlib.nullcontext()
-    threads = _int(threads, "threads")
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=threads, user_api="blas")
-
-
 
 
 # ---------------------------------------------------------------------------- the engine

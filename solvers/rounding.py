@@ -16,22 +16,22 @@ def _outcome(problem, up) -> Outcome:
     return Outcome(x=(up & (problem.movable == 1)).astype(np.int8))
 
 
-@register("nearest", kind="layer", summary="round to nearest (ties up)")
+@register("nearest", kind="layer", residual=True, summary="round to nearest (ties up)")
 def _nearest(problem) -> Outcome:
     return _outcome(problem, problem.residual >= 0.5)
 
 
-@register("floor", kind="layer", summary="always round down")
+@register("floor", kind="layer", residual=True, summary="always round down")
 def _floor(problem) -> Outcome:
     return _outcome(problem, np.zeros(problem.shape, dtype=bool))
 
 
-@register("ceil", kind="layer", summary="always round up (weights on the grid stay)")
+@register("ceil", kind="layer", residual=True, summary="always round up (weights on the grid stay)")
 def _ceil(problem) -> Outcome:
     return _outcome(problem, problem.residual > 0)
 
 
-@register("stochastic", kind="layer", options={"seed": 0},
+@register("stochastic", kind="layer", options={"seed": 0}, residual=True,
           summary="round up with probability equal to the residual")
 def _stochastic(problem, seed) -> Outcome:
     rng = np.random.default_rng(seed)

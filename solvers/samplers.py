@@ -65,8 +65,8 @@ class ExhaustiveSampler(_ExactSampler):
             raise ValueError(f"ExhaustiveSampler: the model has {model.n} variables, above the limit "
                              f"max_vars == {max_vars} (at most {HARD_MAX_VARS}); use TreeSampler")
         if num_states == 1:
-            x, e = exhaustive_minimum(model.P, model.q, model.c)
-            states, energies = x[None, :], np.array([e])
+            res = exhaustive_minimum(model.P, model.q, model.c)
+            states, energies = res.x[None, :], np.array([res.energy])
         else:
             states, energies = lowest_states(model.P, model.q, model.c, num_states)
         return states, {"optimal": True, "lower_bound": float(model.energies(states).min()),

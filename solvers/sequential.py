@@ -16,7 +16,6 @@ Three objectives for layer ``l`` with full-precision input ``x`` (from the float
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,14 +24,16 @@ from reference.validation import as_float_array
 from reference.grid import Grid, fit_grid
 from reference.network import MLP
 
+from ._registry import METHODS
 from ._solve import solve
-from .relaxation import DataTerm, _int, relax, resolve_settings, soft_weight_map
+from .relaxation import DataTerm, soft_weight_map
 from .bqm import BQM
 from .layer import LayerProblem
 from .result import Result
 
 __all__ = [
     "AsymmetricLayer",
+    "ActivationLayer",
     "ActivationLoss",
     "SequentialRun",
     "VARIANTS",
@@ -42,7 +43,6 @@ __all__ = [
 ]
 
 VARIANTS = ("layerwise", "asymmetric", "asymmetric_relu")
-_RESIDUAL_METHODS = ("nearest", "floor", "ceil", "stochastic")
 
 
 # ---------------------------------------------------------------------------- Eq. 25, no activation
@@ -173,17 +173,67 @@ class ActivationLoss(DataTerm):
 _OBJECTIVE = {"relu": "Eq. 25 with ReLU", "identity": "Eq. 25 without activation"}
 
 
+class ActivationLayer(LayerProblem):
+    """Eq. 25 with the layer's activation ``f``: ``(1/N) sum_n ||f(W x_n + b) - f(W_hat x_hat_n + b)||^2``.
+
+    Not a QUBO for a ReLU layer: ``solvers.solve(problem, "adaround", mode="batch", ...)`` runs the
+    relaxation (Eqs. 21-24) on it (:class:`ActivationLoss`, mini-batches of samples), the residual
+    baselines (``nearest``, ...) round it, and a QUBO method is refused. ``loss(x)`` is
+    :func:`activation_loss` of the rounding. The up/down variables are those of ``W`` on its grid
+    (a :class:`~solvers.LayerProblem` on ``X_hat``).
+
+    Parameters
+    ----------
+    W : array (out, in); b : array (out,); grid : reference.Grid
+    X, X_hat : arrays (N, in)
+        Full-precision and quantized-network inputs of the layer.
+    activation : {"relu", "identity"}, default="relu"
+    """
+
+    objective_name = property(lambda self: _OBJECTIVE[self.activation])
+    samples_name = "samples N"
+
+    def __init__(self, W, b, grid: Grid, X, X_hat, activation: str = "relu", name: str | None = None):
+        W = as_float_array(W, "W", ndim=2)
+        self.b = as_float_array(b, "b", shape=(W.shape[0],))
+        self.X_float = as_float_array(X, "X", shape=(None, W.shape[1]))
+        X_hat = as_float_array(X_hat, "X_hat", shape=self.X_float.shape)
+        if not isinstance(grid, Grid):
+            raise ValueError(f"grid must be a reference.Grid, found {type(grid).__name__}")
+        _act(activation)  # validates the name before any work
+        self.activation = activation
+        super().__init__(W, grid, X=X_hat, name=name)
+
+    def __repr__(self) -> str:
+        return super().__repr__().replace("LayerProblem", "ActivationLayer", 1)
+
+    def relaxation_term(self) -> ActivationLoss:
+        """The data term of the relaxation (:class:`ActivationLoss`)."""
+        return ActivationLoss(self.W, self.b, self.grid, self.X_float, self.X, self.activation)
+
+    def loss(self, x) -> float:
+        """Eq. 25 (:func:`activation_loss`) of the rounding ``x``."""
+        return activation_loss(self.W, self.b, self.w_hat(x), self.X_float, self.X, self.activation)
+
+    def row_bqm(self, k: int):
+        raise ValueError("Eq. 25 with an activation is not a QUBO: round it with 'adaround' (mode='batch') or a "
+                         f"residual method ({sorted(n for n, m in METHODS.items() if m.residual)})")
+
+
 def asymmetric_relaxation(W, b, grid: Grid, X, X_hat, activation: str = "relu", preset: str = "aimet",
-                          *, lam=None, beta=None, schedule=None, warm_start=None, iterations=None, lr=None,
-                          batch_size=None, seed=0) -> Result:
-    """The AdaRound relaxation (Eqs. 21-24) of Eq. 25 with the activation applied.
+                          *, seed=0, **settings) -> Result:
+    """The AdaRound relaxation (Eqs. 21-24) of Eq. 25 with the activation applied:
+    ``solvers.solve(ActivationLayer(W, b, grid, X, X_hat, activation), "adaround", mode="batch",
+    preset=preset, seed=seed, **settings)``, the same :class:`Result`.
 
     Minimises ``(1/B) sum_{n in batch} ||f(W x_n + b) - f(W~ x_hat_n + b)||^2 + lam f_reg(V)``
     over ``V`` (:class:`ActivationLoss` in the engine :func:`solvers.relaxation.relax`): Adam on
     mini-batches of ``batch_size`` samples drawn without replacement (seeded), ``V`` initialised
     so that ``h(V) = W/s - floor(W/s)``, final rounding ``x = [V >= 0]``. Hyper-parameters come
-    from ``preset`` (see :data:`solvers.relaxation.PRESETS`), overridden by the non-None keywords;
-    only the ``"sample"`` normalisation is supported here.
+    from ``preset`` (see :data:`solvers.relaxation.PRESETS`), overridden by the non-None
+    ``settings``: ``lam``, ``beta``, ``schedule``, ``warm_start``, ``iterations``, ``lr``,
+    ``batch_size`` (declared once, in :data:`solvers.relaxation.SETTINGS`); only the
+    ``"sample"`` normalisation is supported here.
 
     Returns
     -------
@@ -192,47 +242,8 @@ def asymmetric_relaxation(W, b, grid: Grid, X, X_hat, activation: str = "relu", 
         ``objective``, ``soft_loss`` (Eq. 25 of the final soft weights), ``not_binary``,
         ``not_binary_fraction``, ``not_binary_where``, ``V`` and ``settings``.
     """
-    W = as_float_array(W, "W", ndim=2)
-    b = as_float_array(b, "b", shape=(W.shape[0],))
-    X = as_float_array(X, "X", shape=(None, W.shape[1]))
-    X_hat = as_float_array(X_hat, "X_hat", shape=X.shape)
-    return _relax_eq25(lambda: ActivationLoss(W, b, grid, X, X_hat, activation),
-                       lambda w_hat: activation_loss(W, b, w_hat, X, X_hat, activation),
-                       grid, activation, preset, X.shape[0], "samples N", seed, lam=lam, beta=beta,
-                       schedule=schedule, warm_start=warm_start, iterations=iterations, lr=lr, batch_size=batch_size)
-
-
-def _relax_eq25(make_term, loss, grid, activation, preset, n, what, seed, **settings) -> Result:
-    """The relaxation of an Eq. 25 data term (dense or convolution), checked before any work:
-    ``make_term()`` builds the term, ``loss(w_hat)`` recomputes Eq. 25 of the rounded weights."""
-    if not isinstance(grid, Grid):
-        raise ValueError(f"grid must be a reference.Grid, found {type(grid).__name__}")
-    _act(activation)  # validates the name before any work
-    st = _relu_settings(preset, n, what, seed, **settings)
-    t0 = time.perf_counter()
-    term = make_term()
-    x, info = relax(term, st, batches=True, rng=np.random.default_rng(seed))
-    return _relaxation_result(x, loss(term.problem.w_hat(x)), info, activation, time.perf_counter() - t0)
-
-
-def _relu_settings(preset, n, what, seed, **overrides) -> dict:
-    """Settings of a relaxation on mini-batches of ``n`` rows (``what``: "samples N", "patches M")."""
-    st = resolve_settings(preset, **overrides)
-    if st["normalization"] != "sample":
-        raise ValueError(f"the relaxation of Eq. 25 supports the 'sample' normalisation, preset {preset!r} "
-                         f"uses {st['normalization']!r}")
-    if st["batch_size"] > n:
-        raise ValueError(f"batch_size must be <= the number of {what} == {n}, found {st['batch_size']}")
-    st["seed"] = None if seed is None else _int(seed, "seed", lo=0)
-    return st
-
-
-def _relaxation_result(x, energy, info, activation, seconds) -> Result:
-    if not np.isfinite(energy):
-        raise ValueError(f"the Eq. 25 loss of the rounding is {energy} in float64: the inputs are too large")
-    info = {"objective": _OBJECTIVE[activation], **info}
-    return Result(x=x, energy=float(energy), optimal=False, lower_bound=None, seconds=seconds,
-                  method="adaround", status="best found", info=info)
+    problem = ActivationLayer(W, b, grid, X, X_hat, activation)
+    return solve(problem, "adaround", mode="batch", preset=preset, seed=seed, **settings)
 
 
 # ---------------------------------------------------------------------------- whole network
@@ -248,7 +259,8 @@ class SequentialRun:
         One per layer (``energy``: that layer's objective for the variant).
     grids : list of Grid
     problems : list
-        The problem each layer was solved on (None for ``asymmetric_relu`` hidden layers).
+        The QUBO each layer was solved on (None for the hidden layers of ``asymmetric_relu``, whose
+        Eq. 25 with the ReLU, an :class:`ActivationLayer`, is not a QUBO).
     """
 
     net: MLP
@@ -269,9 +281,10 @@ def quantize_network(net, X, bits=4, method="nearest", variant="layerwise", opti
     bits : int, default=4
     method : str, default="nearest"
         Any registered method (:func:`solvers.method_names`). For ``variant="asymmetric_relu"``
-        hidden layers accept ``"adaround"`` (run as :func:`asymmetric_relaxation`, taking the
+        hidden layers are :class:`ActivationLayer` problems (Eq. 25 with the ReLU, not a QUBO):
+        they accept ``"adaround"`` (in batch mode, as :func:`asymmetric_relaxation`, taking the
         options ``preset, lam, beta, schedule, warm_start, iterations, lr, batch_size, seed``)
-        and the rounding baselines (which ignore the objective).
+        and the residual baselines, and each result's ``energy`` is Eq. 25 with the ReLU.
     variant : {"layerwise", "asymmetric", "asymmetric_relu"}, default="layerwise"
     options : dict, optional
         Keyword options for the method.
@@ -283,15 +296,16 @@ def quantize_network(net, X, bits=4, method="nearest", variant="layerwise", opti
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {sorted(VARIANTS)}, found {variant!r}")
     options = dict(options or {})
-    X = net._check_X(X)
+    X = net.check_inputs(X)
     if grids is None:
         grids = [fit_grid(W, bits, symmetric=symmetric, per_row=per_row, method=grid_method) for W in net.weights]
     elif len(grids) != net.n_layers:
         raise ValueError(f"grids must hold one Grid per layer ({net.n_layers}), found {len(grids)}")
-    if variant == "asymmetric_relu" and method not in ("adaround",) + _RESIDUAL_METHODS:
+    residual = tuple(n for n, m in METHODS.items() if m.residual)
+    if variant == "asymmetric_relu" and method not in ("adaround",) + residual:
         raise ValueError(
             f"variant 'asymmetric_relu' is not a QUBO on ReLU layers: method must be one of "
-            f"{sorted(('adaround',) + _RESIDUAL_METHODS)}, found {method!r}"
+            f"{sorted(('adaround',) + residual)}, found {method!r}"
         )
     float_inputs = net.layer_inputs(X)
     q_net = net
@@ -300,19 +314,19 @@ def quantize_network(net, X, bits=4, method="nearest", variant="layerwise", opti
         W = net.weights[layer]
         x_hat = q_net.layer_inputs(X)[layer]
         hidden = layer < net.n_layers - 1
-        if variant == "asymmetric_relu" and hidden and method == "adaround":
-            res = asymmetric_relaxation(W, net.biases[layer], grids[layer], float_inputs[layer], x_hat,
-                                        "relu", **options)
-            problem = None
-            W_hat = LayerProblem(W, grids[layer], G=np.eye(W.shape[1])).w_hat(res.x)
+        opts = options
+        if variant == "asymmetric_relu" and hidden:  # Eq. 25 with the ReLU: not a QUBO
+            problem = ActivationLayer(W, net.biases[layer], grids[layer], float_inputs[layer], x_hat, "relu",
+                                      name=f"layer {layer}")
+            if method == "adaround":
+                opts = {"mode": "batch", **options}
+        elif variant == "layerwise":
+            problem = LayerProblem(W, grids[layer], X=float_inputs[layer], name=f"layer {layer}")
         else:
-            if variant == "layerwise":
-                problem = LayerProblem(W, grids[layer], X=float_inputs[layer], name=f"layer {layer}")
-            else:
-                problem = AsymmetricLayer(W, grids[layer], float_inputs[layer], x_hat, name=f"layer {layer}")
-            res = solve(problem, method, **options)
-            W_hat = problem.w_hat(res.x)
+            problem = AsymmetricLayer(W, grids[layer], float_inputs[layer], x_hat, name=f"layer {layer}")
+        res = solve(problem, method, **opts)
+        W_hat = problem.w_hat(res.x)
         q_net = q_net.with_weights(layer, W_hat)
         results.append(res)
-        problems.append(problem)
+        problems.append(None if isinstance(problem, ActivationLayer) else problem)  # None: not a QUBO
     return SequentialRun(net=q_net, results=results, grids=list(grids), problems=problems)

@@ -46,11 +46,11 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
-from reference.validation import Choice, Integer
+from reference.validation import ByWidth, Choice, Integer
 
 from ._registry import Outcome, register
+from .runtime import blas_threads
 from .bounds import _box_qp_bound
 from .diagonal import sdp_diagonal
 from .least_squares import ORDERS, LeastSquaresForm, _pow2_scale, _unscale_bound, least_squares_form, nearest_plane
@@ -258,7 +258,7 @@ def tree_search(P, q, c=0.0, *, order: str = "schur", bound: str = "rows", num_s
         bound was evaluated), ``order``, ``bound``, ``shift``, ``eps``, ``form_error`` and
         ``root_bound`` (module docs).
     """
-    with threadpool_limits(limits=1, user_api="blas"):
+    with blas_threads(1):
         return _tree_search(P, q, c, order=order, bound=bound, num_states=num_states,
                             max_nodes=max_nodes, time_limit=time_limit, batch=batch,
                             initial=initial, root_bound=root_bound, diagonal=diagonal)
@@ -338,7 +338,9 @@ def _tree_search(P, q, c, *, order, bound, num_states, max_nodes, time_limit, ba
 
 
 # ---------------------------------------------------------------------------- registration
-@register("tree", kind="qubo", exact=True, certifies_bound=True,
+@register("tree", kind="qubo", exact=True, certifies_bound=True, slow_first=1, budget="max_nodes",
+          budget_rule=ByWidth(default_max_nodes, "5e7 up to n = 64, then 5e7 (64/n)^3 but at least 2048 n "
+                              "(with neither max_nodes nor time_limit given)"),
           options={"max_nodes": None, "time_limit": None, "order": Choice("schur", ORDERS),
                    "bound": Choice("rows", BOUNDS), "batch": Integer(512, low=1),
                    "diagonal": Choice("sdp", DIAGONALS)},

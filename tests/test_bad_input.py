@@ -20,8 +20,7 @@ from reference import fit_grid
 from reference.compare.cli import main
 from reference.conv import conv_geometry
 from reference.testing import assert_rounding_within, assert_sparse_code_within, sparse_code_report
-from solvers import BQM, LayerProblem, solve
-from solvers.sparse import code
+from solvers import BQM, LayerProblem, SparseProblem, solve
 
 C = ["--jobs", "1", "--methods", "exhaustive"]
 
@@ -351,9 +350,9 @@ def test_19_signals_whose_norms_overflow_are_refused():
     Phi, X = rng.normal(size=(4, 5)), rng.normal(size=(2, 4))
     for method, penalty in (("l0-exact", "l0"), ("omp", "l0"), ("fista", "l1"), ("iht", "l0")):
         with pytest.raises(ValueError, match="overflow"):
-            code(Phi, X * 1e200, penalty, 0.1, method)
+            solve(SparseProblem(Phi, X * 1e200, penalty, 0.1), method)
         with pytest.raises(ValueError, match="overflow"):
-            code(Phi * 1e200, X, penalty, 0.1, method)
+            solve(SparseProblem(Phi * 1e200, X, penalty, 0.1), method)
 
 
 # ------------------------------------------------------------------------------ unclear messages
@@ -403,7 +402,7 @@ def test_26_the_atom_limit_is_checked_before_the_gram_matrix(monkeypatch):
     rng = np.random.default_rng(0)
     Phi, X = rng.normal(size=(3, 30)), rng.normal(size=(2, 3))
     with pytest.raises(ValueError, match="max_atoms"):
-        code(Phi, X, "l0", 0.1, "l0-exact")
+        solve(SparseProblem(Phi, X, "l0", 0.1), "l0-exact")
     with pytest.raises(ValueError, match="max_atoms"):
         sparse_code_report(Phi, X, np.zeros((2, 30)), 0.1)
 
@@ -463,7 +462,7 @@ def test_huge_counts_and_subnormal_lambdas_do_not_overflow_python_ints():
         BQM.from_qubo({}, n=1e300)
     rng = np.random.default_rng(0)
     Phi, X = rng.normal(size=(3, 4)), rng.normal(size=(2, 3))
-    r = code(Phi, X, "l0", 5e-324, "l0-exact")
+    r = solve(SparseProblem(Phi, X, "l0", 5e-324), "l0-exact")
     # with lam that small the optimum fits X exactly: Phi (3 x 4) has rank 3, so some 3 atoms span R^3
     assert np.linalg.matrix_rank(Phi) == 3
     assert np.all(r.info["objective"] <= 1e-20) and r.optimal
@@ -768,7 +767,7 @@ def test_a_boolean_lambda_is_refused():
         with pytest.raises(TypeError, match=r"^lam must be a finite number >= 0, found"):
             SparseProblem(rng.normal(size=(3, 2)), rng.normal(size=3), lam=lam)
         with pytest.raises(TypeError, match=r"^lam must be a finite number"):
-            code(rng.normal(size=(3, 2)), rng.normal(size=3), "l1", lam, "ista")
+            solve(SparseProblem(rng.normal(size=(3, 2)), rng.normal(size=3), "l1", lam), "ista")
 
 
 @pytest.mark.parametrize("given", ["", ",", " , "])

@@ -32,9 +32,8 @@ from reference import Grid, fit_grid
 from reference.compare.cli import main
 from reference.testing import (assert_rounding_within, assert_sparse_code_within, rounding_report,
                                sparse_code_report)
-from solvers import BQM, METHODS, LayerProblem, solve
+from solvers import BQM, METHODS, LayerProblem, SparseProblem, solve
 from solvers import method_names
-from solvers.sparse import code
 
 #: Twice the profile's examples (ci: 120 a test, about 30 s for the file).
 FUZZ = settings(max_examples=settings.default.max_examples * 2, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
@@ -482,6 +481,10 @@ def test_solve_with_every_method_and_hostile_options(mo, layer, seed):
         assert np.isfinite(r.energy)
 
 
+def _code(Phi, X, penalty, lam, method, **opts):
+    return solve(SparseProblem(Phi, X, penalty, lam), method, **opts)
+
+
 @FUZZ
 @given(args=st.deferred(lambda: sparse_args()),
        penalty=maybe(st.sampled_from(["l0", "l1", "l1/2", "cel0"]), hostile_scalar()),
@@ -495,7 +498,7 @@ def test_sparse_coders_refuse_or_give_finite_objectives(args, penalty, method, o
     Phi, X, lam = args["Phi"], args["X"], args["lam"]
     if method == "l0-exact" and penalty in ("l1", "l1/2"):
         penalty = "l0"
-    r = _quiet(code, Phi, X, penalty, lam, method, **opts)
+    r = _quiet(_code, Phi, X, penalty, lam, method, **opts)
     if r is not None:
         assert np.all(np.isfinite(r.info["objective"])) and np.all(np.isfinite(r.x)) and np.isfinite(r.energy)
         assert r.x.shape == np.shape(args["X"])[:-1] + (np.shape(args["Phi"])[1],)

@@ -26,7 +26,7 @@ import sys
 
 import numpy as np
 
-from solvers import METHODS
+from solvers import METHODS, method_names
 from solvers.tree import default_max_nodes
 
 from .harness import CertificateError, SchedulerError, aggregate, make_tasks, prob_name, problem_hash, run_tasks
@@ -209,7 +209,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="every layer of a captured model (its manifest, or the directory holding manifest.json): "
                         "a table per layer and the model summary (summed loss, model gap interval, median and "
                         "worst layer gap, the layers where each method loses most)")
-    p.add_argument("--methods", help="comma-separated method names (default: every registered method)")
+    p.add_argument("--methods", help="comma-separated method names, of "
+                   f"{', '.join(n for n in method_names() if METHODS[n].kind != 'sparse')} "
+                   "(default: all of them)")
     p.add_argument("--seed", type=int, default=0, help="seed for the suites and every random method (default 0)")
     p.add_argument("--tree-nodes", type=int, default=None, metavar="N",
                    help=f"node budget of the exact tree search per row (default: by the row's width n, "

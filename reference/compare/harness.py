@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -19,9 +19,9 @@ from tqdm import tqdm
 
 from solvers import METHODS, ConvProblem, LayerProblem, solve
 from solvers.certificates import CertificateError, check_bound, gap_interval
+from solvers.runtime import process_pool
 
 from .store import task_key
-from ..validation import available_cpus
 
 __all__ = ["Task", "problem_hash", "problem_kind", "make_tasks", "run_task", "run_tasks", "aggregate",
            "executor", "SchedulerError", "SCHEDULER_TIMEOUT", "CertificateError"]
@@ -163,25 +163,13 @@ class _SerialExecutor(Executor):
         return fut
 
 
-#: The thread limit of each worker's BLAS, set by :func:`_limit_blas` (kept alive for the process).
-_BLAS_LIMIT = None
-
-
-def _limit_blas(threads: int) -> None:
-    """Worker initializer: cap BLAS/OpenMP threads so jobs x threads does not oversubscribe the cores."""
-    global _BLAS_LIMIT
-    import scipy.linalg  # noqa: F401  (load every BLAS the solvers use before capping them)
-    from threadpoolctl import threadpool_limits
-
-    _BLAS_LIMIT = threadpool_limits(limits=threads)
-
-
 @contextmanager
 def executor(jobs: int, scheduler: str | None):
     """``(executor, workers)``: a ``concurrent.futures.Executor`` for the tasks and how many run at once.
 
     ``scheduler`` (a Dask address) gives ``distributed.Client.get_executor()``; ``jobs > 1`` a process
-    pool whose workers each get ``cores // jobs`` BLAS threads; otherwise the calls run in this process.
+    pool (:func:`solvers.runtime.process_pool`, ``cores // jobs`` BLAS threads a worker); otherwise
+    the calls run in this process.
     """
     if scheduler is not None:
         try:
@@ -200,24 +188,23 @@ def executor(jobs: int, scheduler: str | None):
             with client.get_executor(pure=False) as ex:
                 yield ex, workers
     elif jobs > 1:
-        with ProcessPoolExecutor(max_workers=jobs, initializer=_limit_blas,
-                                 initargs=(max(1, available_cpus() // jobs),)) as ex:
+        with process_pool(jobs) as ex:
             yield ex, jobs
     else:
         yield _SerialExecutor(), 1
 
 
-#: Methods whose tasks a pool starts first, slowest first (on wide rows; docs/performance.md,
-#: "Default budgets by width"): a slow task started last would leave the other workers idle at
-#: the end. The order never changes a result (each record goes back to its task's index).
-SLOW_FIRST = ("lns", "tree", "anneal", "adaround")
-
-
 def _submission_order(todo):
-    """``todo`` (pairs ``(index, task)``) with the tasks of :data:`SLOW_FIRST` methods first, in
-    that order, then the others; within each group the widest problems first, then as given."""
-    rank = {m: i for i, m in enumerate(SLOW_FIRST)}
-    return sorted(todo, key=lambda it: (rank.get(it[1].method, len(rank)), -_size(it[1].problem), it[0]))
+    """``todo`` (pairs ``(index, task)``) with the tasks of the methods that declare a
+    ``slow_first`` rank first, in that order (on wide rows; docs/performance.md, "Default budgets
+    by width": a slow task started last would leave the other workers idle at the end), then the
+    others; within each group the widest problems first, then as given. The order never changes
+    a result (each record goes back to its task's index)."""
+    def rank(method):
+        r = METHODS[method].slow_first
+        return (0, r) if r is not None else (1, 0)
+
+    return sorted(todo, key=lambda it: (rank(it[1].method), -_size(it[1].problem), it[0]))
 
 
 def _chunks(items, n_chunks):

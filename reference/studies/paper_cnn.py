@@ -27,10 +27,11 @@ import numpy as np
 
 import solvers
 from solvers.conv_sequential import conv_asymmetric_relaxation
+from solvers.runtime import blas_threads
 from solvers.sequential import asymmetric_relaxation
 
 from ..cnn import cnn_calibration, digits_cnn, digits_images
-from ..conv import patches_all
+from ..conv import all_patches, pad_input
 from ..grid import fit_grid
 from .progress import progress_bar
 
@@ -82,7 +83,7 @@ def _best_qubo(problem, st, seed):
 
 def _patches(A, geo):
     Ho, Wo = geo.output_size(A.shape[2], A.shape[3])
-    return patches_all(A, geo), Ho * Wo
+    return all_patches(pad_input(A, geo), geo, Ho, Wo), Ho * Wo
 
 
 def run_cnn_tables(settings: CNNSettings | None = None, progress: bool = False) -> dict:
@@ -90,9 +91,7 @@ def run_cnn_tables(settings: CNNSettings | None = None, progress: bool = False) 
     (``acc``, ``loss``, ``energy``, ``gap``, ``gap_to``, ``bound``). BLAS runs on one thread
     (the products are small; results do not depend on it). ``progress`` shows a bar of the
     (bits, seed) steps on stderr."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"):
+    with blas_threads(1):
         return _run(settings or CNNSettings(), progress)
 
 

@@ -6,7 +6,7 @@ per table row; key ``"table"`` names the table) and, with ``out_dir``, saves the
 
 (a) ``"gap"``: on small dictionaries (K <= 16 atoms learned on whitened patches), the l0
     objective ``1/2 ||x - Phi a||^2 + lam ||a||_0`` reached by each relaxation, against its
-    exact minimum (:func:`solvers.sparse.code` with ``method="l0-exact"``). Each code is scored as
+    exact minimum (:func:`solvers.solve` with ``method="l0-exact"``). Each code is scored as
     returned ("raw") and after least squares on its support ("debiased"). l0 and CEL0 run at
     the l0 ``lam``; l1 and l1/2 run at the multiple of it (from a small grid) that gives the
     lowest mean debiased l0 objective, i.e. tuned in their favour.
@@ -28,7 +28,8 @@ import time
 
 import numpy as np
 
-from solvers.sparse import code, learn_dictionary, least_squares_on_supports
+from solvers import SparseProblem, solve
+from solvers.sparse import learn_dictionary, least_squares_on_supports
 
 from ..patches import natural_images, whiten_images, extract_patches
 from ..sparse import objective
@@ -61,7 +62,7 @@ def gap_rows(Phi, X, lam, tune, seed):
     """Rows of the optimality-gap table at one ``lam``: each coder's codes scored by the l0
     objective against the exact l0 optimum (method ``l0-exact``), raw and debiased."""
     K = Phi.shape[1]
-    best = code(Phi, X, "l0", lam, "l0-exact")
+    best = solve(SparseProblem(Phi, X, "l0", lam), "l0-exact")
     f_star = best.info["objective"]
     rows = []
 
@@ -85,14 +86,14 @@ def gap_rows(Phi, X, lam, tune, seed):
                  "exact_mean_l0": float(np.mean(np.count_nonzero(best.x, axis=1))),
                  "seconds": best.seconds, "N": X.shape[0], "seed": seed})
     for pen in ("l0", "cel0"):
-        r = code(Phi, X, pen, lam, "fista", max_iter=5000, tol=1e-8)
+        r = solve(SparseProblem(Phi, X, pen, lam), "fista", max_iter=5000, tol=1e-8)
         score(f"fista-{pen}", r.x, lam, r.seconds)
-    r = code(Phi, X, "l0", lam, "omp")
+    r = solve(SparseProblem(Phi, X, "l0", lam), "omp")
     score("omp", r.x, lam, r.seconds)
     for pen in ("l1/2", "l1"):
         cands = []
         for m in tune:
-            r = code(Phi, X, pen, lam * m, "fista", max_iter=5000, tol=1e-8)
+            r = solve(SparseProblem(Phi, X, pen, lam * m), "fista", max_iter=5000, tol=1e-8)
             f = objective(Phi, X, _debias(Phi, X, r.x), "l0", lam)
             cands.append((float(np.mean(f)), m, r))
         _, m, r = min(cands, key=lambda c: c[0])
@@ -105,7 +106,7 @@ def _curve_rows(Phi, X, pen, lam_learn, sweep, K):
     rows = []
     for m in sweep:
         lam = lam_learn * m
-        r = code(Phi, X, pen, lam, "fista", max_iter=3000, tol=1e-6)
+        r = solve(SparseProblem(Phi, X, pen, lam), "fista", max_iter=3000, tol=1e-6)
         R = X - r.x @ Phi.T
         rows.append({"table": "curve", "penalty": pen, "K": K, "n": X.shape[1], "lam": lam,
                      "mean_l0": float(np.mean(np.count_nonzero(r.x, axis=1))),

@@ -50,7 +50,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 from tqdm import tqdm
 
-from solvers.sparse import code, exact_l0, least_squares_on_supports
+from solvers import SparseProblem, solve
+from solvers.sparse import exact_l0, least_squares_on_supports
 
 from ..gratings import grating_set
 from ..patches import PatchStream
@@ -81,7 +82,7 @@ def _curve(Phi, X, pen, K, lams, fista, paper=False):
     xx = np.mean(np.sum(X * X, axis=1))
     rows = []
     for lam in lams:
-        r = code(Phi, X, pen, lam, "fista", **fista)
+        r = solve(SparseProblem(Phi, X, pen, lam), "fista", **fista)
         R = X - r.x @ Phi.T
         rows.append({"table": "curve", "penalty": pen, "K": K, "n": X.shape[1], "lam": float(lam),
                      "paper_lam": paper, "mean_l0": float(np.mean(np.count_nonzero(r.x, axis=1))),
@@ -166,7 +167,7 @@ def _exact_rows(Phi, X, pen_dict, K, tune):
         mults = (1.0,) if pen in ("l0", "cel0") else tune
         best = None
         for m in mults:
-            A = code(Phi, X, pen, _matched_lambda(pen, lam) * m, "fista", max_iter=5000, tol=1e-8).x
+            A = solve(SparseProblem(Phi, X, pen, _matched_lambda(pen, lam) * m), "fista", max_iter=5000, tol=1e-8).x
             fr, fd = objective(Phi, X, A, "l0", lam), objective(Phi, X, least_squares_on_supports(Phi, X, A != 0), "l0", lam)
             if best is None or np.mean(fd) < np.mean(best[2]):
                 best = (m, fr, fd, A)
@@ -188,7 +189,8 @@ def _sub_exact_rows(Phi, X, pen, K, tune, n_atoms=16, lam=0.1):
 
     A proven optimum at a realistic lambda (codes of several atoms), on a sub-dictionary.
     """
-    use = np.count_nonzero(code(Phi, X, pen, LEARN_LAM[pen], "fista", max_iter=1000, tol=1e-4).x, axis=0)
+    codes = solve(SparseProblem(Phi, X, pen, LEARN_LAM[pen]), "fista", max_iter=1000, tol=1e-4).x
+    use = np.count_nonzero(codes, axis=0)
     top = np.sort(np.argsort(-use, kind="stable")[:n_atoms])
     rows = gap_rows(Phi[:, top], X, lam, tune, 0)
     for r in rows:

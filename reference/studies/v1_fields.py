@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from solvers.sparse import code
+from solvers import SparseProblem, solve
 
 from ..gabor import fit_gabors
 from ..gratings import linear_responses, tuning
@@ -27,7 +27,7 @@ def code_responses(Phi, stimuli, penalty: str, lam: float, **options) -> np.ndar
     S = as_float_array(stimuli, "stimuli", ndim=4)
     nt, nf, npz, n = S.shape
     method = options.pop("method", "fista")
-    A = code(Phi, S.reshape(-1, n), penalty, lam, method, **options).x
+    A = solve(SparseProblem(Phi, S.reshape(-1, n), penalty, lam), method, **options).x
     return np.abs(A).reshape(nt, nf, npz, -1).mean(axis=2).transpose(2, 0, 1)
 
 

@@ -185,7 +185,7 @@ def rounding_report(W, grid, *, X=None, G=None, q=None, W_hat=None, method: str 
     given_loss = None
     if n_off:
         E = as_float_array(W_hat, "W_hat").reshape(problem.shape) - problem.W
-        given_loss = float(sum(E[k] @ problem._row_gram(k) @ E[k] for k in range(problem.n_rows)))
+        given_loss = float(sum(E[k] @ problem.row_gram(k) @ E[k] for k in range(problem.n_rows)))
     if method == "auto":
         method = "exhaustive" if problem.max_row_vars <= EXHAUSTIVE_UP_TO else "tree"
     if method not in ("exhaustive", "tree"):

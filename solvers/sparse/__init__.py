@@ -6,7 +6,7 @@ greedy and sparsity-constrained methods, approximately minimises), for every row
 .. math:: F(a) = \tfrac12 \|x - \Phi a\|^2 + \sum_k r_k(a_k)
 
 and returns a :class:`solvers.Result`: ``x`` the codes (N, K), ``energy`` the total
-``sum_i F(a_i)`` recomputed in float64. :func:`code` is the same call in one line. The coders
+``sum_i F(a_i)`` recomputed in float64. The coders
 (``solvers.method_names(kind="sparse")``), one module per part of the math:
 
 :mod:`~solvers.sparse.problem`
@@ -30,11 +30,10 @@ and returns a :class:`solvers.Result`: ``x`` the codes (N, K), ``energy`` the to
 
 from __future__ import annotations
 
-from .. import _solve  # the module: solvers._solve imports .problem, so no name from it here
 from . import certified, exact, feature_sign, greedy, proximal  # noqa: F401  (each registers its methods)
 from .binary import binary_sparse_coding_bqm
-from .dictionary import DictionaryResult, learn_dictionary, load_checkpoint, random_dictionary, save_checkpoint, \
-    snapshot_path
+from .dictionary import (DictionaryResult, LearnSettings, learn_dictionary, load_checkpoint, random_dictionary,
+                         save_checkpoint, snapshot_path)
 from .exact import EXACT_HARD_MAX_ATOMS, EXACT_MAX_ATOMS, exact_l0, least_squares_on_supports
 from .problem import SparseProblem
 
@@ -42,9 +41,9 @@ __all__ = [
     "EXACT_MAX_ATOMS",
     "EXACT_HARD_MAX_ATOMS",
     "DictionaryResult",
+    "LearnSettings",
     "SparseProblem",
     "binary_sparse_coding_bqm",
-    "code",
     "exact_l0",
     "learn_dictionary",
     "least_squares_on_supports",
@@ -54,9 +53,3 @@ __all__ = [
     "snapshot_path",
 ]
 
-
-def code(Phi, X, penalty: str = "l1", lam=0.1, method: str = "fista", **options):
-    """``solvers.solve(SparseProblem(Phi, X, penalty, lam), method, **options)``: the same
-    :class:`solvers.Result` (``x`` the codes, ``energy`` the total objective, ``info["objective"]``
-    per signal)."""
-    return _solve.solve(SparseProblem(Phi, X, penalty, lam), method, **options)

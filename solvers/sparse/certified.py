@@ -21,7 +21,7 @@ import numpy as np
 from .feature_sign import feature_sign
 from .problem import U32 as _U32, U64 as _U64, largest_eigenvalue, map_blocks, row_blocks
 
-__all__ = ["certify", "l1_certified", "STEP_SCALE"]
+__all__ = ["certify", "l1_certified", "L1Settings", "STEP_SCALE"]
 
 #: Finishes after the first before the certified l1 path hands a row to feature-sign search.
 _SWEEP_CHECKS = 25
@@ -185,8 +185,53 @@ def _finish_chunk(ctx: _FinishContext, rows, sign, Bc):
 STEP_SCALE = 1.9
 
 
-def l1_certified(prob, pool, accelerate, max_iter, tol, init, g, kkt_tol, first_check, check_every, finish_rounds,
-                  dt, step_scale, scale_atoms):
+@dataclass(frozen=True)
+class L1Settings:
+    """The settings of the certified l1 path (the options of ``ista``/``fista``, declared at their
+    registration and checked by the resolver): ``accelerate`` (FISTA), the iteration budget
+    ``max_iter``, the stopping rule ``tol``, the certificate's ``kkt_tol``, the sweep lengths
+    ``first_check`` and ``check_every``, the finish's ``finish_rounds``, the sweeps' precision
+    ``dtype`` and the step multiple ``step_scale`` of ``1/L``."""
+
+    accelerate: bool
+    max_iter: int
+    tol: float
+    kkt_tol: float
+    first_check: int
+    check_every: int
+    finish_rounds: int
+    dtype: np.dtype
+    step_scale: float
+
+
+@dataclass(frozen=True)
+class _SweepOperator:
+    """What the sweeps of every block share in one sweep round: ``M = I - gamma G``, the step
+    ``gamma``, the threshold weights ``lam`` (a number or one per atom), ``diag(G)``, and the
+    settings that shape an iteration."""
+
+    M: np.ndarray
+    gamma: float
+    lam: object
+    diag: np.ndarray
+    accelerate: bool
+    step_scale: float
+    tol: float
+
+
+@dataclass(frozen=True)
+class _Block:
+    """Views of the running rows' state in one block: iterate ``A``, extrapolated point ``Y``,
+    FISTA's sequence ``t``, each row's step over ``gamma`` (``ratio``) and first step length."""
+
+    A: np.ndarray
+    Y: np.ndarray
+    t: np.ndarray
+    ratio: np.ndarray
+    first_len: np.ndarray
+
+
+def l1_certified(prob, pool, cfg: L1Settings, init, g, scale_atoms):
     """l1 codes certified by the exact finish: sweeps of iterations, each followed by a finish.
 
     The rows still running go through :func:`_l1_sweep` in blocks of :data:`solvers.sparse.problem.L1_BLOCK` rows
@@ -198,6 +243,9 @@ def l1_certified(prob, pool, accelerate, max_iter, tol, init, g, kkt_tol, first_
     sweeps run on unit-norm atoms (their own step ``1/L``). Returns
     ``(codes, iterations, verified, the base step of the sweeps)``.
     """
+    max_iter, tol, kkt_tol, dt = cfg.max_iter, cfg.tol, cfg.kkt_tol, cfg.dtype
+    first_check, check_every, finish_rounds, step_scale = cfg.first_check, cfg.check_every, cfg.finish_rounds, \
+        cfg.step_scale
     G, lam = prob.G, prob.lam
     N, K = prob.X.shape[0], G.shape[0]
     finish = dict(Gpad=_padded_gram(G, min(K, _FINISH_MAX_SUPPORT)), G32=G.astype(np.float32), pool=pool)
@@ -212,7 +260,7 @@ def l1_certified(prob, pool, accelerate, max_iter, tol, init, g, kkt_tol, first_
         dinv, Gs, lamv = None, G, lam
     gamma = step_scale * g
     M = (np.eye(K) - gamma * Gs).astype(dt)  # y - gamma (G y - b) = y M + gamma b
-    diag = np.diag(Gs).astype(dt)
+    op = _SweepOperator(M, gamma, lamv, np.diag(Gs).astype(dt), cfg.accelerate, step_scale, tol)
     B = prob.products(pool)
     out = np.zeros((N, K))
     iters = np.zeros(N, dtype=np.int64)
@@ -234,8 +282,8 @@ def l1_certified(prob, pool, accelerate, max_iter, tol, init, g, kkt_tol, first_
 
         def sweep(sl):  # used at once, in this iteration of the loop
             Bs = Bact[sl] if dinv is None else Bact[sl] * dinv
-            return _l1_sweep(A[sl], Y[sl], t[sl], ratio[sl], first_len[sl], Bs, M, gamma, lamv, diag, start,
-                             n_it, accelerate, step_scale, tol, jacobi=init is None and start == 0)
+            return _l1_sweep(_Block(A[sl], Y[sl], t[sl], ratio[sl], first_len[sl]), Bs, op, start, n_it,
+                             jacobi=init is None and start == 0)
 
         small = np.concatenate(map_blocks(pool, sweep, row_blocks(rows.size)))
         done_it += n_it
@@ -262,12 +310,11 @@ def l1_certified(prob, pool, accelerate, max_iter, tol, init, g, kkt_tol, first_
     return out, iters, verified, g
 
 
-def _l1_sweep(A, Y, t, ratio, first_len, B, M, gamma, lam, diag, start, n_it, accelerate, step_scale, tol, jacobi):
+def _l1_sweep(block: _Block, B, op: _SweepOperator, start, n_it, jacobi):
     """``n_it`` proximal gradient iterations for l1 on one block, updating its state in place.
 
-    ``A`` (iterate), ``Y`` (extrapolated point), ``t`` (FISTA's sequence), ``ratio`` (each row's
-    step over ``gamma``) and ``first_len`` (each row's first step length) are views of the
-    caller's arrays. ``a_new = soft(y - gamma (G y - b), gamma lam)``, computed as
+    ``block`` holds views of the caller's arrays (:class:`_Block`).
+    ``a_new = soft(y - gamma (G y - b), gamma lam)``, computed as
     ``soft(y M + gamma b)`` with ``M = I - gamma G``; ``lam`` is a number or one weight per atom
     (the unit-norm coordinates of :func:`l1_certified`). Steps up to ``2/L`` converge for the
     proximal gradient (forward-backward splitting); a row whose step length grows above its
@@ -279,6 +326,9 @@ def _l1_sweep(A, Y, t, ratio, first_len, B, M, gamma, lam, diag, start, n_it, ac
 
     Returns a boolean array: rows whose last step was at most ``tol`` times their code's norm.
     """
+    A, Y, t, ratio, first_len = block.A, block.Y, block.t, block.ratio, block.first_len
+    M, gamma, lam, diag = op.M, op.gamma, op.lam, op.diag
+    accelerate, step_scale, tol = op.accelerate, op.step_scale, op.tol
     dt = A.dtype
     C = (gamma * B).astype(dt)
     tau = np.asarray(gamma * lam, dtype=dt)  # a number, or one threshold per atom

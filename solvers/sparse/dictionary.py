@@ -2,7 +2,7 @@ r"""Dictionary learning as the V1 paper does it (docs/sparse.md), for any penalt
 
 One pass over the patches in batches (250 by default). For each batch ``X`` (shape (b, n)):
 
-1. codes ``A`` by plain ISTA from zero codes (:func:`solvers.solve` on a :class:`SparseProblem`, method ``"ista"``),
+1. codes ``A`` by plain ISTA from zero codes (the registered method ``"ista"`` on a :class:`SparseProblem`),
    stopped when every code's relative change is below ``tol`` (1e-2) or after ``max_iter``
    (5000) iterations;
 2. one gradient step on the reconstruction term ``1/2 ||X - A Phi^T||^2 / b``:
@@ -23,11 +23,11 @@ one never interrupted (with the same BLAS thread count: ``blas_threads``).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,11 +35,13 @@ import numpy as np
 from reference.validation import as_float_array, check_positive_int
 from reference.sparse import check_lambda, check_penalty
 
-from .. import _solve
+from .._registry import METHODS
+from ..runtime import blas_threads
+from . import proximal  # noqa: F401  (registers "ista", which the learner runs)
 from .problem import SparseProblem
 
-__all__ = ["DictionaryResult", "learn_dictionary", "load_checkpoint", "random_dictionary", "save_checkpoint",
-           "snapshot_path"]
+__all__ = ["DictionaryResult", "LearnSettings", "learn_dictionary", "load_checkpoint", "random_dictionary",
+           "save_checkpoint", "snapshot_path"]
 
 
 @dataclass
@@ -82,10 +84,64 @@ def random_dictionary(n: int, K: int, seed=0) -> np.ndarray:
     return Phi / np.linalg.norm(Phi, axis=0)
 
 
-def learn_dictionary(X, K: int, penalty: str = "l1", lam: float = 0.1, batch_size: int = 250,
-                     lr: float = 1.0, tol: float = 1e-2, max_iter: int = 5000, seed=0, init=None,
-                     progress=None, dtype: str = "float64", n_batches: int | None = None, checkpoint=None,
-                     checkpoint_every: int = 100, snapshots=(), blas_threads: int | None = None) -> DictionaryResult:
+@dataclass(frozen=True)
+class LearnSettings:
+    """The settings of :func:`learn_dictionary` other than the data, the penalty and the
+    initial dictionary, validated on construction.
+
+    Attributes
+    ----------
+    batch_size : int, default=250
+    lr : float > 0, default=1.0
+        Step of the dictionary update (on the batch-mean gradient). On whitened patches of
+        variance 0.1, 0.1 barely moves random atoms in 15,000 patches; 1 to 4 gives oriented,
+        localised atoms (the study uses 4 for its short runs).
+    tol, max_iter : ISTA's stopping rule, default 1e-2 and 5000.
+    seed : int, default=0
+        Seed of the random initial dictionary (when ``init`` is None) and of dead-atom restarts.
+    dtype : {"float64", "float32"}, default="float64"
+        Precision of the ISTA iterations (the dictionary and its update stay float64).
+    n_batches : int, optional
+        Stop after this many batches in all (default: every whole batch of ``X``).
+    checkpoint_every : int, default=100
+        Batches between two writes of the checkpoint.
+    snapshots : iterable of int
+        Batch counts at which a copy of the checkpoint is also kept, as ``<checkpoint>`` with
+        ``.npz`` replaced by ``.b<count>.npz``.
+    blas_threads : int, optional
+        Hold the BLAS libraries at this many threads during the call (:func:`solvers.runtime.blas_threads`).
+    """
+
+    batch_size: int = 250
+    lr: float = 1.0
+    tol: float = 1e-2
+    max_iter: int = 5000
+    seed: object = 0
+    dtype: str = "float64"
+    n_batches: int | None = None
+    checkpoint_every: int = 100
+    snapshots: tuple = ()
+    blas_threads: int | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "batch_size", check_positive_int(self.batch_size, "batch_size"))
+        lr = float(as_float_array(self.lr, "lr", ndim=0))
+        if lr <= 0:
+            raise ValueError(f"lr must be > 0, found {lr!r}")
+        object.__setattr__(self, "lr", lr)
+        if self.dtype not in ("float64", "float32"):
+            raise ValueError(f"dtype must be 'float64' or 'float32', found {self.dtype!r}")
+        if self.n_batches is not None:
+            object.__setattr__(self, "n_batches", check_positive_int(self.n_batches, "n_batches"))
+        object.__setattr__(self, "checkpoint_every", check_positive_int(self.checkpoint_every, "checkpoint_every"))
+        snapshots = sorted({check_positive_int(s, "snapshots") for s in self.snapshots})
+        object.__setattr__(self, "snapshots", tuple(snapshots))
+        if self.blas_threads is not None:
+            object.__setattr__(self, "blas_threads", check_positive_int(self.blas_threads, "blas_threads"))
+
+
+def learn_dictionary(X, K: int, penalty: str = "l1", lam: float = 0.1, settings: LearnSettings | None = None, *,
+                     init=None, checkpoint=None, progress=None, **options) -> DictionaryResult:
     """Learn ``K`` unit-norm atoms from the rows of ``X`` in one pass (the V1 paper's procedure).
 
     Parameters
@@ -97,35 +153,22 @@ def learn_dictionary(X, K: int, penalty: str = "l1", lam: float = 0.1, batch_siz
     penalty : {"l0", "l1", "l1/2", "cel0"}, default="l1"
     lam : float >= 0, default=0.1
         ``lambda`` in this project's convention (:mod:`reference.penalties`).
-    batch_size : int, default=250
-    lr : float > 0, default=1.0
-        Step of the dictionary update (on the batch-mean gradient). On whitened patches of
-        variance 0.1, 0.1 barely moves random atoms in 15,000 patches; 1 to 4 gives oriented,
-        localised atoms (the study uses 4 for its short runs).
-    tol, max_iter : ISTA's stopping rule, default 1e-2 and 5000.
-    seed : int, default=0
-        Seed of the random initial dictionary (when ``init`` is None).
+    settings : LearnSettings, optional
+        Batch size, learning rate, ISTA's stopping rule, seed, precision, checkpoint cadence;
+        ``**options`` (the fields of :class:`LearnSettings` by name) override it.
     init : array of shape (n, K), optional
-    progress : callable, optional
-        Called as ``progress(record)`` after each batch with that batch's history record.
-    dtype : {"float64", "float32"}, default="float64"
-        Precision of the ISTA iterations (the dictionary and its update stay float64).
-    n_batches : int, optional
-        Stop after this many batches in all (default: every whole batch of ``X``).
     checkpoint : str, optional
         Path of an ``.npz`` file: resumed from when it exists (it must come from a run with the
         same data and settings, else ValueError), rewritten every ``checkpoint_every`` batches
         and at the end.
-    snapshots : iterable of int
-        Batch counts at which a copy of the checkpoint is also kept, as ``<checkpoint>`` with
-        ``.npz`` replaced by ``.b<count>.npz``.
-    blas_threads : int, optional
-        Hold the BLAS libraries at this many threads during the call (threadpoolctl).
+    progress : callable, optional
+        Called as ``progress(record)`` after each batch with that batch's history record.
 
     Returns
     -------
     DictionaryResult
     """
+    st = dataclasses.replace(settings or LearnSettings(), **options)
     stream = hasattr(X, "rows")
     if not stream:
         X = as_float_array(X, "X", ndim=2)
@@ -133,74 +176,72 @@ def learn_dictionary(X, K: int, penalty: str = "l1", lam: float = 0.1, batch_siz
     K = check_positive_int(K, "K")
     penalty = check_penalty(penalty)
     lam = check_lambda(lam)
-    batch_size = check_positive_int(batch_size, "batch_size")
-    lr = float(as_float_array(lr, "lr", ndim=0))
-    if lr <= 0:
-        raise ValueError(f"lr must be > 0, found {lr!r}")
-    if dtype not in ("float64", "float32"):
-        raise ValueError(f"dtype must be 'float64' or 'float32', found {dtype!r}")
-    if N < batch_size:
-        raise ValueError(f"X must have at least batch_size == {batch_size} rows, found {N}")
-    total = N // batch_size
-    if n_batches is not None:
-        n_batches = check_positive_int(n_batches, "n_batches", maximum=total)
-        total = n_batches
-    checkpoint_every = check_positive_int(checkpoint_every, "checkpoint_every")
-    snapshots = sorted({check_positive_int(s, "snapshots") for s in snapshots})
-    if init is None:
-        Phi = random_dictionary(n, K, seed)
-    else:
-        Phi = as_float_array(init, "init", shape=(n, K))
-        Phi = Phi / np.linalg.norm(Phi, axis=0)
-    history = []
-    start = 0
-    fingerprint = None
+    if N < st.batch_size:
+        raise ValueError(f"X must have at least batch_size == {st.batch_size} rows, found {N}")
+    total = N // st.batch_size
+    if st.n_batches is not None:
+        total = check_positive_int(st.n_batches, "n_batches", maximum=total)
+    Phi = random_dictionary(n, K, st.seed) if init is None else _unit_atoms(as_float_array(init, "init", shape=(n, K)))
+    history, start, fingerprint = [], 0, None
     if checkpoint is not None:
         checkpoint = os.fspath(checkpoint)
         if not checkpoint.endswith(".npz"):
             raise ValueError(f"checkpoint must be a path ending in .npz, found {checkpoint!r}")
-        fingerprint = _fingerprint(X, n, K, penalty, lam, batch_size, lr, tol, max_iter, seed, init, dtype)
+        fingerprint = _fingerprint(X, n, K, penalty, lam, st, init)
         if os.path.exists(checkpoint):
-            state = load_checkpoint(checkpoint, n, K)
-            if state["fingerprint"] != fingerprint:
-                raise ValueError(f"checkpoint {checkpoint!r} comes from another run (data or settings differ): "
-                                 f"{state['fingerprint']} != {fingerprint}")
-            if state["next_batch"] > total:
-                raise ValueError(f"checkpoint {checkpoint!r} is at batch {state['next_batch']}, beyond n_batches {total}")
-            Phi, start, history = state["Phi"], state["next_batch"], state["history"]
-    limits = nullcontext()
-    if blas_threads is not None:
-        from threadpoolctl import threadpool_limits
-
-        limits = threadpool_limits(limits=check_positive_int(blas_threads, "blas_threads"), user_api="blas")
+            Phi, start, history = _resume(checkpoint, n, K, fingerprint, total)
     t0, c0 = time.perf_counter(), time.process_time()
-    with limits:
+    with blas_threads(st.blas_threads):
         for b in range(start, total):
-            Xb = X.rows(b * batch_size, (b + 1) * batch_size) if stream else X[b * batch_size:(b + 1) * batch_size]
-            res = _solve.solve(SparseProblem(Phi, Xb, penalty, lam), "ista", tol=tol, max_iter=max_iter,
-                               certify=False, dtype=dtype)
-            A = res.x
-            R = Xb - A @ Phi.T
-            record = {"batch": b, "batches": total, "error": float(0.5 * np.mean(np.sum(R * R, axis=1))),
-                      "l0": float(np.mean(np.count_nonzero(A, axis=1))), "iterations": res.info["iterations"],
-                      "converged": res.info["converged"]}
-            Phi = Phi + lr * (R.T @ A) / batch_size
-            norms = np.linalg.norm(Phi, axis=0)
-            dead = norms == 0
-            if np.any(dead):  # an atom pushed exactly to zero: restart it on a random direction
-                Phi[:, dead] = random_dictionary(n, int(dead.sum()), seed=(seed, b))
-                norms[dead] = 1.0
-            Phi = Phi / norms
+            Xb = X.rows(b * st.batch_size, (b + 1) * st.batch_size) if stream else \
+                X[b * st.batch_size:(b + 1) * st.batch_size]
+            Phi, record = _learn_batch(Phi, Xb, penalty, lam, st, b, total)
             history.append(record)
             done = b + 1
-            if checkpoint is not None and (done % checkpoint_every == 0 or done == total or done in snapshots):
+            if checkpoint is not None and (done % st.checkpoint_every == 0 or done == total or done in st.snapshots):
                 save_checkpoint(checkpoint, Phi, done, history, fingerprint)
-                if done in snapshots:
+                if done in st.snapshots:
                     save_checkpoint(snapshot_path(checkpoint, done), Phi, done, history, fingerprint)
             if progress is not None:
                 progress(record)
     return DictionaryResult(Phi=Phi, history=history, seconds=time.perf_counter() - t0,
                             cpu_seconds=time.process_time() - c0, start_batch=start)
+
+
+def _unit_atoms(Phi):
+    return Phi / np.linalg.norm(Phi, axis=0)
+
+
+def _resume(checkpoint, n, K, fingerprint, total):
+    """``(Phi, next batch, history)`` of an existing checkpoint of this very run."""
+    state = load_checkpoint(checkpoint, n, K)
+    if state["fingerprint"] != fingerprint:
+        raise ValueError(f"checkpoint {checkpoint!r} comes from another run (data or settings differ): "
+                         f"{state['fingerprint']} != {fingerprint}")
+    if state["next_batch"] > total:
+        raise ValueError(f"checkpoint {checkpoint!r} is at batch {state['next_batch']}, beyond n_batches {total}")
+    return state["Phi"], state["next_batch"], state["history"]
+
+
+def _learn_batch(Phi, Xb, penalty, lam, st: LearnSettings, b: int, total: int):
+    """One batch: ISTA codes ``A`` from zero (step 1), one gradient step on
+    ``1/2 ||X - A Phi^T||^2 / b`` (step 2), unit-norm atoms (step 3). Returns ``(Phi, record)``."""
+    ista = METHODS["ista"]
+    problem = SparseProblem(Phi, Xb, penalty, lam)
+    out = ista.run(problem, **ista.resolve_options(dict(tol=st.tol, max_iter=st.max_iter, certify=False,
+                                                        dtype=st.dtype)))
+    A = np.asarray(out.x, dtype=np.float64).reshape(problem.shape)
+    R = Xb - A @ Phi.T
+    record = {"batch": b, "batches": total, "error": float(0.5 * np.mean(np.sum(R * R, axis=1))),
+              "l0": float(np.mean(np.count_nonzero(A, axis=1))), "iterations": out.info["iterations"],
+              "converged": out.info["converged"]}
+    Phi = Phi + st.lr * (R.T @ A) / st.batch_size
+    norms = np.linalg.norm(Phi, axis=0)
+    dead = norms == 0
+    if np.any(dead):  # an atom pushed exactly to zero: restart it on a random direction
+        Phi[:, dead] = random_dictionary(Phi.shape[0], int(dead.sum()), seed=(st.seed, b))
+        norms[dead] = 1.0
+    return Phi / norms, record
 
 
 def snapshot_path(checkpoint, batches: int) -> str:
@@ -209,7 +250,7 @@ def snapshot_path(checkpoint, batches: int) -> str:
     return f"{checkpoint[:-4]}.b{int(batches)}.npz"
 
 
-def _fingerprint(X, n, K, penalty, lam, batch_size, lr, tol, max_iter, seed, init, dtype) -> str:
+def _fingerprint(X, n, K, penalty, lam, st: LearnSettings, init) -> str:
     """Everything the learned bits depend on, as text: a checkpoint resumes only a run with the same."""
     h = hashlib.sha256()
     if hasattr(X, "fingerprint"):
@@ -219,8 +260,8 @@ def _fingerprint(X, n, K, penalty, lam, batch_size, lr, tol, max_iter, seed, ini
     if init is not None:
         h.update(np.ascontiguousarray(init, dtype=np.float64).tobytes())
     return json.dumps({"data": h.hexdigest(), "n": n, "K": K, "penalty": penalty, "lam": lam,
-                       "batch_size": batch_size, "lr": lr, "tol": tol, "max_iter": max_iter,
-                       "seed": repr(seed), "dtype": dtype}, sort_keys=True)
+                       "batch_size": st.batch_size, "lr": st.lr, "tol": st.tol, "max_iter": st.max_iter,
+                       "seed": repr(st.seed), "dtype": st.dtype}, sort_keys=True)
 
 
 _HISTORY_KEYS = ("error", "l0", "iterations", "converged")

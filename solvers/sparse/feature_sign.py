@@ -50,21 +50,12 @@ def feature_sign(Phi, X, A, lam, kkt_tol, max_rounds):
 
 
 def _feature_sign_row(Phi, x, a, lam, kkt_tol, max_rounds):
+    """Feature-sign search on one row from ``a``; returns ``(code, certified, settled)``."""
     def value(S, v):
         r = x - Phi[:, S] @ v
         return 0.5 * (r @ r) + lam * np.abs(v).sum()
 
-    a = a.copy()
-    S0 = np.flatnonzero(a)
-    if S0.size:
-        # keep an independent part of the start's support: the columns QR with pivoting ranks first
-        R, piv = qr(Phi[:, S0], mode="r", pivoting=True)
-        d = np.abs(np.diag(R))
-        rank = int(np.count_nonzero(d > 1e-10 * d.max()))
-        a[S0[piv[rank:]]] = 0.0
-        S0 = np.flatnonzero(a)
-    if not value(S0, a[S0]) < 0.5 * (x @ x):
-        a[:] = 0.0  # the classic start
+    a = _independent_start(Phi, x, a.copy(), value)
     absPhi = np.abs(Phi)
     for _ in range(max_rounds):
         S = np.flatnonzero(a)
@@ -84,51 +75,83 @@ def _feature_sign_row(Phi, x, a, lam, kkt_tol, max_rounds):
                 certified = np.all(on_gap + err[S] <= lam * kkt_tol) and np.all(off + err <= lam * (1 + kkt_tol))
                 return a, bool(certified), True
             sj = np.sign(c[j])
-            if S.size:
-                Q, R = np.linalg.qr(Phi[:, S])
-                proj = Q.T @ Phi[:, j]
-                w = solve_triangular(R, proj)
-                rest2 = Phi[:, j] @ Phi[:, j] - proj @ proj  # squared distance of phi_j to the span
-            else:
-                w, rest2 = np.zeros(0), Phi[:, j] @ Phi[:, j]
-            if rest2 <= 1e-10 * (Phi[:, j] @ Phi[:, j]):
-                # phi_j lies in the span of the support: the null direction z (z_j = sj,
-                # z_S = -sj w) keeps Phi a and lowers the l1 norm; go until a support
-                # coefficient reaches zero
-                dS = -sj * w
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    ratio = np.where(a[S] * dS < 0, -a[S] / dS, np.inf)
-                k = int(np.argmin(ratio))
-                if not np.isfinite(ratio[k]):
-                    return a, False, False
-                Sj = np.append(S, j)
-                moved = np.append(a[S] + ratio[k] * dS, ratio[k] * sj)
-                moved[k] = 0.0
-                if not value(Sj, moved) < value(Sj, a[Sj]):
-                    return a, False, False
-                a[Sj] = moved
+            joined = _join(Phi, a, S, j, sj, value)
+            if joined is None:
+                return a, False, False
+            if not joined:  # moved along the null direction: a new round
                 continue
             S = np.sort(np.append(S, j))
             theta[j] = sj
-        # optimum on S with signs theta: Phi_S^T (x - Phi_S v) = lam theta_S, by QR of Phi_S
-        Q, R = np.linalg.qr(Phi[:, S])
-        if S.size > Phi.shape[0] or np.min(np.abs(np.diag(R)), initial=np.inf) <= 1e-12 * np.max(np.abs(np.diag(R))):
+        if not _move_to_signed_optimum(Phi, x, a, S, theta, lam, value):
             return a, False, False
-        z = solve_triangular(R, lam * theta[S], trans="T")
-        xs = solve_triangular(R, Q.T @ x - z)
-        aS = a[S]
-        d = xs - aS
-        with np.errstate(divide="ignore", invalid="ignore"):
-            cross = np.where((aS != 0) & (np.sign(xs) != np.sign(aS)), aS / (aS - xs), np.inf)
-        steps = np.append(cross[(cross > 0) & (cross < 1)], 1.0)
-        values = [value(S, aS + t * d) for t in steps]
-        best = int(np.argmin(values))
-        if not values[best] < value(S, aS):
-            return a, False, False
-        t = steps[best]
-        new = aS + t * d
-        new[cross == t] = 0.0  # the coefficient that crossed zero leaves
-        a[S] = new
     return a, False, False
 
 
+def _independent_start(Phi, x, a, value):
+    """The start ``a`` with only an independent part of its support (the columns QR with
+    pivoting ranks first), or zero (the classic start) when that is no better than zero."""
+    S0 = np.flatnonzero(a)
+    if S0.size:
+        R, piv = qr(Phi[:, S0], mode="r", pivoting=True)
+        d = np.abs(np.diag(R))
+        rank = int(np.count_nonzero(d > 1e-10 * d.max()))
+        a[S0[piv[rank:]]] = 0.0
+        S0 = np.flatnonzero(a)
+    if not value(S0, a[S0]) < 0.5 * (x @ x):
+        a[:] = 0.0
+    return a
+
+
+def _join(Phi, a, S, j, sj, value):
+    """Atom ``j`` joins the support ``S`` with sign ``sj``: True when it is independent of the
+    support (the caller then solves on ``S + j``). When ``phi_j`` lies in the span of the support
+    the null direction ``z`` (``z_j = sj``, ``z_S = -sj w``, ``Phi_S w = phi_j``) keeps ``Phi a``
+    and lowers the l1 norm: ``a`` moves along it until a support coefficient reaches zero
+    (False), or, when that does not lower the objective, nothing moves (None: stop)."""
+    if S.size:
+        Q, R = np.linalg.qr(Phi[:, S])
+        proj = Q.T @ Phi[:, j]
+        w = solve_triangular(R, proj)
+        rest2 = Phi[:, j] @ Phi[:, j] - proj @ proj  # squared distance of phi_j to the span
+    else:
+        w, rest2 = np.zeros(0), Phi[:, j] @ Phi[:, j]
+    if rest2 > 1e-10 * (Phi[:, j] @ Phi[:, j]):
+        return True
+    dS = -sj * w
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(a[S] * dS < 0, -a[S] / dS, np.inf)
+    k = int(np.argmin(ratio))
+    if not np.isfinite(ratio[k]):
+        return None
+    Sj = np.append(S, j)
+    moved = np.append(a[S] + ratio[k] * dS, ratio[k] * sj)
+    moved[k] = 0.0
+    if not value(Sj, moved) < value(Sj, a[Sj]):
+        return None
+    a[Sj] = moved
+    return False
+
+
+def _move_to_signed_optimum(Phi, x, a, S, theta, lam, value) -> bool:
+    """The optimum ``x_S`` on ``S`` with signs ``theta`` (``Phi_S^T (x - Phi_S v) = lam theta_S``,
+    by QR of ``Phi_S``); ``a`` moves to the point of ``[a, x_S]`` with the lowest objective among
+    ``x_S`` and the zero crossings (the crossing coefficient leaves). False when nothing moves."""
+    Q, R = np.linalg.qr(Phi[:, S])
+    if S.size > Phi.shape[0] or np.min(np.abs(np.diag(R)), initial=np.inf) <= 1e-12 * np.max(np.abs(np.diag(R))):
+        return False
+    z = solve_triangular(R, lam * theta[S], trans="T")
+    xs = solve_triangular(R, Q.T @ x - z)
+    aS = a[S]
+    d = xs - aS
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cross = np.where((aS != 0) & (np.sign(xs) != np.sign(aS)), aS / (aS - xs), np.inf)
+    steps = np.append(cross[(cross > 0) & (cross < 1)], 1.0)
+    values = [value(S, aS + t * d) for t in steps]
+    best = int(np.argmin(values))
+    if not values[best] < value(S, aS):
+        return False
+    t = steps[best]
+    new = aS + t * d
+    new[cross == t] = 0.0  # the coefficient that crossed zero leaves
+    a[S] = new
+    return True

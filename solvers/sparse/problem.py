@@ -21,13 +21,13 @@ from contextlib import contextmanager
 
 import numpy as np
 from scipy.linalg import LinAlgError, eigvalsh
-from threadpoolctl import threadpool_limits
 
 from reference.validation import Array, Real, as_float_array, available_cpus, check_positive_int
 from reference.penalties import PENALTIES
 from reference.sparse import atom_norms, check_dictionary, check_lambda, check_penalty, check_signals, objective_rows
 
 from .._registry import Outcome, register
+from ..runtime import blas_threads
 
 __all__ = ["SparseProblem", "register_sparse"]
 
@@ -187,7 +187,7 @@ def thread_pool(threads):
     if threads <= 1:
         yield None
         return
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
+    with blas_threads(1), ThreadPoolExecutor(threads) as pool:
         yield pool
 
 

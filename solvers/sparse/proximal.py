@@ -13,7 +13,7 @@ import numpy as np
 from reference.validation import Choice, Flag, Integer, Real
 from reference.penalties import penalty_elementwise, prox
 
-from .certified import STEP_SCALE, l1_certified
+from .certified import STEP_SCALE, L1Settings, l1_certified
 from .problem import (INIT, L1_BLOCK, STEP, TOL, SparseProblem, check_threads, init_codes, outcome, register_sparse,
                       step_size, thread_pool)
 
@@ -48,9 +48,9 @@ def _proximal_gradient(prob: SparseProblem, accelerate: bool, max_iter, tol, ini
         # each (BLAS threads left spinning beside the pool would slow it down)
         with thread_pool(min(threads, -(-N // L1_BLOCK))) as pool:  # one block: no pool, BLAS as set
             g = step_size(prob, step)
-            out, iters, verified, g = l1_certified(prob, pool, accelerate, max_iter, tol, A0, g, kkt_tol,
-                                                    first_check, check_every, finish_rounds, np.dtype(dtype),
-                                                    step_scale, scale_atoms=step is None)
+            cfg = L1Settings(accelerate, max_iter, tol, kkt_tol, first_check, check_every, finish_rounds,
+                             np.dtype(dtype), step_scale)
+            out, iters, verified, g = l1_certified(prob, pool, cfg, A0, g, scale_atoms=step is None)
         done = verified
         info = {"step": g, "step_scale": step_scale, "certified": verified}
         optimal = bool(verified.all())  # every code a proven Lasso minimiser
@@ -69,22 +69,11 @@ def _pg_loop(prob, accelerate, max_iter, tol, A0, g, dt):
 
     FISTA's momentum restarts for a signal whose objective went up (O'Donoghue and Candes 2015),
     which keeps the nonconvex penalties monotone. Returns ``(codes, iterations, converged)``.
-    When ``K > 2n`` the product ``A G`` is taken as ``(A Phi^T) Phi``: ``2 N K n`` multiplications
-    instead of ``N K^2``, and ``G`` is never formed.
+    A signal leaves the batch when its step is at most ``tol`` times its code's norm.
     """
     pen, lam = prob.penalty, prob.lam
     B, xx, norms = prob.B.astype(dt), prob.xx.astype(dt), prob.norms.astype(dt)
-    n, K = prob.Phi.shape
-    if K > 2 * n:
-        Phi, PhiT = np.ascontiguousarray(prob.Phi, dtype=dt), np.ascontiguousarray(prob.Phi.T, dtype=dt)
-
-        def times_G(A, out):
-            return np.matmul(A @ PhiT, Phi, out=out)
-    else:
-        G = prob.G.astype(dt)
-
-        def times_G(A, out):
-            return np.matmul(A, G, out=out)
+    times_G = _gram_product(prob, dt)
     N = B.shape[0]
     out = np.array(A0, dtype=np.float64)
     iters = np.zeros(N, dtype=np.int64)
@@ -107,27 +96,11 @@ def _pg_loop(prob, accelerate, max_iter, tol, A0, g, dt):
             Y, GY, U = np.empty_like(A), np.empty_like(A), np.empty_like(A)
             A_new, GA_new = np.empty_like(A), np.empty_like(A)
         if accelerate:
-            t_new = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
-            beta = ((t - 1.0) / t_new)[:, None]
-            np.subtract(A, A_prev, out=Y)
-            Y *= beta
-            Y += A
-            np.subtract(GA, GA_prev, out=GY)
-            GY *= beta
-            GY += GA
+            t_new = _extrapolate(A, A_prev, GA, GA_prev, t, Y, GY)
             y, gy = Y, GY
         else:  # ISTA: the step starts from A itself
             y, gy = A, GA
-        np.subtract(gy, Bact, out=U)  # U = y - g (G y - B), the gradient step
-        U *= -g
-        U += y
-        if pen == "l1":  # soft thresholding in place
-            np.abs(U, out=A_new)
-            A_new -= dt.type(g * lam)
-            np.maximum(A_new, 0, out=A_new)
-            np.copysign(A_new, U, out=A_new)
-        else:
-            A_new[...] = prox(U, pen, g, lam, norms)
+        _prox_gradient_step(y, gy, Bact, g, pen, lam, norms, U, A_new)
         times_G(A_new, GA_new)
         if accelerate:
             F_new = _smooth_value(A_new, GA_new, Bact, xxact) + pen_sum(A_new)
@@ -152,6 +125,51 @@ def _pg_loop(prob, accelerate, max_iter, tol, A0, g, dt):
     if act.size:
         out[act] = A
     return out, iters, done
+
+
+def _gram_product(prob, dt):
+    """``times_G(A, out)``: ``A G`` into ``out``. When ``K > 2n`` it is taken as
+    ``(A Phi^T) Phi``: ``2 N K n`` multiplications instead of ``N K^2``, and ``G`` is never formed."""
+    n, K = prob.Phi.shape
+    if K > 2 * n:
+        Phi, PhiT = np.ascontiguousarray(prob.Phi, dtype=dt), np.ascontiguousarray(prob.Phi.T, dtype=dt)
+
+        def times_G(A, out):
+            return np.matmul(A @ PhiT, Phi, out=out)
+    else:
+        G = prob.G.astype(dt)
+
+        def times_G(A, out):
+            return np.matmul(A, G, out=out)
+    return times_G
+
+
+def _extrapolate(A, A_prev, GA, GA_prev, t, Y, GY):
+    """FISTA's point ``y = a + beta (a - a_prev)`` into ``Y`` (and ``G y`` into ``GY``, by
+    linearity), ``beta = (t - 1) / t_new``, ``t_new = (1 + sqrt(1 + 4 t^2)) / 2``; returns ``t_new``."""
+    t_new = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
+    beta = ((t - 1.0) / t_new)[:, None]
+    np.subtract(A, A_prev, out=Y)
+    Y *= beta
+    Y += A
+    np.subtract(GA, GA_prev, out=GY)
+    GY *= beta
+    GY += GA
+    return t_new
+
+
+def _prox_gradient_step(y, gy, B, g, pen, lam, norms, U, A_new):
+    """``A_new = prox_{g r}(y - g (G y - b))``, with ``U`` as work space."""
+    np.subtract(gy, B, out=U)  # U = y - g (G y - B), the gradient step
+    U *= -g
+    U += y
+    if pen == "l1":  # soft thresholding in place
+        np.abs(U, out=A_new)
+        A_new -= A_new.dtype.type(g * lam)
+        np.maximum(A_new, 0, out=A_new)
+        np.copysign(A_new, U, out=A_new)
+    else:
+        A_new[...] = prox(U, pen, g, lam, norms)
 
 
 _PG_OPTIONS = {

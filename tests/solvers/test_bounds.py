@@ -19,7 +19,7 @@ def _tol(bqm):
 @given(psd_layer(max_n=14))
 def test_bounds_of_psd_rows_are_below_the_optimum(problem):
     bqm = problem.row_bqm(0)
-    _, opt = exhaustive_minimum(bqm.P, bqm.q, bqm.c)
+    opt = exhaustive_minimum(bqm.P, bqm.q, bqm.c).energy
     b = lower_bounds(bqm)
     assert b.box_qp <= opt + _tol(bqm)
     assert b.roof_duality <= opt + _tol(bqm)
@@ -28,7 +28,7 @@ def test_bounds_of_psd_rows_are_below_the_optimum(problem):
 
 @given(general_bqm())
 def test_bounds_of_indefinite_qubos_are_below_the_optimum(bqm):
-    _, opt = exhaustive_minimum(bqm.P, bqm.q, bqm.c)
+    opt = exhaustive_minimum(bqm.P, bqm.q, bqm.c).energy
     assert box_qp_bound(bqm) <= opt + _tol(bqm)
     assert roof_duality_bound(bqm)[0] <= opt + _tol(bqm)
 

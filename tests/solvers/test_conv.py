@@ -101,7 +101,7 @@ def test_depthwise_rows_use_their_own_channel():
         for n, i, j in itertools.product(range(X.shape[0]), range(5), range(5)):
             P.append(Xp[n, i:i + 3, j:j + 3].ravel())
         P = np.array(P)
-        np.testing.assert_allclose(prob._row_gram(k), P.T @ P / P.shape[0], rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(prob.row_gram(k), P.T @ P / P.shape[0], rtol=1e-12, atol=1e-14)
 
 
 def test_one_by_one_conv_is_the_linear_layer():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reference.conv import _pad, _patches_all, conv_geometry
+from reference.conv import pad_input, all_patches, conv_geometry
 from reference.grid import fit_grid
 from solvers import ConvProblem
 from solvers.conv_sequential import ConvActivationLoss, conv_activation_loss, conv_asymmetric_relaxation
@@ -22,8 +22,8 @@ def _setup(groups, seed=0):
     X_hat = X + 0.05 * rng.normal(size=X.shape)
     b = 0.1 * rng.normal(size=c_out)
     geo = conv_geometry(W.shape, c_in, 1, 1, 1, groups)
-    P = _patches_all(_pad(X, geo), geo, 5, 5)
-    P_hat = _patches_all(_pad(X_hat, geo), geo, 5, 5)
+    P = all_patches(pad_input(X, geo), geo, 5, 5)
+    P_hat = all_patches(pad_input(X_hat, geo), geo, 5, 5)
     return W, X, X_hat, b, geo, P, P_hat
 
 

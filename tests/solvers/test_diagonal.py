@@ -21,7 +21,7 @@ def _tol(bqm):
 
 @given(general_bqm())
 def test_sdp_diagonal_gives_a_bound_below_the_optimum_and_above_the_uniform_shift(bqm):
-    _, opt = exhaustive_minimum(bqm.P, bqm.q, bqm.c)
+    opt = exhaustive_minimum(bqm.P, bqm.q, bqm.c).energy
     u = sdp_diagonal(bqm.P, bqm.q)
     assert np.all(np.linalg.eigvalsh(bqm.P + np.diag(u)) > 0)
     phi = continuous_value(bqm.P, bqm.q, bqm.c, u)
@@ -48,7 +48,7 @@ def test_shor_bound_is_tight_on_separable_models(n, seed):
 @given(st.one_of(general_bqm(), qubo_models(max_n=10)), st.sampled_from(["sdp", "uniform"]),
        st.sampled_from(["schur", "natural"]))
 def test_tree_with_either_diagonal_equals_exhaustive(bqm, diagonal, order):
-    _, opt = exhaustive_minimum(bqm.P, bqm.q, bqm.c)
+    opt = exhaustive_minimum(bqm.P, bqm.q, bqm.c).energy
     res = solve(bqm, "tree", diagonal=diagonal, order=order)
     assert res.optimal
     assert abs(res.energy - opt) <= _tol(bqm)

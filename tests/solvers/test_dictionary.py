@@ -6,7 +6,7 @@ import pytest
 from solvers.sparse import learn_dictionary, load_checkpoint, random_dictionary, snapshot_path
 from reference.patches import extract_patches
 from reference.studies.sparse_study import atom_grid, format_tables, headline_rows, interp
-from solvers.sparse import code
+from solvers import SparseProblem, solve
 
 
 def _data(seed=0, N=500, n=16, K=24):
@@ -20,7 +20,7 @@ def test_one_batch_is_ista_codes_then_one_gradient_step_and_renormalisation():
     X = _data()[:250]
     Phi0 = random_dictionary(16, 24, seed=5)
     res = learn_dictionary(X, 24, "l1", 0.05, batch_size=250, lr=0.3, init=Phi0)
-    A = code(Phi0, X, "l1", 0.05, "ista", tol=1e-2, max_iter=5000, certify=False).x
+    A = solve(SparseProblem(Phi0, X, "l1", 0.05), "ista", tol=1e-2, max_iter=5000, certify=False).x
     want = Phi0 + 0.3 * (X - A @ Phi0.T).T @ A / 250
     want /= np.linalg.norm(want, axis=0)
     np.testing.assert_allclose(res.Phi, want, atol=1e-12)
@@ -33,8 +33,8 @@ def test_learning_lowers_the_error_on_synthetic_sparse_data(penalty, lam):
     seen = []
     res = learn_dictionary(X, 16, penalty, lam, batch_size=250, lr=1.0, seed=3, progress=seen.append)
     assert len(seen) == len(res.history) == 20 and seen[-1]["batch"] == 19
-    first = code(random_dictionary(64, 16, seed=3), X[:500], penalty, lam, "fista").energy
-    last = code(res.Phi, X[:500], penalty, lam, "fista").energy
+    first = solve(SparseProblem(random_dictionary(64, 16, seed=3), X[:500], penalty, lam), "fista").energy
+    last = solve(SparseProblem(res.Phi, X[:500], penalty, lam), "fista").energy
     assert last < 0.5 * first
     again = learn_dictionary(X, 16, penalty, lam, batch_size=250, lr=1.0, seed=3)
     np.testing.assert_array_equal(again.Phi, res.Phi)

@@ -143,6 +143,18 @@ def test_asymmetric_relu_runs_the_relaxation_on_hidden_layers():
     assert run.problems[-1] is not None and run.results[-1].method == "adaround"
 
 
+def test_asymmetric_relu_reports_eq25_with_the_relu_for_the_baselines_too():
+    net, X = _net(3)
+    run = quantize_network(net, X, bits=3, method="nearest", variant="asymmetric_relu")
+    x_hat = X
+    for layer in range(net.n_layers - 1):  # hidden layers: Eq. 25 after the ReLU, by hand
+        W, b, W_hat = net.weights[layer], net.biases[layer], run.net.weights[layer]
+        x = net.layer_inputs(X)[layer]
+        want = np.mean(np.sum((np.maximum(x @ W.T + b, 0) - np.maximum(x_hat @ W_hat.T + b, 0)) ** 2, axis=1))
+        assert run.results[layer].energy == pytest.approx(want, rel=1e-12)
+        x_hat = np.maximum(x_hat @ W_hat.T + b, 0)
+
+
 @pytest.mark.parametrize(
     "make, match",
     [

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 import solvers
 from reference.sparse import objective
-from solvers.sparse import binary_sparse_coding_bqm, code
+from solvers import SparseProblem, solve
+from solvers.sparse import binary_sparse_coding_bqm
 
 
 def _brute_l0(Phi, X, lam):
@@ -35,7 +36,7 @@ def _problem(seed, n, K, N):
 @given(seed=st.integers(0, 2**31), n=st.integers(2, 8), K=st.integers(1, 7), lam=st.floats(0.01, 3.0))
 def test_exact_l0_equals_brute_force_over_supports(seed, n, K, lam):
     Phi, X = _problem(seed, n, K, 6)
-    res = code(Phi, X, "l0", lam, "l0-exact")
+    res = solve(SparseProblem(Phi, X, "l0", lam), "l0-exact")
     assert res.optimal and res.status == "optimal"
     np.testing.assert_allclose(res.info["objective"], _brute_l0(Phi, X, lam), rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(res.info["enumerated_value"], res.info["objective"], rtol=1e-9, atol=1e-12)
@@ -44,26 +45,26 @@ def test_exact_l0_equals_brute_force_over_supports(seed, n, K, lam):
 def test_exact_l0_with_dependent_atoms_and_overcomplete_dictionary():
     Phi, X = _problem(5, 3, 6, 8)
     Phi[:, 4] = 2 * Phi[:, 1]  # a repeated direction
-    res = code(Phi, X, "l0", 0.05, "l0-exact")
+    res = solve(SparseProblem(Phi, X, "l0", 0.05), "l0-exact")
     np.testing.assert_allclose(res.info["objective"], _brute_l0(Phi, X, 0.05), rtol=1e-9)
 
 
 @given(seed=st.integers(0, 2**31), lam=st.floats(0.02, 2.0))
 def test_cel0_objective_at_the_l0_minimiser_equals_the_l0_objective(seed, lam):
     Phi, X = _problem(seed, 6, 6, 5)
-    res = code(Phi, X, "l0", lam, "l0-exact")
+    res = solve(SparseProblem(Phi, X, "l0", lam), "l0-exact")
     np.testing.assert_allclose(objective(Phi, X, res.x, "cel0", lam), res.info["objective"], rtol=1e-12, atol=1e-12)
     # and no CEL0 code found by FISTA goes below the l0 minimum (same minimum value)
-    f = code(Phi, X, "cel0", lam, "fista", max_iter=3000, tol=1e-10)
+    f = solve(SparseProblem(Phi, X, "cel0", lam), "fista", max_iter=3000, tol=1e-10)
     assert np.all(f.info["objective"] >= res.info["objective"] - 1e-9 * np.maximum(1, res.info["objective"]))
 
 
 def test_exact_refuses_above_its_size_limit():
     Phi, X = _problem(0, 4, 21, 2)
     with pytest.raises(ValueError, match=r"K == 21 atoms, above the limit max_atoms == 20"):
-        code(Phi, X, "l0", 0.1, "l0-exact")
+        solve(SparseProblem(Phi, X, "l0", 0.1), "l0-exact")
     with pytest.raises(ValueError, match=r"max_atoms must be an integer >= 1 and <= 22, found 30"):
-        code(Phi, X, "l0", 0.1, "l0-exact", max_atoms=30)
+        solve(SparseProblem(Phi, X, "l0", 0.1), "l0-exact", max_atoms=30)
 
 
 def test_fista_l1_reaches_sklearn_lasso_objective():
@@ -75,17 +76,17 @@ def test_fista_l1_reaches_sklearn_lasso_objective():
     Phi /= np.linalg.norm(Phi, axis=0)
     X = rng.normal(size=(N, n))
     lam = 0.2
-    ours = code(Phi, X, "l1", lam, "fista")
+    ours = solve(SparseProblem(Phi, X, "l1", lam), "fista")
     theirs = []
     for x in X:
         a = Lasso(alpha=lam / n, fit_intercept=False, tol=1e-12, max_iter=200_000).fit(Phi, x).coef_
         theirs.append(objective(Phi, x, a, "l1", lam))
     np.testing.assert_allclose(ours.info["objective"], theirs, rtol=1e-6)
     assert ours.info["converged"] and ours.info["certified"].sum() == N
-    fast = code(Phi, X, "l1", lam, "fista", dtype="float32")
+    fast = solve(SparseProblem(Phi, X, "l1", lam), "fista", dtype="float32")
     np.testing.assert_allclose(fast.info["objective"], theirs, rtol=1e-6)
     # ISTA without the exact finish reaches the same optimum, more slowly
-    ista = code(Phi, X, "l1", lam, "ista", certify=False, tol=1e-12, max_iter=50_000)
+    ista = solve(SparseProblem(Phi, X, "l1", lam), "ista", certify=False, tol=1e-12, max_iter=50_000)
     np.testing.assert_allclose(ista.info["objective"], theirs, rtol=1e-6)
 
 
@@ -102,7 +103,7 @@ def test_fista_on_a_very_overcomplete_dictionary_reaches_sklearn_lasso(dtype, rt
     X = rng.normal(size=(N, n))
     theirs = [objective(Phi, x, Lasso(alpha=lam / n, fit_intercept=False, tol=1e-10, max_iter=100_000)
                         .fit(Phi, x).coef_, "l1", lam) for x in X]
-    ours = code(Phi, X, "l1", lam, "fista", certify=False, tol=1e-9, max_iter=5_000, dtype=dtype)
+    ours = solve(SparseProblem(Phi, X, "l1", lam), "fista", certify=False, tol=1e-9, max_iter=5_000, dtype=dtype)
     np.testing.assert_allclose(ours.info["objective"], theirs, rtol=rtol)
 
 
@@ -112,7 +113,7 @@ def test_certify_accepts_only_codes_meeting_the_optimality_conditions():
     Phi, X = _problem(9, 20, 30, 6)
     lam = 0.5
     G, B = Phi.T @ Phi, X @ Phi
-    exact = code(Phi, X, "l1", lam, "fista", tol=1e-12, max_iter=20_000)
+    exact = solve(SparseProblem(Phi, X, "l1", lam), "fista", tol=1e-12, max_iter=20_000)
     assert exact.info["certified"].sum() == 6
     # the exact codes are accepted unchanged
     pos, codes = certify(G, B, exact.x, lam, 1e-9, rounds=1)
@@ -144,11 +145,11 @@ def test_certified_codes_meet_the_optimality_conditions_in_float64(seed, n, K, l
     Phi, X = _problem(seed, n, K, 9)
     G, B = Phi.T @ Phi, X @ Phi
     # start from rough iterates (or from zero): the finish must only ever accept true minimisers
-    A = code(Phi, X, "l1", lam, "fista", certify=False, max_iter=max(iters, 1)).x if iters else np.zeros((9, K))
+    A = solve(SparseProblem(Phi, X, "l1", lam), "fista", certify=False, max_iter=max(iters, 1)).x if iters else np.zeros((9, K))
     pos, codes = certify(G, B, A, lam, 1e-9, rounds=6)
     for i, a in zip(pos, codes):
         assert _kkt_violation(G, B[i], a, lam) <= 1e-8
-    res = code(Phi, X, "l1", lam, "fista")
+    res = solve(SparseProblem(Phi, X, "l1", lam), "fista")
     assert res.info["certified"].sum() == 9 or not res.info["converged"]
     for i in range(9):
         if res.info["converged"]:
@@ -188,8 +189,8 @@ def test_threads_do_not_change_the_codes():
     Phi = rng.normal(size=(24, 48))
     Phi /= np.linalg.norm(Phi, axis=0)
     X = rng.normal(size=(1100, 24))  # three blocks of rows
-    one = code(Phi, X, "l1", 0.2, "fista", threads=1)
-    two = code(Phi, X, "l1", 0.2, "fista", threads=2)
+    one = solve(SparseProblem(Phi, X, "l1", 0.2), "fista", threads=1)
+    two = solve(SparseProblem(Phi, X, "l1", 0.2), "fista", threads=2)
     assert one.info["certified"].sum() == two.info["certified"].sum() == 1100
     np.testing.assert_array_equal(one.x, two.x)
     np.testing.assert_array_equal(one.info["objective"], two.info["objective"])
@@ -205,7 +206,7 @@ def test_hard_problems_are_certified_by_feature_sign_search():
              rng.normal(size=(8, 12)) * rng.uniform(0.1, 10, size=12)]
     for Phi in cases:
         X = rng.normal(size=(5, Phi.shape[0]))
-        res = code(Phi, X, "l1", 0.05, "fista")
+        res = solve(SparseProblem(Phi, X, "l1", 0.05), "fista")
         assert res.info["converged"] and res.status == "optimal" and res.info["certified"].sum() == 5
         G, B = Phi.T @ Phi, X @ Phi
         for i in range(5):
@@ -226,7 +227,7 @@ def test_a_certificate_is_never_wrong_on_hard_dictionaries(seed, n, K, lam, kind
     else:
         Phi = rng.normal(size=(n, K)) * 10.0 ** rng.uniform(-2, 2, size=K)
     X = rng.normal(size=(4, n))
-    res = code(Phi, X, "l1", lam, "fista")
+    res = solve(SparseProblem(Phi, X, "l1", lam), "fista")
     G, B = Phi.T @ Phi, X @ Phi
     assert np.all(res.info["objective"] <= objective(Phi, X, np.zeros((4, K)), "l1", lam) * (1 + 1e-12))
     if res.info["converged"]:
@@ -243,11 +244,11 @@ def test_codes_that_cannot_be_certified_are_reported():
     rng = np.random.default_rng(4)
     Phi = rng.normal(size=(8, 16))
     X = rng.normal(size=(3, 8))
-    res = code(Phi, X, "l1", 1e-7, "fista")
+    res = solve(SparseProblem(Phi, X, "l1", 1e-7), "fista")
     assert not res.info["converged"] and res.info["certified"].sum() < 3
     assert res.status == f"{3 - res.info['certified'].sum()} of 3 codes not certified"
     assert np.all(res.info["objective"] <= objective(Phi, X, np.zeros((3, 16)), "l1", 1e-7))
-    assert np.all(res.info["objective"] <= code(Phi, X, "l1", 1e-7, "fista", certify=False).info["objective"] + 1e-12)
+    assert np.all(res.info["objective"] <= solve(SparseProblem(Phi, X, "l1", 1e-7), "fista", certify=False).info["objective"] + 1e-12)
 
 
 def test_sparse_encode_alpha_is_lambda():
@@ -257,7 +258,7 @@ def test_sparse_encode_alpha_is_lambda():
     Phi /= np.linalg.norm(Phi, axis=0)
     lam = 0.3
     A = sparse_encode(X, Phi.T, algorithm="lasso_cd", alpha=lam, max_iter=100_000)
-    np.testing.assert_allclose(code(Phi, X, "l1", lam, "fista").info["objective"], objective(Phi, X, A, "l1", lam),
+    np.testing.assert_allclose(solve(SparseProblem(Phi, X, "l1", lam), "fista").info["objective"], objective(Phi, X, A, "l1", lam),
                                rtol=1e-6)
 
 
@@ -269,7 +270,7 @@ def test_proximal_gradient_reaches_a_fixed_point_below_zero_code(penalty, method
 
     Phi, X = _problem(11, n, K, 7)
     lam = 0.3
-    res = code(Phi, X, penalty, lam, method, max_iter=20_000, tol=1e-12, certify=False)
+    res = solve(SparseProblem(Phi, X, penalty, lam), method, max_iter=20_000, tol=1e-12, certify=False)
     assert res.info["converged"]
     zero = objective(Phi, X, np.zeros((7, K)), penalty, lam)
     assert np.all(res.info["objective"] <= zero + 1e-12)
@@ -281,9 +282,9 @@ def test_proximal_gradient_reaches_a_fixed_point_below_zero_code(penalty, method
 
 def test_batched_coding_equals_one_signal_at_a_time():
     Phi, X = _problem(12, 10, 15, 6)
-    batch = code(Phi, X, "l1/2", 0.2, "fista", tol=1e-12, max_iter=5000)
+    batch = solve(SparseProblem(Phi, X, "l1/2", 0.2), "fista", tol=1e-12, max_iter=5000)
     for i in range(6):
-        one = code(Phi, X[i], "l1/2", 0.2, "fista", tol=1e-12, max_iter=5000)
+        one = solve(SparseProblem(Phi, X[i], "l1/2", 0.2), "fista", tol=1e-12, max_iter=5000)
         np.testing.assert_allclose(one.x, batch.x[i], atol=1e-10)
         assert one.info["objective"] == pytest.approx(batch.info["objective"][i], rel=1e-12)
 
@@ -293,19 +294,19 @@ def test_omp_matches_sklearn_and_the_l0_stopping_rule():
 
     Phi, X = _problem(13, 20, 30, 8)
     Phi /= np.linalg.norm(Phi, axis=0)
-    ours = code(Phi, X, "l0", 0.1, "omp", n_nonzero=4)
+    ours = solve(SparseProblem(Phi, X, "l0", 0.1), "omp", n_nonzero=4)
     theirs = orthogonal_mp(Phi, X.T, n_nonzero_coefs=4).T
     np.testing.assert_allclose(ours.x, theirs, atol=1e-10)
     # lam stopping: each accepted atom lowered the l0 objective, so the code beats its prefix
     lam = 0.2
-    res = code(Phi, X, "l0", lam, "omp")
+    res = solve(SparseProblem(Phi, X, "l0", lam), "omp")
     sizes = res.info["support_sizes"]
     for i in range(8):
         if sizes[i]:
-            prev = code(Phi, X[i], "l0", lam, "omp", n_nonzero=int(sizes[i])).info["objective"]
+            prev = solve(SparseProblem(Phi, X[i], "l0", lam), "omp", n_nonzero=int(sizes[i])).info["objective"]
             assert res.info["objective"][i] == pytest.approx(prev, rel=1e-12)
             if sizes[i] > 1:
-                shorter = code(Phi, X[i], "l0", lam, "omp", n_nonzero=int(sizes[i]) - 1).info["objective"]
+                shorter = solve(SparseProblem(Phi, X[i], "l0", lam), "omp", n_nonzero=int(sizes[i]) - 1).info["objective"]
                 assert res.info["objective"][i] < shorter
 
 
@@ -333,7 +334,7 @@ def test_iht_on_orthonormal_atoms_finds_the_best_k_sparse_code(seed, n, k, tie):
     if tie and K > 1:  # two atoms equally correlated with the signal
         X[0] = Phi[:, 0] + Phi[:, 1] + 0.1 * X[0]
         X[0] -= Phi @ (Phi.T @ X[0]) - Phi @ np.r_[1.5, 1.5, 0.1 * (Phi.T @ X[0])[2:]]
-    res = code(Phi, X, "l0", 0.0, "iht", n_nonzero=k, tol=1e-13, max_iter=200)  # 2 steps when orthonormal
+    res = solve(SparseProblem(Phi, X, "l0", 0.0), "iht", n_nonzero=k, tol=1e-13, max_iter=200)  # 2 steps when orthonormal
     # at a tie, rounding may swap the two equally good atoms from one step to the next
     assert res.info["converged"] or (tie and K > 1)
     for i in range(3):
@@ -352,12 +353,12 @@ def test_iht_recovers_an_exactly_sparse_signal_and_beats_no_optimum():
     for i in range(5):
         A[i, rng.choice(K, 2, replace=False)] = rng.choice([-1.0, 1.0], 2) * rng.uniform(1.0, 2.0, 2)
     X = A @ Phi.T
-    res = code(Phi, X, "l0", 0.0, "iht", n_nonzero=2, tol=1e-13, max_iter=2000)
+    res = solve(SparseProblem(Phi, X, "l0", 0.0), "iht", n_nonzero=2, tol=1e-13, max_iter=2000)
     assert res.info["converged"]
     np.testing.assert_array_equal(res.x != 0, A != 0)
     np.testing.assert_allclose(res.x, A, atol=1e-8)
     noisy = X + 0.01 * rng.normal(size=X.shape)
-    res = code(Phi, noisy, "l0", 0.0, "iht", n_nonzero=2, tol=1e-13, max_iter=2000)
+    res = solve(SparseProblem(Phi, noisy, "l0", 0.0), "iht", n_nonzero=2, tol=1e-13, max_iter=2000)
     best = np.array([_best_k_sparse(Phi, x, 2) for x in noisy])
     assert np.all(res.info["objective"] >= best * (1 - 1e-9))
     np.testing.assert_allclose(res.info["objective"], best, rtol=1e-7)
@@ -375,7 +376,7 @@ def test_iht_stops_at_a_fixed_point_of_hard_thresholding(seed, n, K, k, scale):
     rng = np.random.default_rng(seed)
     Phi = rng.normal(size=(n, K)) * rng.uniform(0.5, 2.0, size=K) * scale
     X = rng.normal(size=(4, n)) * scale
-    res = code(Phi, X, "l0", 0.0, "iht", n_nonzero=k, tol=1e-12, max_iter=10_000)
+    res = solve(SparseProblem(Phi, X, "l0", 0.0), "iht", n_nonzero=k, tol=1e-12, max_iter=10_000)
     g = 1.0 / np.linalg.norm(Phi, 2) ** 2
     assert res.info["step"] == pytest.approx(g, rel=1e-9)
     assert res.info["converged"]
@@ -432,21 +433,21 @@ def test_binary_sparse_coding_is_solved_by_every_qubo_method(method):
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: code(np.ones((3, 2)), np.ones(3), "l1", 0.1, "lars"), r"unknown method 'lars'"),
-    (lambda: code(np.ones((3, 2)), np.ones(3), "l1", 0.1, "fista", iters=3), r"unknown option\(s\) \['iters'\]"),
-    (lambda: code(np.ones((3, 2)), np.ones(3), "l1", 0.1, "l0-exact"), r"needs penalty in \['l0', 'cel0'\]"),
-    (lambda: code(np.ones((3, 2)), np.ones(3), "l1", 0.1, "iht"), "needs the option n_nonzero"),
-    (lambda: code(np.ones((3, 2)), np.ones(3), "l1", 0.1, "fista", max_iter=0), "max_iter must be an integer >= 1, found 0"),
-    (lambda: code(np.eye(3), np.ones(3), "l1", 0.1, "fista", step=2.0), r"step must be in \(0, 1/L\]"),
-    (lambda: code(np.eye(3), np.ones(3), "l1", 0.1, "fista", init=np.ones((2, 3))), r"init must have shape \(1, 3\)"),
-    (lambda: code(np.eye(3), np.ones(3), "l1", 0.1, "fista", dtype="float16"), r"dtype must be one of \['float64', 'float32'\] or None, found 'float16'"),
-    (lambda: code(np.eye(3), np.ones(3), "l1", 0.1, "fista", step_scale=2.0), r"step_scale must be a finite number >= 1 and < 2 or None, found 2.0"),
-    (lambda: code(np.eye(3), np.ones(3), "l0", 0.1, "fista", step_scale=1.5), "step_scale > 1 needs penalty 'l1'"),
-    (lambda: code(np.eye(3), np.ones(3), "l1", 0.1, "fista", certify=False, step_scale=1.5), "certify=False"),
-    (lambda: code(np.eye(3), np.ones(3), "l1", 0.1, "fista", threads=0), "threads must be an integer >= 1 and <= 1024 or None, found 0"),
-    (lambda: code(np.eye(3), np.ones(3), "l1", 0.1, "fista", first_check=0), "first_check must be an integer >= 1, found 0"),
-    (lambda: code(np.eye(3), np.ones(3), "l1", 0.1, "fista", kkt_tol=-1.0), "kkt_tol must be a finite number >= 0, found -1.0"),
-    (lambda: code(np.eye(3), np.ones(3), "l1", 0.1, "fista", kkt_tol=np.nan), "kkt_tol must be a finite number >= 0, found nan"),
+    (lambda: solve(SparseProblem(np.ones((3, 2)), np.ones(3), "l1", 0.1), "lars"), r"unknown method 'lars'"),
+    (lambda: solve(SparseProblem(np.ones((3, 2)), np.ones(3), "l1", 0.1), "fista", iters=3), r"unknown option\(s\) \['iters'\]"),
+    (lambda: solve(SparseProblem(np.ones((3, 2)), np.ones(3), "l1", 0.1), "l0-exact"), r"needs penalty in \['l0', 'cel0'\]"),
+    (lambda: solve(SparseProblem(np.ones((3, 2)), np.ones(3), "l1", 0.1), "iht"), "needs the option n_nonzero"),
+    (lambda: solve(SparseProblem(np.ones((3, 2)), np.ones(3), "l1", 0.1), "fista", max_iter=0), "max_iter must be an integer >= 1, found 0"),
+    (lambda: solve(SparseProblem(np.eye(3), np.ones(3), "l1", 0.1), "fista", step=2.0), r"step must be in \(0, 1/L\]"),
+    (lambda: solve(SparseProblem(np.eye(3), np.ones(3), "l1", 0.1), "fista", init=np.ones((2, 3))), r"init must have shape \(1, 3\)"),
+    (lambda: solve(SparseProblem(np.eye(3), np.ones(3), "l1", 0.1), "fista", dtype="float16"), r"dtype must be one of \['float64', 'float32'\] or None, found 'float16'"),
+    (lambda: solve(SparseProblem(np.eye(3), np.ones(3), "l1", 0.1), "fista", step_scale=2.0), r"step_scale must be a finite number >= 1 and < 2 or None, found 2.0"),
+    (lambda: solve(SparseProblem(np.eye(3), np.ones(3), "l0", 0.1), "fista", step_scale=1.5), "step_scale > 1 needs penalty 'l1'"),
+    (lambda: solve(SparseProblem(np.eye(3), np.ones(3), "l1", 0.1), "fista", certify=False, step_scale=1.5), "certify=False"),
+    (lambda: solve(SparseProblem(np.eye(3), np.ones(3), "l1", 0.1), "fista", threads=0), "threads must be an integer >= 1 and <= 1024 or None, found 0"),
+    (lambda: solve(SparseProblem(np.eye(3), np.ones(3), "l1", 0.1), "fista", first_check=0), "first_check must be an integer >= 1, found 0"),
+    (lambda: solve(SparseProblem(np.eye(3), np.ones(3), "l1", 0.1), "fista", kkt_tol=-1.0), "kkt_tol must be a finite number >= 0, found -1.0"),
+    (lambda: solve(SparseProblem(np.eye(3), np.ones(3), "l1", 0.1), "fista", kkt_tol=np.nan), "kkt_tol must be a finite number >= 0, found nan"),
     (lambda: binary_sparse_coding_bqm(np.eye(3), np.ones(3), 0.0, 0.1), "alpha must be nonzero"),
     (lambda: binary_sparse_coding_bqm(np.eye(3), np.ones(4), 1.0, 0.1), r"x must have shape \(3\)"),
 ])
@@ -476,8 +477,8 @@ def test_solve_on_a_sparse_problem_returns_the_one_result():
     one = solvers.solve(solvers.SparseProblem(Phi, X[2], "l0", 0.2), "l0-exact")
     assert one.x.shape == (10,) and isinstance(one.info["objective"], float) and one.energy == one.info["objective"]
     # the exact l0 optimum is below every other coder's l0 objective (brute force checks it above)
-    omp = code(Phi, X, "l0", 0.2, "omp")
-    assert np.all(code(Phi, X, "l0", 0.2, "l0-exact").info["objective"] <= omp.info["objective"] + 1e-12)
+    omp = solve(SparseProblem(Phi, X, "l0", 0.2), "omp")
+    assert np.all(solve(SparseProblem(Phi, X, "l0", 0.2), "l0-exact").info["objective"] <= omp.info["objective"] + 1e-12)
 
 
 def test_a_method_of_the_wrong_kind_is_refused():
@@ -515,7 +516,7 @@ def test_the_step_survives_orthonormal_atoms_where_lapack_subset_eigensolver_fai
     K = int(rng.integers(1, 11))
     Phi = np.linalg.qr(rng.normal(size=(10, 10)))[0][:, :K] * rng.choice([-1.0, 1.0], size=K)
     X = rng.normal(size=(3, 10))
-    res = code(Phi, X, "l0", 0.0, "iht", n_nonzero=1, tol=1e-13, max_iter=200)
+    res = solve(SparseProblem(Phi, X, "l0", 0.0), "iht", n_nonzero=1, tol=1e-13, max_iter=200)
     assert res.info["step"] == pytest.approx(1.0, rel=1e-12)  # ||Phi||_2^2 = 1
     for i in range(3):
         assert res.info["objective"][i] == pytest.approx(_best_k_sparse(Phi, X[i], 1), rel=1e-9, abs=1e-12)

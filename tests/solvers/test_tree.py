@@ -74,7 +74,7 @@ def test_tree_equals_exhaustive_on_psd_layer_rows(problem, order, bound):
 
 @given(st.one_of(general_bqm(), qubo_models(max_n=10)), st.sampled_from(["schur", "natural"]))
 def test_tree_equals_exhaustive_on_indefinite_qubos(bqm, order):
-    x, e = exhaustive_minimum(bqm.P, bqm.q, bqm.c)
+    x, e = (_r := exhaustive_minimum(bqm.P, bqm.q, bqm.c)).x, _r.energy
     res = solve(bqm, "tree", order=order)
     assert res.optimal
     assert _close(res.energy, e, np.abs(bqm.P).sum() + np.abs(bqm.q).sum())
@@ -210,7 +210,7 @@ def test_root_bound_with_the_sdp_diagonal_above_the_search_limit_stays_below_the
     for m in (problem.row_bqm(0), other):
         if m.n == 0:
             continue
-        _, opt = exhaustive_minimum(m.P, m.q, m.c)
+        opt = exhaustive_minimum(m.P, m.q, m.c).energy
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(tree_module, "_SDP_MAX", 0)
             res = tree_search(m.P, m.q, m.c, max_nodes=2)

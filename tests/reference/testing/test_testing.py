@@ -125,7 +125,7 @@ def test_the_guide_example_runs_with_this_projects_relaxation():
 from itertools import combinations  # noqa: E402
 
 from reference.testing import assert_sparse_code_within, dictionaries, sparse_code_report  # noqa: E402
-from solvers.sparse import code  # noqa: E402
+from solvers import SparseProblem, solve  # noqa: E402
 
 
 def _brute_l0(Phi, x, lam):
@@ -143,7 +143,7 @@ def _brute_l0(Phi, x, lam):
 @given(dictionaries(max_dim=6, max_atoms=7, max_signals=3))
 def test_sparse_report_optimum_is_the_brute_force_l0_minimum(case):
     Phi, X, lam = case
-    fista = code(Phi, X, penalty="l1", lam=lam, method="fista")
+    fista = solve(SparseProblem(Phi, X, penalty="l1", lam=lam), "fista")
     rep = sparse_code_report(Phi, X, fista.x, lam)
     for i, x in enumerate(X):
         assert rep.optimum[i] == pytest.approx(_brute_l0(Phi, x, lam), rel=1e-9, abs=1e-12)
@@ -158,7 +158,7 @@ def test_l1_codes_fail_the_l0_oracle_with_the_worst_signal_named():
     lam = 0.2
     opt = sparse_code_report(Phi, X, np.zeros((6, 12)), lam).codes_opt
     assert_sparse_code_within(Phi, X, opt, lam)  # the optimum passes with zero tolerance
-    l1 = code(Phi, X, penalty="l1", lam=lam, method="fista").x
+    l1 = solve(SparseProblem(Phi, X, penalty="l1", lam=lam), "fista").x
     rep = sparse_code_report(Phi, X, l1, lam)
     assert rep.gap > 0
     with pytest.raises(AssertionError, match=r"codes exceed the allowed objective; worst: signal \d+.*optimal support"):
