@@ -1,0 +1,163 @@
+"""One captured layer: its weights, its geometry and the inputs it received, kept to a budget.
+
+Both sources (:mod:`reference.capture.onnx_source`, :mod:`reference.capture.torch_source`) hand
+every call of a layer to :meth:`Recorder.add` with the input exactly as the layer received it
+(after any padding the model applied itself) and the layer's own padding as four numbers
+``(top, bottom, left, right)``. The recorder keeps, per layer, either
+
+* every input (the whole images of a convolution, every token of a linear layer), or
+* when a position budget is given and exceeded, a seeded uniform sample of output positions
+  (without replacement over all samples and positions). A convolution then keeps, for each
+  chosen output position, its receptive-field window ``x_pad[n, :, i s_h : i s_h + d_h (k_h - 1) + 1,
+  j s_w : ...]``: convolving that window with the same ``W`` (stride 1, padding 0, the same
+  dilation and groups) gives exactly the layer's output at that position, so the problem file
+  poses Eq. 20 as the mean over the kept positions (docs/guide/real_models.md, "Memory").
+  A linear layer keeps the chosen tokens (rows) as ``(M, in)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["CaptureError", "Layer", "Recorder"]
+
+
+class CaptureError(ValueError):
+    """A model, its inputs or an option that cannot be captured; the message names which."""
+
+
+@dataclass(eq=False)
+class Layer:
+    """What is known about one conv or linear layer of the model (before and while it runs)."""
+
+    name: str
+    weight: str                      # the weight's parameter / initializer name (encodings key)
+    kind: str                        # "conv" or "linear"
+    W: np.ndarray                    # float64, the model's own weights (out, in) or (C_out, C_in/g, kh, kw)
+    index: int = -1                  # order of the first call in the forward pass
+    stride: tuple = (1, 1)
+    dilation: tuple = (1, 1)
+    groups: int = 1
+    pads: tuple = (0, 0, 0, 0)       # top, bottom, left, right, as the layer applies them
+    bn_factor: np.ndarray | None = None   # gamma / sqrt(var + eps), one per output channel
+    bn_name: str | None = None
+    extra: dict = field(default_factory=dict)
+    chunks: list = field(default_factory=list)
+    kept: list = field(default_factory=list)   # kept (sample, position) pairs, when sub-sampled
+    input_shape: list | None = None
+    n_seen: int = 0
+    plan: np.ndarray | None = None   # sorted global indices of the kept positions, or None for all
+
+    @property
+    def sym_padding(self) -> tuple | None:
+        t, b, l, r = self.pads
+        return (t, l) if (t == b and l == r) else None
+
+
+def _conv_out(size: int, k: int, s: int, d: int) -> int:
+    return (size - d * (k - 1) - 1) // s + 1
+
+
+class Recorder:
+    """Collect each layer's inputs over the batches, sub-sampling positions to ``max_positions``."""
+
+    def __init__(self, n_samples: int, max_positions: int | None, seed: int):
+        self.n_samples = n_samples
+        self.max_positions = max_positions
+        self.seed = seed
+        self.layers: dict[str, Layer] = {}
+        self._offset: dict[str, int] = {}
+
+    def register(self, layer: Layer) -> Layer:
+        """The layer's record (the first registration wins; later calls share it)."""
+        if layer.weight not in self.layers:
+            layer.index = len(self.layers)
+            self.layers[layer.weight] = layer
+        return self.layers[layer.weight]
+
+    def add(self, layer: Layer, x: np.ndarray) -> None:
+        """One batch of inputs ``x`` as ``layer`` received them (float32 or float64)."""
+        if layer.kind == "conv":
+            self._add_conv(layer, x)
+        else:
+            self._add_linear(layer, x)
+
+    # ---------------------------------------------------------------- sampling plan
+    def _plan(self, layer: Layer, per_sample: int) -> None:
+        total = self.n_samples * per_sample
+        if self.max_positions is None or total <= self.max_positions:
+            layer.plan = None
+            return
+        rng = np.random.default_rng([self.seed, layer.index])
+        layer.plan = np.sort(rng.choice(total, size=self.max_positions, replace=False))
+
+    def _batch_part(self, layer: Layer, n: int, per_sample: int) -> np.ndarray:
+        """Kept global indices that fall in this batch, as indices local to the batch."""
+        start = layer.n_seen * per_sample
+        stop = start + n * per_sample
+        lo, hi = np.searchsorted(layer.plan, [start, stop])
+        return layer.plan[lo:hi] - start
+
+    def _check_shape(self, layer: Layer, x: np.ndarray) -> None:
+        shape = list(x.shape)
+        if layer.input_shape is None:
+            layer.input_shape = [self.n_samples] + shape[1:]
+        elif layer.input_shape[1:] != shape[1:]:
+            raise CaptureError(f"layer {layer.name!r} received inputs of shape {shape[1:]} per sample after "
+                             f"{layer.input_shape[1:]}: a layer called on differently shaped inputs cannot be "
+                             "posed as one problem; capture it with inputs of one shape")
+
+    # ---------------------------------------------------------------- convolution
+    def _add_conv(self, layer: Layer, x: np.ndarray) -> None:
+        self._check_shape(layer, x)
+        if x.ndim != 4:
+            raise CaptureError(f"layer {layer.name!r}: a 2-D convolution needs 4-D inputs, found shape {x.shape}")
+        kh, kw = layer.W.shape[2:]
+        (sh, sw), (dh, dw) = layer.stride, layer.dilation
+        t, b, l, r = layer.pads
+        n = x.shape[0]
+        ho = _conv_out(x.shape[2] + t + b, kh, sh, dh)
+        wo = _conv_out(x.shape[3] + l + r, kw, sw, dw)
+        if layer.n_seen == 0:
+            self._plan(layer, ho * wo)
+            layer.extra["positions_total"] = self.n_samples * ho * wo
+        if layer.plan is None:
+            if layer.sym_padding is None:  # asymmetric padding: applied here, the file then pads 0
+                x = np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)))
+            layer.chunks.append(x)
+        else:
+            local = self._batch_part(layer, n, ho * wo)
+            xp = np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)))
+            span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+            view = np.lib.stride_tricks.sliding_window_view(xp, (span_h, span_w), axis=(2, 3))
+            s_idx, rest = np.divmod(local, ho * wo)
+            i, j = np.divmod(rest, wo)
+            layer.chunks.append(np.ascontiguousarray(view[s_idx, :, i * sh, j * sw]))
+            layer.kept.append(np.stack([s_idx + layer.n_seen, i, j], axis=1))
+        layer.n_seen += n
+
+    # ---------------------------------------------------------------- linear (dense or tokens)
+    def _add_linear(self, layer: Layer, x: np.ndarray) -> None:
+        self._check_shape(layer, x)
+        n = x.shape[0]
+        if x.ndim == 2:
+            tokens = None
+        else:  # (N, ..., in): every vector along the middle axes is a token
+            x = x.reshape(n, -1, x.shape[-1])
+            tokens = x.shape[1]
+        if layer.n_seen == 0:
+            if tokens is None:
+                layer.plan = None
+            else:
+                self._plan(layer, tokens)
+                layer.extra["positions_total"] = self.n_samples * tokens
+        if layer.plan is None:
+            layer.chunks.append(x)
+        else:
+            local = self._batch_part(layer, n, tokens)
+            s_idx, t_idx = np.divmod(local, tokens)
+            layer.chunks.append(x[s_idx, t_idx])
+            layer.kept.append(np.stack([s_idx + layer.n_seen, t_idx], axis=1))
+        layer.n_seen += n
