@@ -167,7 +167,7 @@ def capture_torch(model, inputs: np.ndarray, recorder: Recorder, fold_bn: bool, 
         def __torch_function__(self, func, types, args=(), kwargs=None):
             return icpt.call(func, args, kwargs or {})
 
-    was_training = model.training
+    was_training = {mod: mod.training for mod in model.modules()}
     model.eval()
     try:
         with torch.no_grad():
@@ -188,7 +188,8 @@ def capture_torch(model, inputs: np.ndarray, recorder: Recorder, fold_bn: bool, 
                         icpt.uses.setdefault(hit[1].weight, set()).add("returned")
                 icpt.outs.clear()
     finally:
-        model.train(was_training)
+        for mod, flag in was_training.items():
+            mod.training = flag
     if fold_bn:
         for weight, layer in recorder.layers.items():
             if icpt.uses.get(weight) == {"bn"} and weight in icpt.bn:
