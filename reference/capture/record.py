@@ -102,6 +102,10 @@ class Recorder:
 
     def _check_shape(self, layer: Layer, x: np.ndarray) -> None:
         shape = list(x.shape)
+        if layer.n_seen + shape[0] > self.n_samples and self.max_positions is not None:
+            raise CaptureError(f"layer {layer.name!r} is called more than once per forward pass (a shared "
+                               "weight): its positions cannot be sampled per sample; capture it without "
+                               "max_positions (its calls then pool as samples) or leave it out with layers")
         if layer.input_shape is None:
             layer.input_shape = [self.n_samples] + shape[1:]
         elif layer.input_shape[1:] != shape[1:]:

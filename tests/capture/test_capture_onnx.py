@@ -273,3 +273,25 @@ def test_cli_writes_the_files_and_refuses_bad_input_in_one_line(tmp_path, capsys
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
         _nothing_written(tmp_path / "p")
+
+
+def test_a_shared_weight_pools_its_calls_and_refuses_a_position_budget(tmp_path):
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.random.default_rng(0).normal(size=(4, 4)).astype(np.float32)
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["h"], name="first"),
+                           helper.make_node("MatMul", ["h", "w"], ["y"], name="second")], "shared",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, 4])],
+                          [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    x = np.random.default_rng(1).normal(size=(5, 3, 4)).astype(np.float32)
+    man = capture(model, x, tmp_path / "o", batch_size=2)
+    (e,) = man["layers"]
+    X = np.load(tmp_path / "o" / e["file"])["X"]
+    assert e["samples"] == 10 and X.shape == (10, 3, 4)
+    h = x @ w
+    assert {tuple(np.round(r.ravel(), 4)) for r in X} == {tuple(np.round(r.ravel(), 4)) for r in np.concatenate([x, h])}
+    with pytest.raises(ValueError, match="layer 'first' is called more than once per forward pass"):
+        capture(model, x, tmp_path / "p", max_positions=4)
+    assert not os.path.exists(tmp_path / "p")
