@@ -28,6 +28,7 @@ import numpy as np
 
 from ..conv import conv_geometry
 from ..grid import fit_grid
+from .. import problem_files
 from ..problem_files import read_inputs
 from ..validation import as_float_array, as_int_scalar, check_bits, check_positive_int
 from .encodings import layer_grid, read_encodings
@@ -167,6 +168,10 @@ def _entry(layer, opts, enc) -> tuple[dict, tuple]:
     keys, grid_info = _grid(layer, W2, opts, enc)
     X = np.concatenate(layer.chunks)
     layer.chunks = []
+    if X.size > problem_files.MAX_ELEMENTS:
+        raise CaptureError(f"layer {layer.name!r}: its inputs hold {X.size} numbers, above the "
+                           f"{problem_files.MAX_ELEMENTS} a problem file may hold; give max_positions "
+                           "(--max-positions) or fewer inputs")
     sampled = layer.plan is not None
     kept = np.concatenate(layer.kept) if sampled else None
     entry = {"name": layer.name, "weight": layer.weight, "kind": layer.kind,

@@ -295,3 +295,13 @@ def test_a_shared_weight_pools_its_calls_and_refuses_a_position_budget(tmp_path)
     with pytest.raises(ValueError, match="layer 'first' is called more than once per forward pass"):
         capture(model, x, tmp_path / "p", max_positions=4)
     assert not os.path.exists(tmp_path / "p")
+
+
+def test_a_layer_too_large_for_a_problem_file_is_refused_naming_the_budget(tmp_path, monkeypatch):
+    import reference.problem_files as pf
+
+    monkeypatch.setattr(pf, "MAX_ELEMENTS", 5 * 3 * 9 * 9 - 1)  # conv1's input, less one number
+    with pytest.raises(ValueError, match="layer 'conv1': its inputs hold 1215 numbers.*give max_positions"):
+        capture(build(), _inputs(), tmp_path / "o")
+    _nothing_written(tmp_path / "o")
+    capture(build(), _inputs(), tmp_path / "o", max_positions=5)
