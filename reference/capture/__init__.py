@@ -173,20 +173,21 @@ def _entry(layer, opts, enc) -> tuple[dict, tuple]:
                            f"{problem_files.MAX_ELEMENTS} a problem file may hold; give max_positions "
                            "(--max-positions) or fewer inputs")
     sampled = layer.plan is not None
+    windows = layer.mode == "windows"
     kept = np.concatenate(layer.kept) if sampled else None
     entry = {"name": layer.name, "weight": layer.weight, "kind": layer.kind,
              "file": f"{layer.index:03d}_{_safe(layer.name)}.npz", "index": layer.index, "out": int(W.shape[0]),
              "fan_in": int(W2.shape[1]), "weight_shape": list(map(int, W.shape)),
              "input_shape": list(map(int, layer.input_shape)), "file_input_shape": list(map(int, X.shape)),
              "folded_bn": layer.bn_factor is not None, "bn": layer.bn_name, "grid": grid_info,
-             "samples": int(layer.n_seen), "positions": None, "positions_total": layer.extra.get("positions_total"),
+             "samples": int(X.shape[0] if layer.mode == "samples" else layer.n_seen), "positions": None, "positions_total": layer.extra.get("positions_total"),
              "positions_file": None}
     entry.update({k: v for k, v in layer.extra.items() if k not in ("positions_total", "attrs")})
     if layer.kind == "conv":
         pad = layer.sym_padding
         geo = {"stride": layer.stride, "padding": pad if pad is not None else (0, 0), "dilation": layer.dilation,
                "groups": layer.groups}
-        if sampled:  # receptive-field windows: one output position each
+        if windows:  # receptive-field windows: one output position each
             geo.update(stride=(1, 1), padding=(0, 0))
         try:
             g = conv_geometry(W.shape, X.shape[1], **geo)
@@ -195,7 +196,7 @@ def _entry(layer, opts, enc) -> tuple[dict, tuple]:
             raise CaptureError(f"layer {layer.name!r}: {exc}") from None
         entry.update(stride=list(layer.stride), dilation=list(layer.dilation), groups=layer.groups,
                      padding=list(pad) if pad is not None else list(layer.pads),
-                     layout="windows" if sampled else "images",
+                     layout="windows" if windows else "images",
                      positions=int(X.shape[0] * h_out * w_out))
         keys.update({k: np.array(v) for k, v in geo.items()})
     else:

@@ -7,7 +7,10 @@ every call of a layer to :meth:`Recorder.add` with the input exactly as the laye
 
 * every input (the whole images of a convolution, every token of a linear layer), or
 * when a position budget is given and exceeded, a seeded uniform sample of output positions
-  (without replacement over all samples and positions). A convolution then keeps, for each
+  (without replacement over all samples and positions), or, for a convolution when that is
+  smaller, the whole inputs of a seeded sample of ``M // (H_out W_out)`` samples (each window
+  holds every input channel, so for a large kernel on a small map the windows of ``M``
+  positions can outweigh the images they come from). A convolution's windows: for each
   chosen output position, its receptive-field window ``x_pad[n, :, i s_h : i s_h + d_h (k_h - 1) + 1,
   j s_w : ...]``: convolving that window with the same ``W`` (stride 1, padding 0, the same
   dilation and groups) gives exactly the layer's output at that position, so the problem file
@@ -48,7 +51,8 @@ class Layer:
     kept: list = field(default_factory=list)   # kept (sample, position) pairs, when sub-sampled
     input_shape: list | None = None
     n_seen: int = 0
-    plan: np.ndarray | None = None   # sorted global indices of the kept positions, or None for all
+    plan: np.ndarray | None = None   # sorted global indices of the kept positions (or samples), None for all
+    mode: str = "all"                # "all", "windows" (kept positions) or "samples" (kept whole inputs)
 
     @property
     def sym_padding(self) -> tuple | None:
@@ -93,6 +97,21 @@ class Recorder:
         rng = np.random.default_rng([self.seed, layer.index])
         layer.plan = np.sort(rng.choice(total, size=self.max_positions, replace=False))
 
+    def _plan_conv(self, layer: Layer, per_sample: int, padded_area: int, window_area: int) -> None:
+        """Over budget, keep whichever record is smaller: ``M`` windows (``M * window_area`` numbers
+        a channel) or the whole inputs of ``M // per_sample`` samples (each ``padded_area``)."""
+        budget = self.max_positions
+        if budget is None or self.n_samples * per_sample <= budget:
+            layer.mode, layer.plan = "all", None
+            return
+        n_keep = budget // per_sample
+        if n_keep >= 1 and n_keep * padded_area < budget * window_area:
+            rng = np.random.default_rng([self.seed, layer.index])
+            layer.mode, layer.plan = "samples", np.sort(rng.choice(self.n_samples, size=n_keep, replace=False))
+        else:
+            layer.mode = "windows"
+            self._plan(layer, per_sample)
+
     def _batch_part(self, layer: Layer, n: int, per_sample: int) -> np.ndarray:
         """Kept global indices that fall in this batch, as indices local to the batch."""
         start = layer.n_seen * per_sample
@@ -125,9 +144,14 @@ class Recorder:
         ho = _conv_out(x.shape[2] + t + b, kh, sh, dh)
         wo = _conv_out(x.shape[3] + l + r, kw, sw, dw)
         if layer.n_seen == 0:
-            self._plan(layer, ho * wo)
+            self._plan_conv(layer, ho * wo, (x.shape[2] + t + b) * (x.shape[3] + l + r),
+                            (dh * (kh - 1) + 1) * (dw * (kw - 1) + 1))
             layer.extra["positions_total"] = self.n_samples * ho * wo
-        if layer.plan is None:
+        if layer.mode != "windows":
+            if layer.mode == "samples":
+                local = self._batch_part(layer, n, 1)
+                x = x[local]
+                layer.kept.append(local + layer.n_seen)
             if layer.sym_padding is None:  # asymmetric padding: applied here, the file then pads 0
                 x = np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)))
             layer.chunks.append(x)

@@ -59,6 +59,10 @@ def _check_layer(out_dir, entry, model_values, w, fold):
             assert got.shape[2:] == (1, 1) and len(pos) == entry["positions"]
             want = want[pos[:, 0], :, pos[:, 1], pos[:, 2]]
             got = got[:, :, 0, 0]
+        elif entry["positions_file"]:  # whole inputs of the kept samples
+            pos = np.load(os.path.join(out_dir, entry["positions_file"]))
+            assert pos.ndim == 1 and len(pos) == entry["samples"] < 5
+            want = want[pos]
     else:
         got = got + bias
         if entry["layout"] == "rows" and entry["positions"] is not None:  # sampled tokens
@@ -69,7 +73,7 @@ def _check_layer(out_dir, entry, model_values, w, fold):
     return data
 
 
-@pytest.mark.parametrize("max_positions", [None, 7])
+@pytest.mark.parametrize("max_positions", [None, 7, 40])
 @pytest.mark.parametrize("fold", [True, False])
 def test_every_layer_reproduces_its_output_in_the_model(tmp_path, max_positions, fold):
     model, x = build(), _inputs()
@@ -87,9 +91,14 @@ def test_every_layer_reproduces_its_output_in_the_model(tmp_path, max_positions,
     assert by["conv5"]["folded_bn"] is False  # BN5's input is also used by the Add
     assert by["conv4"]["padding"] == [0, 1, 0, 1] and by["conv1"]["stride"] == [2, 2]
     assert by["conv1"]["input_shape"] == [5, 3, 9, 9]  # after the Pad node: what the conv receives
-    if max_positions:
+    if max_positions == 7:  # fewer than one sample's 16 positions: windows
         assert by["conv2"]["positions"] == 7 and by["conv2"]["positions_total"] == 80
+        assert by["conv2"]["layout"] == "windows" and by["conv2"]["samples"] == 5
         assert by["tok"]["positions"] == 7 and by["fc"]["positions"] is None
+    elif max_positions == 40:  # two whole 9x9 inputs (162 numbers a channel) beat 40 3x3 windows (360)
+        assert by["conv1"]["layout"] == "images" and by["conv1"]["samples"] == 2
+        assert by["conv1"]["positions"] == 32 and by["conv1"]["positions_total"] == 80
+        assert by["conv3"]["layout"] == "images"  # 5x5 dilated windows: 40 * 25 > 2 * 8 * 8
     else:
         assert by["conv1"]["positions"] == 5 * 4 * 4 and by["tok"]["positions"] == 80
     with open(tmp_path / "out" / "manifest.json") as fh:
@@ -102,7 +111,7 @@ def test_folding_gives_the_dead_channel_a_zero_row(tmp_path):
     assert np.all(W[2] == 0) and np.all(np.abs(W[[0, 1, 3]]).reshape(3, -1).max(axis=1) > 0)
 
 
-@pytest.mark.parametrize("max_positions", [None, 11])
+@pytest.mark.parametrize("max_positions", [None, 11, 40])
 def test_the_files_pose_eq20_over_the_kept_positions(tmp_path, max_positions):
     man = capture(build(), _inputs(4), tmp_path / "o", max_positions=max_positions)
     rng = np.random.default_rng(0)
