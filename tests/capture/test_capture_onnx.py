@@ -314,3 +314,17 @@ def test_a_layer_too_large_for_a_problem_file_is_refused_naming_the_budget(tmp_p
         capture(build(), _inputs(), tmp_path / "o")
     _nothing_written(tmp_path / "o")
     capture(build(), _inputs(), tmp_path / "o", max_positions=5)
+
+
+def test_a_missing_optional_package_is_named_with_its_extra(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime -> ImportError
+    with pytest.raises(ImportError, match=r"'onnx' and 'onnxruntime' \(pip install 'qubo-reference\[onnx\]'\)"):
+        capture(build(), _inputs(), tmp_path / "o")
+    from reference.capture.torch_source import _import
+
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(ImportError, match=r"'torch' \(pip install 'qubo-reference\[torch\]'\)"):
+        _import()
+    _nothing_written(tmp_path / "o")

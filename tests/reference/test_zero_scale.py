@@ -6,6 +6,8 @@ import itertools
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reference import Grid, grid_neighbours
 from reference.compare import main
@@ -93,3 +95,32 @@ def test_compare_accepts_a_file_with_a_dead_channel_and_says_so(tmp_path, capsys
     assert main(["--problem", str(bad)]) == 2
     err = capsys.readouterr().err.strip()
     assert "grid scale is 0 for row 0" in err and "\n" not in err
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**16), dead=st.lists(st.booleans(), min_size=2, max_size=4),
+       magnitude=st.sampled_from([1e-150, 1e-3, 1.0, 1e100]), bits=st.sampled_from([2, 4]),
+       on_grid=st.booleans())
+def test_dead_rows_change_nothing_for_the_live_rows(seed, dead, magnitude, bits, on_grid):
+    """Property: a layer with all-zero rows on scale 0 has the optimum (by enumeration) of its live
+    rows alone, and every rounding's loss is the live rows' loss; weights on grid points (ties)
+    and extreme magnitudes included."""
+    rng = np.random.default_rng(seed)
+    out, n_in = len(dead), 3
+    qmax = 2 ** (bits - 1) - 1
+    s = magnitude * rng.uniform(0.5, 2.0, size=out)
+    W = (rng.integers(-qmax, qmax + 1, size=(out, n_in)) + (0 if on_grid else rng.uniform(0, 1, (out, n_in)))) * s[:, None]
+    W[np.array(dead)] = 0.0
+    s = np.where(np.array(dead), 0.0, s)
+    X = rng.normal(size=(8, n_in)) / magnitude
+    live = ~np.array(dead)
+    p = LayerProblem(W, Grid(s, -qmax - 1, qmax), X=X)
+    assert all(p.free[k].size == 0 for k in np.flatnonzero(~live))
+    x = rng.integers(0, 2, size=W.shape)
+    assert p.row_losses(x)[~live].tolist() == [0.0] * int((~live).sum())
+    if live.any():
+        q = LayerProblem(W[live], Grid(s[live], -qmax - 1, qmax), X=X)
+        assert p.loss(x) == pytest.approx(q.loss(x[live]), rel=1e-12)
+        assert solve(p, "exhaustive").energy == pytest.approx(solve(q, "exhaustive").energy, rel=1e-12, abs=0)
+    else:
+        assert solve(p, "exhaustive").energy == 0.0
