@@ -199,7 +199,12 @@ def capture_onnx(model, inputs: np.ndarray, recorder: Recorder, fold_bn: bool, b
     if not found:
         raise ValueError("model: no Conv (2-D), Gemm or MatMul with a constant weight"
                          + (" matches the layer filter" if skipped or graph.node else "") + " in the graph")
-    in_name, _, _ = _graph_input(graph, consts)
+    in_name, _, dims = _graph_input(graph, consts)
+    if dims and dims[0]:  # a fixed batch size: feed exactly that many samples a run
+        if inputs.shape[0] % dims[0]:
+            raise ValueError(f"inputs: the model's input {in_name!r} has a fixed batch of {dims[0]}; give a "
+                             f"multiple of {dims[0]} samples, found {inputs.shape[0]}")
+        batch_size = dims[0]
     sess = _session(model, [src for _, src in found], ort)
     want = list(dict.fromkeys(src for _, src in found if src != in_name))
     found = [(recorder.register(layer), src) for layer, src in found]  # a shared weight is one layer

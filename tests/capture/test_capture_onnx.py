@@ -328,3 +328,14 @@ def test_a_missing_optional_package_is_named_with_its_extra(tmp_path, monkeypatc
     with pytest.raises(ImportError, match=r"'torch' \(pip install 'qubo-reference\[torch\]'\)"):
         _import()
     _nothing_written(tmp_path / "o")
+
+
+def test_a_fixed_batch_size_in_the_graph_is_respected(tmp_path):
+    model = build()
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
+    man = capture(model, _inputs(), tmp_path / "o", batch_size=4)
+    assert man["layers"][0]["samples"] == 5 and man["layers"][0]["input_shape"] == [5, 3, 9, 9]
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 2
+    with pytest.raises(ValueError, match="inputs: the model's input 'x' has a fixed batch of 2; give a multiple of 2"):
+        capture(model, _inputs(), tmp_path / "p")
+    _nothing_written(tmp_path / "p")
