@@ -30,7 +30,7 @@ from ..conv import conv_geometry
 from ..grid import fit_grid
 from .. import problem_files
 from ..problem_files import read_inputs
-from ..validation import as_float_array, as_int_scalar, check_bits, check_positive_int
+from ..validation import as_float_array, check_bits, check_positive_int
 from .encodings import layer_grid, read_encodings
 from .onnx_source import capture_onnx, check_inputs, load_model
 from .record import CaptureError, Recorder
@@ -45,7 +45,7 @@ VERSION = 1
 def _check_options(bits, fold_bn, max_positions, seed, batch_size, layers):
     if not isinstance(fold_bn, (bool, np.bool_)):
         raise TypeError(f"fold_bn must be True or False, found {fold_bn!r}")
-    opts = {"bits": check_bits(bits), "fold_bn": bool(fold_bn), "seed": as_int_scalar(seed, "seed"),
+    opts = {"bits": check_bits(bits), "fold_bn": bool(fold_bn), "seed": check_positive_int(seed, "seed", minimum=0),
             "batch_size": check_positive_int(batch_size, "batch_size"),
             "max_positions": None if max_positions is None else check_positive_int(max_positions, "max_positions")}
     if layers is not None:

@@ -169,6 +169,9 @@ class Recorder:
     # ---------------------------------------------------------------- linear (dense or tokens)
     def _add_linear(self, layer: Layer, x: np.ndarray) -> None:
         self._check_shape(layer, x)
+        if x.ndim < 2:
+            raise CaptureError(f"layer {layer.name!r}: a linear layer needs batched inputs (N, ..., in), "
+                               f"found shape {x.shape}")
         n = x.shape[0]
         if x.ndim == 2:
             tokens = None

@@ -10,6 +10,8 @@ not returned by the model.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from .record import CaptureError, Layer, Recorder
@@ -28,8 +30,6 @@ def _import():
 
 def is_torch_module(model) -> bool:
     """True for a ``torch.nn.Module`` (without importing torch when it is not loaded)."""
-    import sys
-
     torch = sys.modules.get("torch")
     return torch is not None and isinstance(model, torch.nn.Module)
 

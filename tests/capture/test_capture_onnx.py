@@ -222,6 +222,12 @@ def test_bad_models_and_inputs_are_refused_before_anything_is_written(tmp_path):
         capture(build(), np.full((2, 3, 8, 8), np.nan, np.float32), out)
     with pytest.raises(ValueError, match="bits must be"):
         capture(build(), _inputs(), out, bits=1)
+    with pytest.raises(ValueError, match="seed must be >= 0"):
+        capture(build(), _inputs(), out, seed=-1)
+    with pytest.raises(ValueError, match="max_positions must be >= 1"):
+        capture(build(), _inputs(), out, max_positions=0)
+    with pytest.raises(TypeError, match="model_or_path must be a torch.nn.Module, an onnx.ModelProto or the path"):
+        capture(object(), _inputs(), out)
     with pytest.raises(ValueError, match="model: no Conv.*layer filter"):
         capture(build(), _inputs(), out, layers=["nothing*"])
     _nothing_written(out)
