@@ -62,12 +62,13 @@ class _Interceptor:
         self.outs: dict[int, tuple] = {}     # id(conv output) -> (tensor, layer)
         self.uses: dict[str, set] = {}       # layer weight name -> kinds of use of its output
         self.bn: dict[str, tuple] = {}
+        self.calls = 0                       # conv2d / linear calls so far in this forward pass
 
     def layer_for(self, kind, w, args) -> Layer | None:
         pname = self.names.get(id(w))
         name = pname[:-len(".weight")] if pname and pname.endswith(".weight") else pname
-        if pname is None:
-            pname = name = f"{kind}{len(self.recorder.layers)}@{tuple(w.shape)}"
+        if pname is None:  # a weight computed in forward: named by its call's place in the pass
+            pname = name = f"{kind}_call{self.calls}@{'x'.join(map(str, w.shape))}"
         if not self.select(name):
             return None
         W = w.detach().double().cpu().numpy()
@@ -107,6 +108,7 @@ class _Interceptor:
             kind = "conv" if func is F.conv2d else "linear"
             bound = _bind(kind, args, kwargs)
             layer = self.layer_for(kind, bound[1], bound[3:])
+            self.calls += 1
             if layer is not None:
                 self.recorder.add(layer, bound[0].detach().cpu().numpy())
             out = func(*args, **kwargs)
@@ -187,6 +189,7 @@ def capture_torch(model, inputs: np.ndarray, recorder: Recorder, fold_bn: bool, 
                     if hit is not None and hit[0] is o:
                         icpt.uses.setdefault(hit[1].weight, set()).add("returned")
                 icpt.outs.clear()
+                icpt.calls = 0
     finally:
         for mod, flag in was_training.items():
             mod.training = flag

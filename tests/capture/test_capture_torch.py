@@ -141,3 +141,29 @@ def test_a_training_model_is_captured_in_eval_mode_and_restored(tmp_path):
     model = _model().train()
     capture(model, np.ones((2, 3, 8, 8), np.float32), tmp_path / "o")
     assert model.training is True and model.bn1.training is True
+
+
+class Computed(nn.Module):
+    """A weight computed in forward (not a parameter) and a parameter reused twice in one pass."""
+
+    def __init__(self):
+        super().__init__()
+        self.v = nn.Parameter(torch.randn(4, 3))
+        self.g = nn.Parameter(torch.tensor(2.0))
+        self.shared = nn.Linear(4, 4, bias=False)
+
+    def forward(self, x):
+        h = F.linear(x, self.v * self.g)  # weight norm style: not a parameter
+        return self.shared(self.shared(h))
+
+
+def test_computed_and_shared_weights(tmp_path):
+    torch.manual_seed(0)
+    model = Computed()
+    x = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+    man = capture(model, x, tmp_path / "o", batch_size=2)
+    assert [(e["name"], e["samples"]) for e in man["layers"]] == [("linear_call0@4x3", 5), ("shared", 10)]
+    W = np.load(tmp_path / "o" / man["layers"][0]["file"])["W"]
+    np.testing.assert_allclose(W, (model.v * model.g).detach().double().numpy(), rtol=1e-6)
+    with pytest.raises(ValueError, match="layer 'shared' is called more than once per forward pass"):
+        capture(model, np.ones((5, 2, 3), np.float32), tmp_path / "p", max_positions=3)
