@@ -182,7 +182,7 @@ def _entry(layer, opts, enc) -> tuple[dict, tuple]:
              "folded_bn": layer.bn_factor is not None, "bn": layer.bn_name, "grid": grid_info,
              "samples": int(X.shape[0] if layer.mode == "samples" else layer.n_seen), "positions": None, "positions_total": layer.extra.get("positions_total"),
              "positions_file": None}
-    entry.update({k: v for k, v in layer.extra.items() if k not in ("positions_total", "attrs")})
+    entry.update({k: v for k, v in layer.extra.items() if k not in ("positions_total", "attrs", "last_batch")})
     if layer.kind == "conv":
         pad = layer.sym_padding
         geo = {"stride": layer.stride, "padding": pad if pad is not None else (0, 0), "dilation": layer.dilation,
@@ -202,7 +202,7 @@ def _entry(layer, opts, enc) -> tuple[dict, tuple]:
     else:
         entry.update(stride=None, padding=None, dilation=None, groups=None,
                      layout="rows" if X.ndim == 2 else "tokens")
-        if layer.input_shape is not None and len(layer.input_shape) > 2:
+        if "positions_total" in layer.extra:  # tokens: every row of the input is a position
             entry["positions"] = int(X.shape[0] if X.ndim == 2 else X.shape[0] * X.shape[1])
     if sampled:
         entry["positions_file"] = entry["file"][:-4] + ".positions.npy"

@@ -210,6 +210,7 @@ def capture_onnx(model, inputs: np.ndarray, recorder: Recorder, fold_bn: bool, b
     found = [(recorder.register(layer), src) for layer, src in found]  # a shared weight is one layer
     for start in range(0, inputs.shape[0], batch_size):
         batch = inputs[start:start + batch_size]
+        recorder.begin_batch(batch.shape[0])
         try:
             got = dict(zip(want, sess.run(want, {in_name: batch}))) if want else {}
         except Exception as exc:

@@ -65,14 +65,25 @@ def _conv_out(size: int, k: int, s: int, d: int) -> int:
 
 
 class Recorder:
-    """Collect each layer's inputs over the batches, sub-sampling positions to ``max_positions``."""
+    """Collect each layer's inputs over the batches, sub-sampling positions to ``max_positions``.
+
+    The sources call :meth:`begin_batch` with each forward pass's sample count, then :meth:`add`
+    for every call of a layer. A sample is a model input: a convolution's input must be batch-first;
+    a linear layer's input may be batch-first ``(n, ..., in)`` or not (a sequence-first attention
+    projection ``(T, n, in)``), its rows (tokens) being the positions either way.
+    """
 
     def __init__(self, n_samples: int, max_positions: int | None, seed: int):
         self.n_samples = n_samples
         self.max_positions = max_positions
         self.seed = seed
         self.layers: dict[str, Layer] = {}
-        self._offset: dict[str, int] = {}
+        self.batch_start, self.batch_n, self.batch_id = 0, 0, -1
+
+    def begin_batch(self, n: int) -> None:
+        """The next forward pass runs the ``n`` samples after those already run."""
+        self.batch_start += self.batch_n
+        self.batch_n, self.batch_id = n, self.batch_id + 1
 
     def register(self, layer: Layer) -> Layer:
         """The layer's record (the first registration wins; later calls share it)."""
@@ -82,11 +93,13 @@ class Recorder:
         return self.layers[layer.weight]
 
     def add(self, layer: Layer, x: np.ndarray) -> None:
-        """One batch of inputs ``x`` as ``layer`` received them (float32 or float64)."""
+        """One call's inputs ``x`` as ``layer`` received them (float32 or float64)."""
+        first = self._check_call(layer, x)
         if layer.kind == "conv":
-            self._add_conv(layer, x)
+            self._add_conv(layer, x, first)
         else:
-            self._add_linear(layer, x)
+            self._add_linear(layer, x, first)
+        layer.n_seen = self.batch_start + self.batch_n
 
     # ---------------------------------------------------------------- sampling plan
     def _plan(self, layer: Layer, per_sample: int) -> None:
@@ -112,83 +125,86 @@ class Recorder:
             layer.mode = "windows"
             self._plan(layer, per_sample)
 
-    def _batch_part(self, layer: Layer, n: int, per_sample: int) -> np.ndarray:
+    def _batch_part(self, layer: Layer, per_sample: int) -> np.ndarray:
         """Kept global indices that fall in this batch, as indices local to the batch."""
-        start = layer.n_seen * per_sample
-        stop = start + n * per_sample
+        start = self.batch_start * per_sample
+        stop = start + self.batch_n * per_sample
         lo, hi = np.searchsorted(layer.plan, [start, stop])
         return layer.plan[lo:hi] - start
 
-    def _check_shape(self, layer: Layer, x: np.ndarray) -> None:
-        shape = list(x.shape)
-        if layer.n_seen + shape[0] > self.n_samples and self.max_positions is not None:
-            raise CaptureError(f"layer {layer.name!r} is called more than once per forward pass (a shared "
-                               "weight): its positions cannot be sampled per sample; capture it without "
-                               "max_positions (its calls then pool as samples) or leave it out with layers")
-        if layer.input_shape is None:
-            layer.input_shape = [self.n_samples] + shape[1:]
-        elif layer.input_shape[1:] != shape[1:]:
-            raise CaptureError(f"layer {layer.name!r} received inputs of shape {shape[1:]} per sample after "
-                             f"{layer.input_shape[1:]}: a layer called on differently shaped inputs cannot be "
-                             "posed as one problem; capture it with inputs of one shape")
+    def _check_call(self, layer: Layer, x: np.ndarray) -> bool:
+        """Count the call; True on the layer's first. Refuses what cannot be posed as one problem."""
+        first = layer.input_shape is None
+        if layer.extra.get("last_batch") == self.batch_id:  # a weight used twice in one pass
+            layer.extra["calls_per_pass"] = layer.extra.get("calls_per_pass", 1) + (self.batch_id == 0)
+            if self.max_positions is not None:
+                raise CaptureError(f"layer {layer.name!r} is called more than once per forward pass (a shared "
+                                   "weight): its positions cannot be sampled per sample; capture it without "
+                                   "max_positions (its calls then pool) or leave it out with layers")
+        layer.extra["last_batch"] = self.batch_id
+        if x.ndim < 2:
+            raise CaptureError(f"layer {layer.name!r}: needs batched inputs, found shape {x.shape}")
+        batch_first = x.shape[0] == self.batch_n
+        if first:
+            layer.input_shape = [self.n_samples] + list(x.shape[1:]) if batch_first else list(x.shape)
+            layer.extra["batch_first"] = batch_first
+        elif batch_first != layer.extra["batch_first"] or (batch_first and layer.input_shape[1:] != list(x.shape[1:])):
+            raise CaptureError(f"layer {layer.name!r} received inputs of shape {list(x.shape)} after "
+                               f"{layer.input_shape}: a layer called on differently shaped inputs cannot be "
+                               "posed as one problem; capture it with inputs of one shape")
+        return first
 
     # ---------------------------------------------------------------- convolution
-    def _add_conv(self, layer: Layer, x: np.ndarray) -> None:
-        self._check_shape(layer, x)
-        if x.ndim != 4:
-            raise CaptureError(f"layer {layer.name!r}: a 2-D convolution needs 4-D inputs, found shape {x.shape}")
+    def _add_conv(self, layer: Layer, x: np.ndarray, first: bool) -> None:
+        if x.ndim != 4 or x.shape[0] != self.batch_n:
+            raise CaptureError(f"layer {layer.name!r}: a 2-D convolution needs batch-first 4-D inputs "
+                               f"({self.batch_n}, C, H, W), found shape {x.shape}")
         kh, kw = layer.W.shape[2:]
         (sh, sw), (dh, dw) = layer.stride, layer.dilation
         t, b, l, r = layer.pads
-        n = x.shape[0]
         ho = _conv_out(x.shape[2] + t + b, kh, sh, dh)
         wo = _conv_out(x.shape[3] + l + r, kw, sw, dw)
-        if layer.n_seen == 0:
+        if first:
             self._plan_conv(layer, ho * wo, (x.shape[2] + t + b) * (x.shape[3] + l + r),
                             (dh * (kh - 1) + 1) * (dw * (kw - 1) + 1))
             layer.extra["positions_total"] = self.n_samples * ho * wo
         if layer.mode != "windows":
             if layer.mode == "samples":
-                local = self._batch_part(layer, n, 1)
+                local = self._batch_part(layer, 1)
                 x = x[local]
-                layer.kept.append(local + layer.n_seen)
+                layer.kept.append(local + self.batch_start)
             if layer.sym_padding is None:  # asymmetric padding: applied here, the file then pads 0
                 x = np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)))
             layer.chunks.append(x)
         else:
-            local = self._batch_part(layer, n, ho * wo)
+            local = self._batch_part(layer, ho * wo)
             xp = np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)))
             span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
             view = np.lib.stride_tricks.sliding_window_view(xp, (span_h, span_w), axis=(2, 3))
             s_idx, rest = np.divmod(local, ho * wo)
             i, j = np.divmod(rest, wo)
             layer.chunks.append(np.ascontiguousarray(view[s_idx, :, i * sh, j * sw]))
-            layer.kept.append(np.stack([s_idx + layer.n_seen, i, j], axis=1))
-        layer.n_seen += n
+            layer.kept.append(np.stack([s_idx + self.batch_start, i, j], axis=1))
 
     # ---------------------------------------------------------------- linear (dense or tokens)
-    def _add_linear(self, layer: Layer, x: np.ndarray) -> None:
-        self._check_shape(layer, x)
-        if x.ndim < 2:
-            raise CaptureError(f"layer {layer.name!r}: a linear layer needs batched inputs (N, ..., in), "
-                               f"found shape {x.shape}")
-        n = x.shape[0]
-        if x.ndim == 2:
-            tokens = None
-        else:  # (N, ..., in): every vector along the middle axes is a token
-            x = x.reshape(n, -1, x.shape[-1])
-            tokens = x.shape[1]
-        if layer.n_seen == 0:
-            if tokens is None:
-                layer.plan = None
-            else:
-                self._plan(layer, tokens)
-                layer.extra["positions_total"] = self.n_samples * tokens
-        if layer.plan is None:
+    def _add_linear(self, layer: Layer, x: np.ndarray, first: bool) -> None:
+        n = self.batch_n
+        if layer.extra["batch_first"] and x.ndim == 2:  # (n, in): one row a sample, never sub-sampled
             layer.chunks.append(x)
+            return
+        rows = x.reshape(-1, x.shape[-1])
+        if rows.shape[0] % n:
+            raise CaptureError(f"layer {layer.name!r}: its input {list(x.shape)} does not split into the "
+                               f"{n} samples of the batch")
+        tokens = rows.shape[0] // n
+        if first:
+            self._plan(layer, tokens)
+            layer.extra["positions_total"] = self.n_samples * tokens
+        if layer.plan is None:  # batch-first (n, T, in) keeps its tokens per sample; otherwise rows
+            layer.chunks.append(rows.reshape(n, tokens, -1) if layer.extra["batch_first"] else rows)
         else:
-            local = self._batch_part(layer, n, tokens)
+            local = self._batch_part(layer, tokens)
+            layer.chunks.append(rows[local])
             s_idx, t_idx = np.divmod(local, tokens)
-            layer.chunks.append(x[s_idx, t_idx])
-            layer.kept.append(np.stack([s_idx + layer.n_seen, t_idx], axis=1))
-        layer.n_seen += n
+            layer.kept.append(np.stack([s_idx + self.batch_start, t_idx], axis=1) if layer.extra["batch_first"]
+                              else (local + self.batch_start * tokens)[:, None])

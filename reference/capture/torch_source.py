@@ -10,6 +10,7 @@ not returned by the model.
 
 from __future__ import annotations
 
+import inspect
 import sys
 
 import numpy as np
@@ -63,6 +64,8 @@ class _Interceptor:
         self.uses: dict[str, set] = {}       # layer weight name -> kinds of use of its output
         self.bn: dict[str, tuple] = {}
         self.calls = 0                       # conv2d / linear calls so far in this forward pass
+        F = torch.nn.functional
+        self.conv2d, self.linear = F.conv2d, F.linear   # the real functions
 
     def layer_for(self, kind, w, args) -> Layer | None:
         pname = self.names.get(id(w))
@@ -102,10 +105,9 @@ class _Interceptor:
                 self.bn[layer.weight] = _bn_args(args, kwargs, self.names)
 
     def call(self, func, args, kwargs):
-        F = self.torch.nn.functional
         self.before(func, args, kwargs)
-        if func is F.conv2d or func is F.linear:
-            kind = "conv" if func is F.conv2d else "linear"
+        if func is self.conv2d or func is self.linear:
+            kind = "conv" if func is self.conv2d else "linear"
             bound = _bind(kind, args, kwargs)
             layer = self.layer_for(kind, bound[1], bound[3:])
             self.calls += 1
@@ -115,7 +117,21 @@ class _Interceptor:
             if layer is not None and kind == "conv":
                 self.outs[id(out)] = (out, layer)
             return out
+        if inspect.isfunction(func) and getattr(func, "__module__", "") == "torch.nn.functional":
+            return self.composite(func, args, kwargs)
         return func(*args, **kwargs)
+
+    def composite(self, func, args, kwargs):
+        """A Python function of ``torch.nn.functional`` (``multi_head_attention_forward``) runs
+        with the mode off, so its own ``linear`` / ``conv2d`` calls, looked up in that module's
+        namespace, are routed here for the duration of the call."""
+        F = self.torch.nn.functional
+        F.linear = lambda *a, **k: self.call(self.linear, a, k)
+        F.conv2d = lambda *a, **k: self.call(self.conv2d, a, k)
+        try:
+            return func(*args, **kwargs)
+        finally:
+            F.linear, F.conv2d = self.linear, self.conv2d
 
 
 def _bind(kind, args, kwargs) -> tuple:
@@ -171,10 +187,15 @@ def capture_torch(model, inputs: np.ndarray, recorder: Recorder, fold_bn: bool, 
 
     was_training = {mod: mod.training for mod in model.modules()}
     model.eval()
+    mha = getattr(torch.backends, "mha", None)
+    fast = mha.get_fastpath_enabled() if mha is not None else None
+    if fast:  # the fused attention kernels bypass F.linear: take the functional path while capturing
+        mha.set_fastpath_enabled(False)
     try:
         with torch.no_grad():
             for start in range(0, inputs.shape[0], batch_size):
                 batch = torch.as_tensor(inputs[start:start + batch_size])
+                recorder.begin_batch(batch.shape[0])
                 batch = batch.to(device=device, dtype=dtype if batch.is_floating_point() else batch.dtype)
                 try:
                     with Mode():
@@ -193,10 +214,24 @@ def capture_torch(model, inputs: np.ndarray, recorder: Recorder, fold_bn: bool, 
     finally:
         for mod, flag in was_training.items():
             mod.training = flag
+        if fast:
+            mha.set_fastpath_enabled(True)
     if fold_bn:
         for weight, layer in recorder.layers.items():
             if icpt.uses.get(weight) == {"bn"} and weight in icpt.bn:
                 layer.bn_factor, layer.bn_name = icpt.bn[weight]
     if not recorder.layers:
         raise ValueError("model: no conv2d or linear call (matching the layer filter) ran in the forward pass")
-    return list(recorder.layers.values()), []
+    return list(recorder.layers.values()), _unseen(torch, model, recorder, select)
+
+
+def _unseen(torch, model, recorder, select) -> list:
+    """Conv2d / Linear modules whose weight never reached F.conv2d / F.linear (a fused kernel, or
+    not used in the forward pass): listed, never silently dropped."""
+    out = []
+    for name, mod in model.named_modules():
+        if isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)) and select(name) \
+                and f"{name}.weight" not in recorder.layers:
+            out.append({"name": name, "reason": "its weight never reached conv2d / linear in the forward pass "
+                                                "(unused, or run by a fused kernel)"})
+    return out

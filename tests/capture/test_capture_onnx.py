@@ -304,7 +304,7 @@ def test_a_shared_weight_pools_its_calls_and_refuses_a_position_budget(tmp_path)
     man = capture(model, x, tmp_path / "o", batch_size=2)
     (e,) = man["layers"]
     X = np.load(tmp_path / "o" / e["file"])["X"]
-    assert e["samples"] == 10 and X.shape == (10, 3, 4)
+    assert e["samples"] == 5 and e["calls_per_pass"] == 2 and X.shape == (10, 3, 4)
     h = x @ w
     assert {tuple(np.round(r.ravel(), 4)) for r in X} == {tuple(np.round(r.ravel(), 4)) for r in np.concatenate([x, h])}
     with pytest.raises(ValueError, match="layer 'first' is called more than once per forward pass"):

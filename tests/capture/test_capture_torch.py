@@ -162,8 +162,43 @@ def test_computed_and_shared_weights(tmp_path):
     model = Computed()
     x = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
     man = capture(model, x, tmp_path / "o", batch_size=2)
-    assert [(e["name"], e["samples"]) for e in man["layers"]] == [("linear_call0@4x3", 5), ("shared", 10)]
+    assert [(e["name"], e["samples"]) for e in man["layers"]] == [("linear_call0@4x3", 5), ("shared", 5)]
+    assert man["layers"][1]["calls_per_pass"] == 2 and man["layers"][1]["file_input_shape"] == [10, 4]
     W = np.load(tmp_path / "o" / man["layers"][0]["file"])["W"]
     np.testing.assert_allclose(W, (model.v * model.g).detach().double().numpy(), rtol=1e-6)
     with pytest.raises(ValueError, match="layer 'shared' is called more than once per forward pass"):
         capture(model, np.ones((5, 2, 3), np.float32), tmp_path / "p", max_positions=3)
+
+
+def test_attention_projections_are_captured_and_unused_layers_listed(tmp_path):
+    torch.manual_seed(0)
+
+    class Enc(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = nn.TransformerEncoderLayer(16, 2, 32, batch_first=True)
+            self.unused = nn.Linear(3, 3)
+
+        def forward(self, x):
+            return self.layer(x)
+
+    model = Enc().eval()
+    x = np.random.default_rng(0).normal(size=(3, 5, 16)).astype(np.float32)
+    man = capture(model, x, tmp_path / "o", batch_size=2)  # batches of 2 and 1
+    names = [e["name"] for e in man["layers"]]
+    assert names == ["layer.self_attn.in_proj_weight", "layer.self_attn.out_proj", "layer.linear1", "layer.linear2"]
+    e = man["layers"][0]  # the packed q, k, v projection receives (T, n, 16): sequence first
+    assert e["weight_shape"] == [48, 16] and e["input_shape"] == [5, 2, 16] and e["batch_first"] is False
+    assert e["file_input_shape"] == [15, 16] and e["positions"] == 15 and e["samples"] == 3
+    # the file's rows are exactly the tokens: X W^T reproduces the packed projection
+    X = np.load(tmp_path / "o" / e["file"])["X"].astype(np.float64)
+    xt = torch.as_tensor(x).transpose(0, 1).reshape(-1, 16)  # every (token, sample) row
+    want = F.linear(xt, model.layer.self_attn.in_proj_weight, model.layer.self_attn.in_proj_bias).detach().double()
+    got = X @ np.load(tmp_path / "o" / e["file"])["W"].T + model.layer.self_attn.in_proj_bias.detach().double().numpy()
+    assert sorted(map(tuple, np.round(got, 4))) == sorted(map(tuple, np.round(want.numpy(), 4)))
+    sub = capture(model, x, tmp_path / "s", batch_size=2, max_positions=7)
+    assert sub["layers"][0]["positions"] == 7 and sub["layers"][2]["positions"] == 7
+    assert man["skipped"] == [{"name": "unused", "reason": "its weight never reached conv2d / linear in the "
+                                                          "forward pass (unused, or run by a fused kernel)"}]
+    if hasattr(torch.backends, "mha"):
+        assert torch.backends.mha.get_fastpath_enabled()  # restored
