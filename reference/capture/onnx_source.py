@@ -149,9 +149,15 @@ def _session(model, names, ort):
     m = onnx.ModelProto()
     m.CopyFrom(model)
     have = {o.name for o in m.graph.output} | {i.name for i in m.graph.input}
+    try:  # the element types of the extra outputs (older onnxruntime wants them); shapes left free
+        types = {v.name: v.type.tensor_type.elem_type
+                 for v in onnx.shape_inference.infer_shapes(model).graph.value_info}
+    except Exception:  # inference is a convenience here: onnxruntime infers the types itself
+        types = {}
     for name in dict.fromkeys(names):
         if name not in have:
-            m.graph.output.append(onnx.ValueInfoProto(name=name))
+            m.graph.output.append(onnx.helper.make_tensor_value_info(name, types[name], None) if types.get(name)
+                                  else onnx.ValueInfoProto(name=name))
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     opts.intra_op_num_threads = 1
