@@ -54,7 +54,11 @@ class Grid:
     Parameters
     ----------
     scale : float or array of shape (n_rows,)
-        Step ``s > 0``; a scalar is one step for the whole tensor.
+        Step ``s > 0``; a scalar is one step for the whole tensor. ``s = 0`` is accepted for a row
+        whose weights are all zero (a dead channel, e.g. after folding BatchNorm): every weight of
+        that row is then fixed at ``W_hat = 0``, exactly, with no variable and loss 0; a zero
+        scale on a row with a nonzero weight is refused where the grid meets ``W``
+        (:func:`grid_neighbours`, every problem).
     qmin, qmax : int
         Integer bounds, ``qmin <= qmax``.
     zero_point : int or array of shape (n_rows,), default=0
@@ -77,8 +81,9 @@ class Grid:
         s = s.reshape(-1)
         if s.size == 0:
             raise ValueError("scale must not be empty")
-        if np.any(s <= 0):
-            raise ValueError(f"scale must be > 0, found min(scale) == {s.min()!r}")
+        if np.any(s < 0):
+            raise ValueError(f"scale must be > 0 (or 0 for a row whose weights are all zero), "
+                             f"found min(scale) == {s.min()!r}")
         lo = as_int_scalar(qmin, "qmin")
         hi = as_int_scalar(qmax, "qmax")
         for name, v in (("qmin", lo), ("qmax", hi)):
@@ -148,8 +153,23 @@ def _as_weights(W) -> np.ndarray:
     return as_float_array(W, "W", ndim=2)
 
 
+def _zero_scale_rows(W: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """The rows whose scale is 0 (shape (out,)); refuses one holding a nonzero weight, naming it."""
+    dead = s[:, 0] == 0
+    bad = dead & np.any(W != 0, axis=1)
+    if np.any(bad):
+        k = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"grid scale is 0 for row {k} (output channel {k}), but its weights are not all zero "
+                         f"(max |w| == {float(np.max(np.abs(W[k]))):.6g}); a scale of 0 represents only an all-zero "
+                         f"row: give row {k} a positive scale (e.g. reference.fit_grid, or bits instead of a grid)")
+    return dead
+
+
 def _grid_neighbours(W: np.ndarray, grid: Grid) -> GridNeighbours:
     s, z = grid.per_row(W.shape[0])
+    dead = _zero_scale_rows(W, s)
+    if np.any(dead):  # an all-zero row on a zero scale: W/s is 0, and the row has no variable
+        s = np.where(dead[:, None], 1.0, s)
     x = W / s
     fl = np.floor(x)
     r = x - fl
@@ -161,6 +181,7 @@ def _grid_neighbours(W: np.ndarray, grid: Grid) -> GridNeighbours:
     f = fl + z
     lo = np.clip(f, grid.qmin, grid.qmax)
     hi = np.clip(f + 1.0, grid.qmin, grid.qmax)
+    hi = np.where(dead[:, None], lo, hi)
     return GridNeighbours(floor=f, lo=lo, hi=hi, movable=hi - lo, residual=r)
 
 

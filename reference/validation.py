@@ -178,13 +178,14 @@ def check_loss_range(W, G, grid, X=None, source: str | None = None) -> None:
     n_in = max(1, W.shape[1])
     with np.errstate(divide="ignore"):
         log_hi = np.log2(gmax) + 2 * (np.log2(emax) + np.log2(n_in))
-        log_lo = np.log2(gmax) + 2 * np.log2(float(np.min(s)))
+        # a zero scale (an all-zero row, fixed at 0) has no coefficient; the smallest positive one counts
+        log_lo = np.log2(gmax) + 2 * np.log2(float(np.min(s[s > 0], initial=np.inf)))
     if log_hi > 996:  # the row models' bound is at most 5 times this: below solvers.bqm.MAX_ENERGY
         raise ValueError(f"the local loss overflows float64: max|G| == {gmax:.3g} ({source}) with weights or grid "
                          f"steps up to {emax:.3g} gives losses near 2^{log_hi:.0f}; rescale W (and its grid) or {source}")
-    if W.size and log_lo < np.log2(TINY):
+    if W.size and np.isfinite(log_lo) and log_lo < np.log2(TINY):
         raise ValueError(f"the row QUBOs' coefficients G s^2 underflow float64: max|G| == {gmax:.3g} ({source}) "
-                         f"with grid scale {float(np.min(s)):.3g} gives 2^{log_lo:.0f}; rescale W (and its grid) "
+                         f"with grid scale {float(np.min(s[s > 0])):.3g} gives 2^{log_lo:.0f}; rescale W (and its grid) "
                          f"or {source}")
 # --- Declared option constraints ---------------------------------------------------------------
 # A method declares each option it accepts with one of these when it registers

@@ -55,7 +55,7 @@ def energy_scale(problem) -> float:
         U = np.abs(down - problem.W) + np.abs(up - down)
         groups: dict = {}  # rows that share one Gram matrix (a layer's G, a conv group's patch Gram)
         for k in range(problem.n_rows):
-            g = problem._row_gram(k)
+            g = problem.row_gram(k)
             groups.setdefault((g.__array_interface__["data"][0], g.shape, g.strides), (g, []))[1].append(k)
         total = sum(float(np.einsum("ki,ij,kj->", U[rows], np.abs(g), U[rows], optimize=True))
                     for g, rows in groups.values())

@@ -89,8 +89,10 @@ def _describe(problem, rec) -> str:
     per = "per-row" if g.scale.size > 1 else "per-tensor"
     bits = math.log2(g.qmax - g.qmin + 1)
     b = f"{int(bits)}-bit" if bits.is_integer() else f"{g.qmax - g.qmin + 1} levels"
+    dead = int(np.count_nonzero(g.per_row(rec["n_rows"])[0] == 0))
+    note = f"; {dead} all-zero row(s) with scale 0, fixed at 0 (loss 0)" if dead else ""
     return (f"{rec['n_rows']} rows, {rec['n_vars']} free variables (at most {rec['max_row_vars']} per row), "
-            f"{b} {per} grid [{g.qmin}, {g.qmax}]")
+            f"{b} {per} grid [{g.qmin}, {g.qmax}]{note}")
 
 
 def _summary(records: list[dict], methods: list[str]) -> str:

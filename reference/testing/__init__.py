@@ -125,8 +125,9 @@ def _up_down(problem, q, W_hat, off_grid: str = "refuse"):
         shape = getattr(problem, "kernel_shape", problem.shape)
         W_hat = as_float_array(W_hat, "W_hat", shape=shape).reshape(problem.shape)
         s, z = problem.grid.per_row(problem.n_rows)
-        qf = W_hat / s + z
-        q = np.round(qf)
+        dead = s == 0  # a zero-scale row's only grid point is 0 (reference.Grid); anything else is off it
+        qf = np.where(dead, np.where(W_hat == 0, z, np.inf), W_hat / np.where(dead, 1.0, s) + z)
+        q = np.where(np.isfinite(qf), np.round(qf), problem.lo)
         dist = np.abs(qf - q)
         bad = dist > 1e-6 * np.maximum(1.0, np.abs(q))
         n_off = int(bad.sum())

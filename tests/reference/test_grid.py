@@ -34,7 +34,7 @@ def test_bits_out_of_range_is_refused(bits):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(scale=0.0, qmin=-8, qmax=7), r"scale must be > 0"),
+        (dict(scale=-1e-300, qmin=-8, qmax=7), r"scale must be > 0"),
         (dict(scale=[0.1, -1.0], qmin=-8, qmax=7), r"scale must be > 0"),
         (dict(scale=np.nan, qmin=-8, qmax=7), r"scale must be finite"),
         (dict(scale=0.1, qmin=3, qmax=2), r"qmin must be <= qmax"),

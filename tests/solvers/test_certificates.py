@@ -116,7 +116,7 @@ def test_the_layer_scale_bounds_the_terms_of_every_rounding(conv):
     if conv:
         W, X = rng.normal(size=(2, 2, 2, 2)), rng.normal(size=(3, 2, 3, 3))
         prob = ConvProblem(W, fit_grid(W.reshape(2, -1), 3), X, groups=1)
-        grams = [prob._row_gram(k) for k in range(prob.n_rows)]
+        grams = [prob.row_gram(k) for k in range(prob.n_rows)]
     else:
         W, X = rng.normal(size=(3, 6)), rng.normal(size=(4, 6))
         prob = LayerProblem(W, fit_grid(W, 3), X=X)
