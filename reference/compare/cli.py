@@ -30,7 +30,7 @@ from solvers import METHODS, method_names
 from solvers.tree import default_max_nodes
 
 from .harness import CertificateError, SchedulerError, aggregate, make_tasks, prob_name, problem_hash, run_tasks
-from .model_report import format_summary, load_manifest, plot_model, summarise, write_model_csv
+from .model_report import format_summary, load_manifest, plot_model, save_figure, summarise, write_model_csv
 from .problem_files import ProblemFileError, load_layer
 from .sources import load_config, load_qubo_file
 from .store import ResultStore, StoreError
@@ -167,12 +167,7 @@ def _plot(directory: str, records: list[dict], methods: list[str]) -> str:
     ax.set_xlabel("widest row (free variables): what makes a row hard")
     ax.set_ylabel(f"gap to the optimum (%, floor {floor:g})")
     ax.set_title("gap per method: dot = proven optimum, bar = interval [vs best known, vs lower bound]")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
-    fig.tight_layout()
-    path = os.path.join(directory, "gap_vs_size.png")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, ax, directory, "gap_vs_size.png", legend_size=8)
 
 
 def _jsonable(obj):

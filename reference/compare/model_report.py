@@ -481,9 +481,17 @@ def plot_model(directory: str, summary: dict, records: list[dict]) -> str:
     ax.set_xlabel("layer, in forward order")
     ax.set_ylabel(f"gap to the layer's optimum (%, floor {floor:g})")
     ax.set_title(f"{summary['model']}: gap per layer (dot = proven, bar = [vs best known, vs lower bound])")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    return save_figure(fig, ax, directory, "model_gaps.png", legend_size=7)
+
+
+def save_figure(fig, ax, directory: str, filename: str, legend_size: int) -> str:
+    """Put ``ax``'s legend right of the plot, write ``fig`` to ``directory/filename`` (PNG, 120 dpi),
+    close it and return the path (the compare figures' common ending)."""
+    import matplotlib.pyplot as plt
+
+    ax.legend(fontsize=legend_size, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
-    path = os.path.join(directory, "model_gaps.png")
+    path = os.path.join(directory, filename)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
