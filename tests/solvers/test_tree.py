@@ -74,7 +74,8 @@ def test_tree_equals_exhaustive_on_psd_layer_rows(problem, order, bound):
 
 @given(st.one_of(general_bqm(), qubo_models(max_n=10)), st.sampled_from(["schur", "natural"]))
 def test_tree_equals_exhaustive_on_indefinite_qubos(bqm, order):
-    x, e = (_r := exhaustive_minimum(bqm.P, bqm.q, bqm.c)).x, _r.energy
+    best = exhaustive_minimum(bqm.P, bqm.q, bqm.c)
+    e = best.energy
     res = solve(bqm, "tree", order=order)
     assert res.optimal
     assert _close(res.energy, e, np.abs(bqm.P).sum() + np.abs(bqm.q).sum())
