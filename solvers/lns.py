@@ -22,7 +22,9 @@ the energy (the current window state is the tree's incumbent), so the search is 
 * **k grown while it pays**: after a pass without improvement ``k`` grows by half, up to
   ``max_window``; the search stops after a pass without improvement at ``max_window``, or when the
   work budget (tree nodes summed over windows, ``max_nodes``) is spent: results never depend on
-  the clock.
+  the clock. Every loop is bounded whatever the window model answers: every window step costs
+  at least one node of ``max_nodes``, the window phase runs at most ``MAX_PASSES`` passes and a
+  kick's descent at most ``KICK_PASSES``.
 
 The result is a heuristic state (``optimal=False``, no bound); its energy is recomputed from the
 model by :func:`solvers.solve`.
@@ -46,6 +48,11 @@ __all__ = ["lns", "coupling_window", "start_tree_nodes"]
 _STARTS = ("gptq", "tabu")
 _ENUMERATE = 12  # windows up to this size are enumerated, larger ones go to the tree
 START_NODES_PER_VARIABLE = 1100  # the tree's start state: past its first leaves (start_tree_nodes)
+#: Passes of a kick's window descent at most (each pass that moves lowers the energy by more than
+#: the tolerance, so the descent ends by itself; the cap bounds it even if a window model were wrong).
+KICK_PASSES = 64
+#: Passes of the window phase at most (a pass that improves nothing at ``max_window`` ends it first).
+MAX_PASSES = 10_000
 
 
 @lru_cache(maxsize=_ENUMERATE + 1)
@@ -154,7 +161,7 @@ class _Search:
             budget = max(1, min(self.window_nodes, self.max_nodes - self.nodes))
             res = tree_search(PSS, qS, 0.0, max_nodes=budget, initial=xs.astype(np.int8),
                               root_bound=False)
-            self.nodes += res.info["nodes"]
+            self.nodes += max(1, int(res.info["nodes"]))  # >= 1: every loop over windows ends
             new = res.x.astype(np.float64)
         self.windows += 1
         d = new - xs
@@ -198,7 +205,7 @@ def lns(bqm, *, window: int = 16, max_window: int = 32, window_nodes: int = 20_0
     # 2. windows of strongly coupled variables, k grown while it pays
     k = min(window, n)
     passes = 0
-    while not st.spent:
+    while not st.spent and passes < MAX_PASSES:
         passes += 1
         covered = np.zeros(n, dtype=bool)
         improved = False
@@ -229,7 +236,9 @@ def lns(bqm, *, window: int = 16, max_window: int = 32, window_nodes: int = 20_0
         region = coupling_window(C, int(K[0]), min(n, 4 * size))
         top = min(n, max(size + 2, min(_ENUMERATE, 2 * (size + 2))))
         kk = min(n, size + 2)
-        while True:
+        for _ in range(KICK_PASSES):  # a cap: each pass must lower the energy, but never trust it
+            if st.spent:
+                break
             covered = np.zeros(n, dtype=bool)
             moved = False
             for s in rng.permutation(region):
