@@ -106,7 +106,7 @@ def make_problem(family: str, seed: int):
 
 
 # ---------------------------------------------------------------------------- checks
-def _runs(rng, n: int):
+def _runs(rng, n: int, sample: int | None = None):
     """(method, options) to run on a QUBO of ``n`` variables: tiny budgets and the defaults."""
     runs = [("exhaustive", {}), ("tree", {}), ("tree", {"max_nodes": int(rng.integers(1, 51))}),
             ("tree", {"max_nodes": int(rng.integers(1, 6)), "diagonal": "uniform", "order": "natural"}),
@@ -118,10 +118,12 @@ def _runs(rng, n: int):
         runs.append(("tree", {"time_limit": 1e-4}))
     if rng.random() < 0.1:
         runs += [("tabu", {"num_restarts": 2}), ("anneal", {"num_reads": 2, "num_sweeps": 20})]
+    if sample is not None:  # the long run: a random few of them per problem
+        runs = [runs[i] for i in sorted(rng.choice(len(runs), size=min(sample, len(runs)), replace=False))]
     return runs
 
 
-def _check_qubo(bqm, rng, counts: dict, failures: list, tag) -> float:
+def _check_qubo(bqm, rng, counts: dict, failures: list, tag, sample=None) -> float:
     from solvers import solve
     from solvers.bounds import box_qp_bound, lower_bounds, roof_duality_bound
 
@@ -133,7 +135,7 @@ def _check_qubo(bqm, rng, counts: dict, failures: list, tag) -> float:
         if value is not None and not value <= opt + tol:
             failures.append((tag, name, f"bound {value!r} above the optimum {opt!r}"))
 
-    for method, opts in _runs(rng, bqm.n):
+    for method, opts in _runs(rng, bqm.n, sample):
         try:
             res = solve(bqm, method, **opts)
         except ValueError as err:  # a refusal is not a certificate
@@ -151,7 +153,7 @@ def _check_qubo(bqm, rng, counts: dict, failures: list, tag) -> float:
                 failures.append((tag, name, f"optimal at {res.energy!r}, optimum {opt!r}"))
         if res.lower_bound is not None:
             bound(name, res.lower_bound)
-    for it in (1, 2, 5, 2000):
+    for it in (1, 2, 5, 2000) if sample is None else (int(rng.choice([1, 2, 5, 2000])),):
         try:
             bound(f"box_qp_bound(max_iter={it})", box_qp_bound(bqm, max_iter=it))
         except ValueError:
@@ -164,7 +166,7 @@ def _check_qubo(bqm, rng, counts: dict, failures: list, tag) -> float:
     return opt
 
 
-def _check_layer(problem, rng, counts: dict, failures: list, tag) -> None:
+def _check_layer(problem, rng, counts: dict, failures: list, tag, sample=None) -> None:
     from solvers import solve
 
     total, scale = 0.0, 0.0
@@ -175,9 +177,9 @@ def _check_layer(problem, rng, counts: dict, failures: list, tag) -> None:
             total += row.c
             continue
         counts["problems"] += 1
-        total += _check_qubo(row, rng, counts, failures, (*tag, f"row {k}"))
+        total += _check_qubo(row, rng, counts, failures, (*tag, f"row {k}"), sample)
     tol = TOL * scale
-    for opts in ({"max_nodes": int(rng.integers(1, 30))}, {}):
+    for opts in ({"max_nodes": int(rng.integers(1, 30))}, {})[: 2 if sample is None else 1]:
         res = solve(problem, "tree", **opts)
         counts["energies"] += 1
         if not res.energy >= total - tol:
@@ -191,17 +193,19 @@ def _check_layer(problem, rng, counts: dict, failures: list, tag) -> None:
             failures.append((tag, f"layer tree{opts}", f"bound {res.lower_bound!r} above {total!r}"))
 
 
-def check_problem(family: str, seed: int, counts: dict | None = None) -> list:
+def check_problem(family: str, seed: int, counts: dict | None = None, sample: int | None = None) -> list:
     """Run every check on problem ``(family, seed)``; returns the failures ``(tag, what, why)``
-    and adds to ``counts`` (problems, bounds, optimal claims, energies, refusals)."""
+    and adds to ``counts`` (problems, bounds, optimal claims, energies, refusals). ``sample``:
+    run only that many of the solver runs (drawn from the problem's seed), one box-QP iteration
+    count and, for a layer, the node-limited layer solve only (the long run's setting)."""
     counts = {"problems": 0, "bounds": 0, "optimal": 0, "energies": 0, "refused": 0} if counts is None else counts
     failures: list = []
     problem = make_problem(family, seed)
     rng = np.random.default_rng([99, FAMILIES.index(family), int(seed)])
     tag = (family, int(seed))
     if family in ("layer", "token", "conv"):
-        _check_layer(problem, rng, counts, failures, tag)
+        _check_layer(problem, rng, counts, failures, tag, sample)
     else:
         counts["problems"] += 1
-        _check_qubo(problem, rng, counts, failures, tag)
+        _check_qubo(problem, rng, counts, failures, tag, sample)
     return failures
