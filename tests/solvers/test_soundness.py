@@ -66,3 +66,18 @@ def test_every_registered_method_certifies_only_what_holds(family, seed):
 def test_every_certificate_of_a_random_problem_holds(family, seed):
     # the long run's checks (tests/soundness.py), all of them on each drawn problem
     assert check_problem(family, seed) == []
+
+
+def test_lns_on_rows_wider_than_its_windows_certifies_nothing_it_cannot_prove():
+    # a fixed set on which the small-window search misses the optimum at least once, so a bound
+    # equal to its own energy (or any bound above the optimum) is caught deterministically
+    misses = 0
+    for seed in range(25):
+        for family in ("ties", "real"):
+            bqm = make_problem(family, seed)
+            opt = brute_minimum(bqm.P, bqm.q, bqm.c)
+            res = solve(bqm, "lns", **OPTIONS["lns"])
+            scale = np.abs(bqm.P).sum() + np.abs(bqm.q).sum() + abs(bqm.c)
+            _check(res, opt, scale, "lns")
+            misses += res.energy > opt + 1e-9 * scale
+    assert misses > 0
