@@ -173,6 +173,27 @@ class _Search:
         return True
 
 
+def _kick_descent(st: _Search, C, rng, region, kk: int, top: int) -> None:
+    """Passes of windows of ``kk`` variables seeded in ``region`` (seeds in a random order, each
+    pass covering the region), ``kk`` grown by half up to ``top`` after a pass without a gain;
+    at most ``KICK_PASSES`` passes, and none once the work budget is spent."""
+    n = C.shape[0]
+    for _ in range(KICK_PASSES):  # a cap: each pass must lower the energy, but never trust it
+        if st.spent:
+            break
+        covered = np.zeros(n, dtype=bool)
+        moved = False
+        for s in rng.permutation(region):
+            if not covered[s]:
+                S = coupling_window(C, int(s), kk)
+                covered[S] = True
+                moved |= st.step(S)
+        if not moved:
+            if kk >= top:
+                break
+            kk = min(top, int(np.ceil(kk * 1.5)))
+
+
 def lns(bqm, *, window: int = 16, max_window: int = 32, window_nodes: int = 20_000,
         max_nodes: int = 20_000_000, start: str = "tabu", reads: int = 3, kicks: int = 32, kick: int = 6,
         seed=0, tree_nodes: int = 0) -> Outcome:
@@ -234,22 +255,7 @@ def lns(bqm, *, window: int = 16, max_window: int = 32, window_nodes: int = 20_0
         # descend with windows smaller than max_window (which would only undo the kick), seeded
         # in the kicked group's neighbourhood, growing from kick + 2 to twice that (enumerated)
         region = coupling_window(C, int(K[0]), min(n, 4 * size))
-        top = min(n, max(size + 2, min(_ENUMERATE, 2 * (size + 2))))
-        kk = min(n, size + 2)
-        for _ in range(KICK_PASSES):  # a cap: each pass must lower the energy, but never trust it
-            if st.spent:
-                break
-            covered = np.zeros(n, dtype=bool)
-            moved = False
-            for s in rng.permutation(region):
-                if not covered[s]:
-                    S = coupling_window(C, int(s), kk)
-                    covered[S] = True
-                    moved |= st.step(S)
-            if not moved:
-                if kk >= top:
-                    break
-                kk = min(top, int(np.ceil(kk * 1.5)))
+        _kick_descent(st, C, rng, region, min(n, size + 2), min(n, max(size + 2, min(_ENUMERATE, 2 * (size + 2)))))
         if _energy(P, q, st.x) >= e0 - st.tol:
             st.x, st.Px = x0, Px0
         else:
