@@ -20,10 +20,11 @@ part, ``diag(M) + l`` and ``k`` vanish. Their absolute sum, ``residual``, bounds
 ``|E(v) - ||R v - y||^2 - c_0|`` over all ``2^n`` states, costs one ``O(n^3)`` product (as the
 Cholesky factorisation), and is refused (ValueError) above ``eps / 2``: pruning compares bounds
 of the form against ``U + eps``, so a residual up to ``eps / 2`` leaves ``eps / 2`` for the
-rounding of the node bounds themselves and no strictly better state is ever pruned. Measured
-residuals are ``1e-7`` of ``eps`` or less (rows of 10 to 512 variables, PSD, indefinite and
-low-rank); a diagonal moved into ``P`` but not out of ``q`` (``P + diag(1.001 u)``, ``q - u``)
-is refused.
+rounding of the node bounds themselves and no strictly better state is ever pruned. (The
+residual is evaluated in float64, so it bounds the error up to its own rounding, which is of
+the size of the residuals measured: below ``3e-7 eps`` on rows of 10 to 512 variables, PSD,
+indefinite and low-rank, with the SDP diagonal.) A diagonal moved into ``P`` but not out of
+``q`` (``P + diag(1.001 u)``, ``q - u``) is refused.
 
 The variable order (``"schur"``: the V-BLAST rule, or ``"natural"``) is chosen here, and
 :func:`nearest_plane` is Babai's rounding of the form (the GPTQ/OBQ error-feedback rule).
