@@ -191,12 +191,12 @@ def test_property_energy_equals_direct_convolution(case_seed, bits):
     assert prob.loss(v) == pytest.approx(want, rel=1e-9, abs=1e-12)
     bqm_e = sum(prob.row_bqm(k).energy(v[k, prob.free[k]]) for k in range(prob.n_rows))
     assert bqm_e == pytest.approx(want, rel=1e-8, abs=1e-10)
-    # the tree's reported energy is the direct convolution's loss of its rounding, and no state
-    # drawn here beats it
+    # the tree's reported energy is the direct convolution's loss of its rounding, and the state
+    # drawn here does not beat it
     res = solvers.solve(prob, "tree")
     got = direct_loss(W, X, prob.w_hat_4d(res.x), **_direct_geo(geo))
     assert res.energy == pytest.approx(got, rel=1e-9, abs=1e-12)
-    assert res.optimal and got <= want + 1e-9 * max(1.0, abs(want))
+    assert got <= want + 1e-9 * max(1.0, abs(want))
 
 
 def test_chunked_gram_equals_one_chunk(monkeypatch):
