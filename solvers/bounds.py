@@ -19,8 +19,17 @@ Two bounds, each valid for every ``E(v) = v^T P v + q^T v + c`` (PSD or not):
   tiny margin covering the eigenvalue solver's rounding, and the bound is the continuous
   minimum of the PSD form.
 * **Roof duality** (Hammer, Hansen, Simeone 1984), via dwave-preprocessing: the best lower
-  bound from posiforms, plus the variables it fixes. With ``strict=True`` a fixed variable
-  takes its value in *every* minimiser (strong persistency), so fixing it keeps the optimum.
+  bound from posiforms, plus the variables it fixes. The library works on a fixed-point copy of
+  the model: every coefficient times ``ratio = (2^63 - 1) / (4 M)`` (``M`` the largest of the
+  coefficients and the posiform's summed linear terms), *truncated* to an integer. ``strict=True``
+  fixes the variables that are strongly persistent **for that copy** (the same value in every
+  minimiser of the copy). The copy's energies differ from the model's by less than
+  ``delta = (n + m) / ratio`` (``m`` couplings), so fixing the variables keeps the optimum to
+  within ``delta`` (about ``1e-18 (n + m) M``), and when the model's distinct energy levels are
+  more than ``delta`` apart some minimiser takes the fixed values. It is *not* strong
+  persistency for the model itself: an exact tie is broken by the truncation (``P = -1``
+  everywhere except ``P_01 = P_02 = 3``, ``q = -1``, ``n = 8`` has minimisers with ``x_0 = 0``
+  and ``x_0 = 1``; ``x_0 = 1`` is fixed, and ``x_0 = 0`` if the model is scaled by 1000).
 
 Both are lowered by a relative ``1e-9`` of the model's scale so that floating-point rounding
 can never lift them above the true optimum.
@@ -151,8 +160,11 @@ def roof_duality_bound(bqm: BQM, strict: bool = True) -> tuple[float, dict]:
     ----------
     bqm : BQM
     strict : bool, default=True
-        Fix only variables whose value is the same in every minimiser (strong persistency);
-        with False also those that take it in some minimiser (weak persistency).
+        The library's strong persistencies (False: also its weak ones) of its fixed-point copy of
+        the model (module docs): fixing the returned variables keeps the optimum up to that
+        copy's resolution, about ``1e-18`` of the model's scale per coefficient, and among
+        exactly tied minimisers the truncation picks which values are fixed; they are not
+        guaranteed to be the same in every minimiser of the model.
 
     Returns
     -------
@@ -175,7 +187,7 @@ class Bounds:
     roof_duality : float
         Roof-duality bound.
     fixed : dict
-        ``{index: value}`` fixed by roof duality (strong persistency).
+        ``{index: value}`` fixed by roof duality (fixing them keeps the optimum, module docs).
     shift : float
         The smallest safe diagonal ``d`` making ``P + d I`` PSD (:func:`convex_shift`); the
         box-QP bound uses the tree's slightly larger shift (``lambda_min(P + d I) = 1e-6 ||P||``).

@@ -85,9 +85,13 @@ def sdp_diagonal(P, q, *, max_newton: int = 80, rounds: int = 8, shrink: float =
     norm = max(float(np.max(np.abs(w))), float(np.max(np.abs(q), initial=0.0)), 1e-300)
     u = np.full(n, max(0.0, -float(w[0])) + 0.1 * norm)
     L = _factor(P, u)
-    while L is None:  # pragma: no cover - rounding in lambda_min only
+    for _ in range(64):  # pragma: no cover - rounding in lambda_min only
+        if L is not None:
+            break
         u = u + 0.1 * norm
         L = _factor(P, u)
+    if L is None:  # pragma: no cover - 6.4 ||P|| added and still no factor: a non-finite P
+        raise RuntimeError("sdp_diagonal: no positive definite P + diag(u) found")
     with np.errstate(all="ignore"):  # a non-finite step only ends the search
         return _barrier_newton(P, q, u, L, norm, max_newton, rounds, shrink)
 

@@ -22,7 +22,9 @@ the energy (the current window state is the tree's incumbent), so the search is 
 * **k grown while it pays**: after a pass without improvement ``k`` grows by half, up to
   ``max_window``; the search stops after a pass without improvement at ``max_window``, or when the
   work budget (tree nodes summed over windows, ``max_nodes``) is spent: results never depend on
-  the clock.
+  the clock. Every loop is bounded whatever the window model answers: every window step costs
+  at least one node of ``max_nodes``, the window phase runs at most ``MAX_PASSES`` passes and a
+  kick's descent at most ``KICK_PASSES``.
 
 The result is a heuristic state (``optimal=False``, no bound); its energy is recomputed from the
 model by :func:`solvers.solve`.
@@ -49,6 +51,11 @@ __all__ = ["lns", "coupling_window", "start_tree_nodes"]
 _STARTS = ("gptq", "tabu")
 _ENUMERATE = 12  # windows up to this size are enumerated, larger ones go to the tree
 START_NODES_PER_VARIABLE = 1100  # the tree's start state: past its first leaves (start_tree_nodes)
+#: Passes of a kick's window descent at most (each pass that moves lowers the energy by more than
+#: the tolerance, so the descent ends by itself; the cap bounds it even if a window model were wrong).
+KICK_PASSES = 64
+#: Passes of the window phase at most (a pass that improves nothing at ``max_window`` ends it first).
+MAX_PASSES = 10_000
 
 
 @lru_cache(maxsize=_ENUMERATE + 1)
@@ -157,7 +164,7 @@ class _Search:
             budget = max(1, min(self.window_nodes, self.max_nodes - self.nodes))
             res = tree_search(PSS, qS, 0.0, max_nodes=budget, initial=xs.astype(np.int8),
                               root_bound=False)
-            self.nodes += res.info["nodes"]
+            self.nodes += max(1, int(res.info["nodes"]))  # >= 1: every loop over windows ends
             new = res.x.astype(np.float64)
         self.windows += 1
         d = new - xs
@@ -167,6 +174,27 @@ class _Search:
         self.Px += P[:, S] @ d
         self.improving += 1
         return True
+
+
+def _kick_descent(st: _Search, C, rng, region, kk: int, top: int) -> None:
+    """Passes of windows of ``kk`` variables seeded in ``region`` (seeds in a random order, each
+    pass covering the region), ``kk`` grown by half up to ``top`` after a pass without a gain;
+    at most ``KICK_PASSES`` passes, and none once the work budget is spent."""
+    n = C.shape[0]
+    for _ in range(KICK_PASSES):  # a cap: each pass must lower the energy, but never trust it
+        if st.spent:
+            break
+        covered = np.zeros(n, dtype=bool)
+        moved = False
+        for s in rng.permutation(region):
+            if not covered[s]:
+                S = coupling_window(C, int(s), kk)
+                covered[S] = True
+                moved |= st.step(S)
+        if not moved:
+            if kk >= top:
+                break
+            kk = min(top, int(np.ceil(kk * 1.5)))
 
 
 @dataclass(frozen=True)
@@ -235,7 +263,7 @@ def _window_passes(st: _Search, C, rng, window, max_window) -> tuple[int, int]:
     n = st.x.size
     k = min(window, n)
     passes = 0
-    while not st.spent:
+    while not st.spent and passes < MAX_PASSES:
         passes += 1
         covered = np.zeros(n, dtype=bool)
         improved = False
@@ -271,30 +299,12 @@ def _kicks(st: _Search, C, rng, kicks, kick) -> int:
         # in the kicked group's neighbourhood, growing from kick + 2 to twice that (enumerated)
         region = coupling_window(C, int(K[0]), min(n, 4 * size))
         top = min(n, max(size + 2, min(_ENUMERATE, 2 * (size + 2))))
-        _descend_region(st, C, rng, region, min(n, size + 2), top)
+        _kick_descent(st, C, rng, region, min(n, size + 2), top)
         if _energy(P, q, st.x) >= e0 - st.tol:
             st.x, st.Px = x0, Px0
         else:
             st.kick_gains += 1
     return done
-
-
-def _descend_region(st: _Search, C, rng, region, kk, top) -> None:
-    """Windows of ``kk`` variables seeded in ``region`` until none improves, ``kk`` grown by half
-    up to ``top``."""
-    n = st.x.size
-    while True:
-        covered = np.zeros(n, dtype=bool)
-        moved = False
-        for s in rng.permutation(region):
-            if not covered[s]:
-                S = coupling_window(C, int(s), kk)
-                covered[S] = True
-                moved |= st.step(S)
-        if not moved:
-            if kk >= top:
-                break
-            kk = min(top, int(np.ceil(kk * 1.5)))
 
 
 # certifies_bound: lns reports a bound (and optimality) only when the tree decides the whole QUBO

@@ -255,8 +255,9 @@ def tree_search(P, q, c=0.0, *, order: str = "schur", bound: str = "rows", num_s
         itself when optimal); ``status`` ``"optimal"`` or the limit reached. ``info``:
         ``states`` (int8, shape (k, n), ``k <= num_states``) and ``energies`` (shape (k,)),
         the lowest distinct states found by ascending energy; ``nodes`` (tree nodes whose
-        bound was evaluated), ``order``, ``bound``, ``shift``, ``eps``, ``form_error`` and
-        ``root_bound`` (module docs).
+        bound was evaluated), ``order``, ``bound``, ``shift``, ``eps``, ``form_error``,
+        ``residual`` (the rewrite's certified bound on ``|E - ||R v - y||^2 - c0|`` over every
+        binary state, :mod:`solvers.least_squares`) and ``root_bound`` (module docs).
     """
     with blas_threads(1):
         return _tree_search(P, q, c, order=order, bound=bound, num_states=num_states,
@@ -332,6 +333,7 @@ def _tree_search(P, q, c, *, order, bound, num_states, max_nodes, time_limit, ba
         lower = min(best, _unscale_bound(max(open_bound, lb_root), s))
     info = {"states": states, "energies": E, "nodes": nodes, "order": order, "bound": bound,
             "shift": form.shift / s, "eps": form.eps / s, "form_error": form_error / s,
+            "residual": form.residual / s,
             "root_bound": lb_root / s}
     return Result(x=states[0], energy=best, optimal=finished, lower_bound=float(lower),
                   seconds=time.perf_counter() - t0, method="tree", status=status, info=info)

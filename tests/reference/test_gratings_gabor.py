@@ -43,11 +43,12 @@ def test_a_linear_response_is_the_mean_absolute_dot_product_over_phases():
 
 def test_tuning_of_a_hand_made_curve():
     R = np.zeros((2, 16, 2))
-    R[0, :, 1] = 1.0 + np.cos(2 * (THETAS - THETAS[3]))  # peak at index 3, zero at the orthogonal 11
+    R[0, :, 1] = 2.0 + np.cos(2 * (THETAS - THETAS[3]))  # peak 3 at index 3, 1 at the orthogonal 11
     R[1] = 1.0  # untuned
     tu = tuning(R, THETAS, np.array([0.1, 0.2]))
     assert tu["pref_theta"][0] == THETAS[3] and tu["pref_freq"][0] == 0.2
-    assert tu["osi"][0] == pytest.approx(1.0) and tu["one_minus_cv"][0] == pytest.approx(0.5)
+    # by hand: OSI = (3 - 1) / (3 + 1); 1 - CV = |sum_t R_t e^{2it}| / sum_t R_t = (16 / 2) / (16 * 2)
+    assert tu["osi"][0] == pytest.approx(0.5, rel=1e-12) and tu["one_minus_cv"][0] == pytest.approx(0.25, rel=1e-12)
     assert tu["osi"][1] == 0.0 and tu["one_minus_cv"][1] == pytest.approx(0.0, abs=1e-12)
     assert list(tu["oriented"]) == [True, False]
     silent = tuning(np.zeros((1, 16, 2)), THETAS, np.array([0.1, 0.2]))
@@ -72,10 +73,16 @@ def test_a_gabor_atoms_responses_match_its_fourier_transform(theta, sigma, freq)
     assert R[(i + 2) % 16, j] / R[i, j] == pytest.approx(want, rel=0.02)
     tu = tuning(R[None], THETAS, FREQS)
     assert tu["pref_theta"][0] == pytest.approx(theta)
-    assert tu["osi"][0] > ORIENTED_OSI
+    # OSI by hand from the responses at the atom's own orientation and the orthogonal one (not 0)
+    p, o = R[i, j], R[(i + 8) % 16, j]
+    assert o > 0 and tu["osi"][0] == pytest.approx((p - o) / (p + o), rel=1e-12)
     c = (np.arange(32) - 15.5) ** 2
     iso = np.exp(-c[:, None] / 8 - c[None, :] / 8).ravel()
-    tb = tuning(linear_responses((iso - iso.mean())[:, None], STIM), THETAS, FREQS)
+    Rb = linear_responses((iso - iso.mean())[:, None], STIM)[0]
+    tb = tuning(Rb[None], THETAS, FREQS)
+    ib, jb = np.unravel_index(np.argmax(Rb), Rb.shape)
+    pb, ob = Rb[ib, jb], Rb[(ib + 8) % 16, jb]
+    assert tb["osi"][0] == pytest.approx((pb - ob) / (pb + ob), rel=1e-9, abs=1e-15)
     assert tb["osi"][0] < 0.05  # a round blob has no orientation
 
 
@@ -111,3 +118,23 @@ def test_subregions_are_counted_on_the_profile_and_fits_batch_as_singles():
     assert F["r2"][0] > 0.999 and F["r2"][1] < 0.5  # noise is not Gabor-like
     with pytest.raises(ValueError, match="all-zero atom"):
         fit_gabors(np.zeros((16, 1)))
+
+
+def _extrema_by_hand(freq, sigma, phase, rel=0.2):
+    """Local extrema of exp(-x^2 / 2 sigma^2) cos(2 pi f x + phase), of at least rel x the largest,
+    found by sign changes of the slope on a fine grid (written here, not the module's count)."""
+    x = np.linspace(-8 * sigma - 2 / freq, 8 * sigma + 2 / freq, 200001)
+    prof = np.exp(-0.5 * (x / sigma) ** 2) * np.cos(2 * np.pi * freq * x + phase)
+    slope = np.sign(np.diff(prof))
+    turns = np.flatnonzero(slope[:-1] != slope[1:]) + 1
+    return int(np.sum(np.abs(prof[turns]) >= rel * np.abs(prof).max()))
+
+
+def test_subregions_are_counted_across_the_stripes_with_sigma_x():
+    # an atom narrow across its stripes and long along them: sigma_x gives 1 subregion,
+    # sigma_y would give 5 (the extrema at x = +-1 / (2 f) and +-1 / f keep 0.71 and 0.25 of it)
+    freq, sx, sy, phase = 0.15, 1.5, 4.0, 0.0
+    assert _extrema_by_hand(freq, sx, phase) == 1 and _extrema_by_hand(freq, sy, phase) == 5
+    F = fit_gabors(gabor(20, 1.0, 0.0, 0.0, 0.3, freq, sx, sy, phase)[:, None])
+    assert F["r2"][0] > 0.999
+    assert F["subregions"][0] == _extrema_by_hand(F["freq"][0], F["sigma_x"][0], F["phase"][0]) == 1

@@ -217,7 +217,7 @@ def _check_bounds(bqm, refusable: bool):
     tol = _rounding(bqm, x)
     lb, fixed = roof_duality_bound(bqm)
     assert lb <= opt + tol
-    if fixed:  # strong persistency: every minimiser takes the fixed values
+    if fixed:  # fixing the variables keeps the optimum (up to the fixed-point resolution)
         reduced, _ = bqm.fix(fixed)
         _, opt_fixed = _brute(reduced) if reduced.n else (None, reduced.c)
         assert opt_fixed <= opt + tol + 1e-9 * abs(opt)

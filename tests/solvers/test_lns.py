@@ -140,3 +140,39 @@ def test_on_the_proven_optimum_with_its_defaults(family, seed):
     opt = solve(p, "tree")
     assert opt.optimal
     assert solve(p, "lns", seed=seed).energy <= opt.energy * (1 + 1e-9)
+
+
+def test_every_loop_ends_even_if_every_window_claims_a_gain(monkeypatch):
+    # a wrong window model: each window "improves" and costs no node; the window phase and each
+    # kick's descent must still end (MAX_PASSES and KICK_PASSES), with the calls counted
+    from solvers import lns as lns_module
+
+    calls = []
+    # windows per pass: at most n (each covers its seed); per kick: KICK_PASSES passes over a region
+    most = 50 * 10 + 3 * lns_module.KICK_PASSES * 10
+
+    def always_better(self, S):
+        calls.append(len(S))
+        assert len(calls) <= most, "a loop over windows did not end"
+        return True
+
+    monkeypatch.setattr(lns_module._Search, "step", always_better)
+    monkeypatch.setattr(lns_module, "MAX_PASSES", 50)
+    rng = np.random.default_rng(0)
+    M = rng.normal(size=(10, 10))
+    bqm = BQM(M + M.T, rng.normal(size=10))
+    out = lns_module.lns(bqm, window=2, max_window=3, kicks=3, kick=1, start="gptq", max_nodes=10**12)
+    assert out.info["passes"] == 50 and out.info["kicks"] == 3
+
+
+def test_a_window_step_costs_at_least_one_node():
+    # the window phase is bounded by max_nodes only if every step spends a node
+    from solvers import lns as lns_module
+
+    rng = np.random.default_rng(1)
+    M = rng.normal(size=(20, 20))
+    st_ = lns_module._Search(M + M.T, rng.normal(size=20), np.zeros(20), window_nodes=1, max_nodes=10**9)
+    for S in (np.arange(3), np.arange(14)):  # enumerated and tree windows
+        before = st_.nodes
+        st_.step(S)
+        assert st_.nodes >= before + 1

@@ -460,6 +460,18 @@ def test_method_names_lists_the_registry():
     assert solvers.method_names(kind="sparse") == ["fista", "iht", "ista", "l0-exact", "omp"]
 
 
+def _l0_by_supports(Phi, X, lam):
+    """sum_i min_S 1/2 ||x_i - Phi_S a||^2 + lam |S| over every support S (numpy least squares)."""
+    K = Phi.shape[1]
+    best = 0.5 * np.sum(X * X, axis=1)
+    for mask in range(1, 2**K):
+        S = [k for k in range(K) if mask >> k & 1]
+        A, *_ = np.linalg.lstsq(Phi[:, S], X.T, rcond=None)
+        R = X.T - Phi[:, S] @ A
+        best = np.minimum(best, 0.5 * np.sum(R * R, axis=0) + lam * len(S))
+    return float(best.sum())
+
+
 def test_solve_on_a_sparse_problem_returns_the_one_result():
     """The front door: codes (N, K) in ``x``, the total objective as ``energy`` (float64),
     per-signal objectives in ``info``; proven codes are optimal with the bound at the energy."""
@@ -473,7 +485,16 @@ def test_solve_on_a_sparse_problem_returns_the_one_result():
         np.testing.assert_allclose(res.info["objective"], per_row, rtol=1e-12)
         assert res.energy == pytest.approx(per_row.sum(), rel=1e-12)
         assert res.optimal is optimal and (res.status == "optimal") is optimal
-        assert (res.lower_bound == res.energy) if optimal else res.lower_bound is None
+        if penalty in ("l0", "cel0"):  # brute force over all 2^10 supports (CEL0 keeps l0's minimum)
+            assert res.energy >= _l0_by_supports(Phi, X, 0.2) - 1e-9
+            if optimal:
+                assert res.energy == pytest.approx(_l0_by_supports(Phi, X, 0.2), rel=1e-9)
+                assert res.lower_bound == pytest.approx(res.energy, rel=1e-9)
+        if penalty == "l1" and optimal:  # KKT of the lasso, by hand
+            G = (X - res.x @ Phi.T) @ Phi
+            on = res.x != 0
+            assert np.all(np.abs(G[~on]) <= 0.2 + 1e-6)
+            np.testing.assert_allclose(G[on], 0.2 * np.sign(res.x[on]), atol=1e-6)
     one = solvers.solve(solvers.SparseProblem(Phi, X[2], "l0", 0.2), "l0-exact")
     assert one.x.shape == (10,) and isinstance(one.info["objective"], float) and one.energy == one.info["objective"]
     # the exact l0 optimum is below every other coder's l0 objective (brute force checks it above)
