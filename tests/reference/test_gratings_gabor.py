@@ -135,6 +135,6 @@ def test_subregions_are_counted_across_the_stripes_with_sigma_x():
     # sigma_y would give 5 (the extrema at x = +-1 / (2 f) and +-1 / f keep 0.71 and 0.25 of it)
     freq, sx, sy, phase = 0.15, 1.5, 4.0, 0.0
     assert _extrema_by_hand(freq, sx, phase) == 1 and _extrema_by_hand(freq, sy, phase) == 5
-    F = fit_gabors(gabor(20, 1.0, 0.0, 0.0, 0.3, freq, sx, sy, phase)[:, None])
+    F = fit_gabors(gabor(20, _params(1.0, 0.0, 0.0, 0.3, freq, sx, sy, phase))[:, None])
     assert F["r2"][0] > 0.999
     assert F["subregions"][0] == _extrema_by_hand(F["freq"][0], F["sigma_x"][0], F["phase"][0]) == 1
