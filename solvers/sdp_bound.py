@@ -87,11 +87,28 @@ def certified_bound(C, y, cuts, gamma) -> float:
     p = C.shape[0]
     M = _apply_cuts(C, cuts, gamma)
     M[np.diag_indices(p)] += y
+    if not np.all(np.isfinite(M)):  # an optimiser that broke down proves nothing
+        return -np.inf
     lam = float(np.linalg.eigvalsh(M)[0])
     eps = np.finfo(float).eps
     margin = (_SAFETY * (float(np.abs(C).sum()) + float(np.abs(y).sum()) + 2 * float(gamma.sum()))
               + 64 * p * p * eps * float(np.linalg.norm(M)))
     return p * lam - float(np.sum(y)) - float(gamma.sum()) - margin
+
+
+def _check(P, q, c):
+    """``(P, q, c)`` as float64, or a ValueError naming the argument that is wrong."""
+    P = np.asarray(P, dtype=np.float64)
+    q = np.asarray(q, dtype=np.float64)
+    if P.ndim != 2 or P.shape[0] != P.shape[1]:
+        raise ValueError(f"P must be a square matrix, found shape {P.shape}")
+    if q.shape != (P.shape[0],):
+        raise ValueError(f"q must have shape ({P.shape[0]},), found {q.shape}")
+    if not (np.all(np.isfinite(P)) and np.all(np.isfinite(q)) and np.isfinite(float(c))):
+        raise ValueError("P, q and c must be finite")
+    if not np.array_equal(P, P.T):
+        raise ValueError("P must be symmetric")
+    return P, q, float(c)
 
 
 def _maxcut_sdp(L, max_iter: int = 60, tol: float = 1e-7):
@@ -102,7 +119,7 @@ def _maxcut_sdp(L, max_iter: int = 60, tol: float = 1e-7):
     p = L.shape[0]
     e = np.ones(p)
     X = np.eye(p)
-    y = 1.1 * np.abs(L).sum(axis=1) + 1e-3 * max(float(np.abs(L).max()), 1e-300)
+    y = 1.1 * np.abs(L).sum(axis=1) + 1.0  # Z = Diag(y) - L diagonally dominant: positive definite
     Z = np.diag(y) - L
     mu = float(np.sum(Z * X)) / (2 * p)
     for _ in range(int(max_iter)):
@@ -205,18 +222,23 @@ def triangle_bound(P, q, c, steps: int = 30, separate_every: int = 5, max_cuts: 
         The bound (``<= min E`` whatever the optimiser reached) and ``info`` with ``shor`` (the
         bound at ``gamma = 0``), ``cuts`` and ``upper``.
     """
-    P = np.asarray(P, dtype=np.float64)
-    q = np.asarray(q, dtype=np.float64)
+    P, q, c = _check(P, q, c)
+    for name, val, low in (("steps", steps, 0), ("separate_every", separate_every, 1),
+                           ("max_cuts", max_cuts, 0), ("new_cuts", new_cuts, 0)):
+        if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < low:
+            raise ValueError(f"{name} must be an integer >= {low}, found {val!r}")
     n = P.shape[0]
     if n == 0:
-        return float(c), {"shor": float(c), "cuts": 0, "upper": float(c)}
+        return c, {"shor": c, "cuts": 0, "upper": c}
     s = _pow2_scale(P, q, c)
     C = homogeneous_form(P * s, q * s, float(c) * s)
     cuts = np.zeros((0, 4), dtype=np.int64)
     gamma = np.zeros(0)
     X, y = _maxcut_sdp(-C)
     best = shor = certified_bound(C, y, cuts, gamma)
-    U = _rounding_energy(C, X) if upper is None else min(float(upper) * s, _rounding_energy(C, X))
+    U = _rounding_energy(C, X)
+    if upper is not None and np.isfinite(float(upper)):
+        U = min(U, float(upper) * s)
     theta, stall = 1.0, 0
     for it in range(int(steps)):
         if it % int(separate_every) == 0:
