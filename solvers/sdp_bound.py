@@ -101,7 +101,7 @@ def _check(P, q, c):
     P = np.asarray(P, dtype=np.float64)
     q = np.asarray(q, dtype=np.float64)
     if P.ndim != 2 or P.shape[0] != P.shape[1]:
-        raise ValueError(f"P must be a square matrix, found shape {P.shape}")
+        raise ValueError(f"P must be square, found shape {P.shape}")
     if q.shape != (P.shape[0],):
         raise ValueError(f"q must have shape ({P.shape[0]},), found {q.shape}")
     if not (np.all(np.isfinite(P)) and np.all(np.isfinite(q)) and np.isfinite(float(c))):
