@@ -124,10 +124,16 @@ def _maxcut_sdp(L, max_iter: int = 60, tol: float = 1e-6):
     y = 1.1 * np.abs(L).sum(axis=1) + 1.0  # Z = Diag(y) - L diagonally dominant: positive definite
     Z = np.diag(y) - L
     mu = float(np.sum(Z * X)) / (2 * p)
+    floor = 1e-14 * float(np.abs(L).sum())  # a gap below rounding needs no further step
     for _ in range(int(max_iter)):
-        Zi = np.linalg.inv(Z)
-        Zi = (Zi + Zi.T) / 2
-        dy = np.linalg.solve(Zi * X, mu * np.diag(Zi) - e)
+        try:
+            Zi = np.linalg.inv(Z)
+            Zi = (Zi + Zi.T) / 2
+            dy = np.linalg.solve(Zi * X, mu * np.diag(Zi) - e)
+        except np.linalg.LinAlgError:  # numerically singular: keep the last iterate
+            break
+        if not (np.all(np.isfinite(Zi)) and np.all(np.isfinite(dy))):
+            break
         dX = mu * Zi - X - (Zi * dy[None, :]) @ X
         dX = (dX + dX.T) / 2
         ap = _step(X, dX)
@@ -141,7 +147,7 @@ def _maxcut_sdp(L, max_iter: int = 60, tol: float = 1e-6):
         if ap + ad > 1.9:
             mu *= 0.2
         phi, psi = float(y.sum()), float(np.sum(L * X))
-        if phi - psi <= tol * (abs(phi) + abs(psi)):  # the bound's own scale (cancellation)
+        if phi - psi <= tol * (abs(phi) + abs(psi)) + floor:  # the bound's own scale
             break
     return X, y
 
