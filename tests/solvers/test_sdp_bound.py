@@ -122,3 +122,15 @@ def test_bad_options(kw, match):
 def test_bad_models(P, q, c, match):
     with pytest.raises(ValueError, match=match):
         triangle_bound(P, q, c)
+
+
+@given(qubos(min_n=1, max_n=10, extreme=True))
+@settings(max_examples=30)
+def test_tree_with_the_triangle_root_bound_stays_exact(pqc):
+    """The root bound may stop the search early: the state it proves must be a true minimiser."""
+    P, q, c = pqc
+    res = solve(BQM(P, q, c), "tree", triangle_steps=4)
+    opt = brute_min(P, q, c)
+    scale = np.abs(P).sum() + np.abs(q).sum() + abs(c)  # both energies are rounded sums
+    assert res.optimal and res.lower_bound <= opt + 1e-12 * scale
+    assert abs(res.energy - opt) <= 1e-12 * scale
