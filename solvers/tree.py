@@ -53,6 +53,7 @@ from ._registry import Outcome, register
 from .runtime import blas_threads
 from .bounds import _box_qp_bound
 from .diagonal import sdp_diagonal
+from .sdp_bound import triangle_bound
 from .least_squares import ORDERS, LeastSquaresForm, _pow2_scale, _unscale_bound, least_squares_form, nearest_plane
 from .result import Result
 
@@ -209,7 +210,7 @@ def _search(form: LeastSquaresForm, Pp, qp, c, lowest: _LowestStates, *, rows: b
 
 def tree_search(P, q, c=0.0, *, order: str = "schur", bound: str = "rows", num_states: int = 1,
                 max_nodes=None, time_limit=None, batch: int = 512, initial=None,
-                root_bound: bool = True, diagonal: str = "sdp") -> Result:
+                root_bound: bool = True, diagonal: str = "sdp", triangle_steps: int = 0) -> Result:
     """Exact minimum (or ``num_states`` lowest states) of ``v^T P v + q^T v + c`` over {0,1}^n.
 
     Any symmetric ``P`` is accepted: semidefinite and indefinite ones are handled by the exact
@@ -245,6 +246,10 @@ def tree_search(P, q, c=0.0, *, order: str = "schur", bound: str = "rows", num_s
         The diagonal moved into ``P`` (module docs, point 1): ``"sdp"`` the one maximising the
         continuous bound (:func:`solvers.diagonal.sdp_diagonal`; up to 512 variables, uniform
         above; the root bound uses it up to 1024), ``"uniform"`` the smallest uniform shift.
+    triangle_steps : int, default=0
+        With ``root_bound``, also the SDP bound with triangle inequalities after this many
+        supergradient steps (:func:`solvers.sdp_bound.triangle_bound`); the root bound is the
+        larger of the two. 0: not computed.
 
     Returns
     -------
@@ -262,11 +267,12 @@ def tree_search(P, q, c=0.0, *, order: str = "schur", bound: str = "rows", num_s
     with blas_threads(1):
         return _tree_search(P, q, c, order=order, bound=bound, num_states=num_states,
                             max_nodes=max_nodes, time_limit=time_limit, batch=batch,
-                            initial=initial, root_bound=root_bound, diagonal=diagonal)
+                            initial=initial, root_bound=root_bound, diagonal=diagonal,
+                            triangle_steps=triangle_steps)
 
 
 def _tree_search(P, q, c, *, order, bound, num_states, max_nodes, time_limit, batch, initial,
-                 root_bound, diagonal) -> Result:
+                 root_bound, diagonal, triangle_steps=0) -> Result:
     t0 = time.perf_counter()
     n = P.shape[0]
     k = min(num_states, 2**n) if n < 63 else num_states
@@ -314,6 +320,9 @@ def _tree_search(P, q, c, *, order, bound, num_states, max_nodes, time_limit, ba
         if u_root is None and diagonal == "sdp" and n <= _SDP_ROOT_MAX:
             u_root = sdp_diagonal(P, q)
         lb_root = _box_qp_bound(P, q, c, diagonal=u_root)[0]
+        if triangle_steps:  # the SDP bound with triangle inequalities (solvers.sdp_bound)
+            lb_root = max(lb_root, triangle_bound(P, q, c, steps=int(triangle_steps),
+                                                  upper=float(lowest.E[0]))[0])
         if k == 1:
             stop_at = lb_root
     deadline = None if time_limit is None else t0 + float(time_limit)
@@ -345,16 +354,17 @@ def _tree_search(P, q, c, *, order, bound, num_states, max_nodes, time_limit, ba
                               "(with neither max_nodes nor time_limit given)"),
           options={"max_nodes": None, "time_limit": None, "order": Choice("schur", ORDERS),
                    "bound": Choice("rows", BOUNDS), "batch": Integer(512, low=1),
-                   "diagonal": Choice("sdp", DIAGONALS)},
+                   "diagonal": Choice("sdp", DIAGONALS), "triangle_steps": Integer(0, low=0)},
           summary="exact: branch and bound on the triangular factor (any QUBO, via a diagonal "
                   "rewrite); proves optimality or returns its bound")
-def _tree(bqm, max_nodes, time_limit, order, bound, batch, diagonal) -> Outcome:
+def _tree(bqm, max_nodes, time_limit, order, bound, batch, diagonal, triangle_steps) -> Outcome:
     # Limits mean what they say: a time_limit given alone governs (no hidden node limit); with
     # neither limit the deterministic default_max_nodes(n) applies.
     if max_nodes is None and time_limit is None:
         max_nodes = default_max_nodes(bqm.n)
     res = tree_search(bqm.P, bqm.q, bqm.c, order=order, bound=bound, max_nodes=max_nodes,
-                      time_limit=time_limit, batch=int(batch), diagonal=diagonal)
+                      time_limit=time_limit, batch=int(batch), diagonal=diagonal,
+                      triangle_steps=int(triangle_steps))
     info = {key: res.info[key] for key in ("nodes", "shift", "root_bound")}
     return Outcome(x=res.x, optimal=res.optimal, lower_bound=res.lower_bound, status=res.status,
                    info=info)
