@@ -64,9 +64,34 @@ def _legacy(path, name, encs) -> list:
         missing = [k for k in ("scale", "offset", "bitwidth") if k not in e]
         if missing:
             raise ValueError(f"encodings: {path}: {name!r}: an encoding lacks {missing}")
-        out.append((_number(path, name, e["scale"], "scale"), _number(path, name, e["offset"], "offset", True),
-                    _number(path, name, e["bitwidth"], "bitwidth", True)))
+        enc = (_number(path, name, e["scale"], "scale"), _number(path, name, e["offset"], "offset", True),
+               _number(path, name, e["bitwidth"], "bitwidth", True))
+        _check_range(path, name, e, *enc)
+        out.append(enc)
     return out
+
+
+#: How far (in steps) a legacy encoding's ``min``/``max`` may lie from ``offset scale`` and
+#: ``(offset + 2^bw - 1) scale``: float32 rounding of the stored numbers, far below one step.
+RANGE_TOL_STEPS = 1e-3
+
+
+def _check_range(path, name, e, scale, offset, bw) -> None:
+    """A legacy encoding's own ``min``/``max`` (when given) must be the range of the grid read from
+    ``scale``/``offset`` (``min = offset scale``, ``max = (offset + 2^bw - 1) scale``): a file with
+    the other sign of ``offset`` (``min = -offset scale``, as some exports write it) or a narrower
+    integer range (a strict symmetric grid) would otherwise pose a grid other than the one it
+    describes. Refused, naming the tensor; a zero scale has no range to compare."""
+    if scale == 0:
+        return
+    for key, want in (("min", offset), ("max", offset + 2**int(bw) - 1)):
+        if key in e:
+            got = _number(path, name, e[key], key) / scale
+            if abs(got - want) > RANGE_TOL_STEPS * max(1.0, abs(want)):
+                raise ValueError(
+                    f"encodings: {path}: {name!r}: {key} {e[key]!r} is {got:.6g} steps, but the grid "
+                    f"q = round(w / scale) - offset in [0, 2^bw - 1] has {key} at {want} steps (offset {offset}, "
+                    f"bitwidth {bw}); this reader takes AIMET's convention min = offset * scale")
 
 
 def _v1(path, entry) -> list:
