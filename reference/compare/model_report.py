@@ -288,7 +288,14 @@ def _totals(records) -> dict:
     return {"n_layers": len(records), "layers_proven": sum(o is not None for o in optima),
             "summed_optimum": math.fsum(optima) if all(o is not None for o in optima) else None,
             "summed_best_known": math.fsum(best) if all(_finite(b) for b in best) else None,
-            "summed_lower_bound": math.fsum(rec["lower_bound"] for rec in records)}
+            "summed_lower_bound": math.fsum(_bound(rec) for rec in records)}
+
+
+def _bound(rec) -> float:
+    """A layer's certified bound, taken as its best known where it exceeds it (by float64 rounding
+    only: :func:`solvers.certificates.check_bound` refuses more), as gap_interval takes it."""
+    lb, best = rec["lower_bound"], rec["best_known"]
+    return min(lb, best) if _finite(best) else lb
 
 
 def _worst_layers(layers, records, name) -> list[dict]:
@@ -302,7 +309,7 @@ def _worst_layers(layers, records, name) -> list[dict]:
         excess = r["loss"] - rec["best_known"]
         if excess > 0:
             rows.append({"index": layer.index, "name": layer.name, "loss": r["loss"], "excess_low": excess,
-                         "excess_high": r["loss"] - rec["lower_bound"], "gap_low": _interval(r)[0],
+                         "excess_high": r["loss"] - _bound(rec), "gap_low": _interval(r)[0],
                          "gap_high": _interval(r)[1]})
     rows.sort(key=lambda w: (-w["excess_low"], w["index"]))
     return rows[:WORST_LAYERS]

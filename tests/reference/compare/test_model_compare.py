@@ -444,3 +444,19 @@ def test_model_intervals_hold_the_true_gaps(facts):
         for w in m["worst_layers"]:
             f = facts[w["index"]]
             assert w["excess_low"] <= f[3][k] - f[0] <= w["excess_high"]
+
+
+def test_a_bound_above_the_best_known_by_rounding_gives_no_inverted_interval():
+    """check_bound lets a certified bound exceed a found loss by float64 rounding; the model's
+    interval then takes the bound as the best known (as gap_interval does per layer), so no end
+    of it lies below the other or below 0 (the true gap of a best-known loss is >= 0)."""
+    B = 1.0
+    layers = (ModelLayer(0, "l0", "linear", "l0.npz", {}),)
+    man = Manifest("manifest.json", "m", "onnx", layers, (0,))
+    rec = {"n_rows": 1, "n_vars": 1, "optimum": None, "best_known": B, "lower_bound": B * (1 + 1e-12),
+           "results": [{"method": "a", "loss": B, "optimal": False, "gap": None, "gap_low": 0.0,
+                        "gap_high": 0.0, "seconds": 0.0}]}
+    summ = model_summary(man, [rec], ["a"])
+    m = summ["methods"][0]
+    assert summ["summed_lower_bound"] <= summ["summed_best_known"]
+    assert 0.0 <= m["gap_low"] <= m["gap_high"]
