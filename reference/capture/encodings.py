@@ -99,6 +99,13 @@ def _v1(path, entry) -> list:
     if str(entry.get("dtype", "INT")).upper() != "INT":
         raise ValueError(f"encodings: {path}: {name!r} is a {entry.get('dtype')!r} encoding; only integer grids "
                          "are rounding problems")
+    blocked = [k for k in ("block_size", "per_block_int_scale") if k in entry]
+    if entry.get("enc_type", "PER_CHANNEL") not in ("PER_TENSOR", "PER_CHANNEL") or blocked:
+        # PER_BLOCK / LPBQ: the step varies along a row (LPBQ's 'scale' is per channel but each
+        # block multiplies it by its per_block_int_scale), which a per-row grid cannot pose
+        raise ValueError(f"encodings: {path}: {name!r} is a {entry.get('enc_type')!r} encoding"
+                         + (f" (with {blocked})" if blocked else "") + "; only per-tensor and per-channel "
+                         "grids (one step per output channel) are read")
     missing = [k for k in ("scale", "offset", "bw") if k not in entry]
     if missing:
         raise ValueError(f"encodings: {path}: {name!r}: the encoding lacks {missing}")

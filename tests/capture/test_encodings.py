@@ -40,3 +40,18 @@ def test_an_encoding_whose_range_is_not_its_grid_is_refused(tmp_path, offset, lo
 def test_an_encoding_without_min_and_max_is_read_as_given(tmp_path):
     encs = [{"bitwidth": 4, "dtype": "int", "is_symmetric": "True", "offset": -8, "scale": 0.5}]
     assert read_encodings(_write(tmp_path, encs)) == {"w": [(0.5, -8, 4)]}
+
+
+@pytest.mark.parametrize("extra", [
+    {"enc_type": "LPBQ", "block_size": 2, "compressed_bw": 4, "per_block_int_scale": [1, 3, 2, 5]},
+    {"enc_type": "PER_BLOCK", "block_size": 2},
+])
+def test_a_blockwise_encoding_is_refused_not_read_as_per_channel(tmp_path, extra):
+    """LPBQ's 'scale' has one entry per output channel, but each block's step is that scale times
+    its per_block_int_scale: read as a per-channel grid it would pose another grid."""
+    entry = {"name": "w", "dtype": "INT", "bw": 4, "is_sym": True, "scale": [0.1, 0.2], "offset": [-8, -8],
+             **extra}
+    path = tmp_path / "enc.json"
+    path.write_text(json.dumps({"version": "1.0.0", "activation_encodings": [], "param_encodings": [entry]}))
+    with pytest.raises(ValueError, match=r"encodings: .*'w' is a '(LPBQ|PER_BLOCK)' encoding"):
+        read_encodings(str(path))
