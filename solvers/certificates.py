@@ -101,6 +101,12 @@ def gap_interval(value: float, best_known: float, lower: float | None) -> tuple[
     limits at the ends of each side.
     """
     v, hi_o = float(value), float(best_known)
+    for name, x in (("value", v), ("best_known", hi_o), ("lower", v if lower is None else float(lower))):
+        if math.isnan(x):  # a NaN end would print as a gap
+            raise ValueError(f"gap_interval: {name} is NaN; a gap needs numbers")
+    if not v >= hi_o:
+        raise ValueError(f"gap_interval: value {v!r} lies below best_known {hi_o!r}; best_known is the "
+                         "lowest value found, so it includes value")
     lo_o = -math.inf if lower is None else min(float(lower), hi_o)
     ends = []
     if lo_o < 0:  # optima below zero

@@ -334,7 +334,7 @@ def aggregate(problems, records, methods) -> list[dict]:
             gap = _gap(r["value"], optimum)
             if optimum is not None:
                 low = high = gap
-            elif r["value"] is None or best_known is None:
+            elif r["value"] is None or best_known is None or not np.isfinite(r["value"]):
                 low = high = None
             else:
                 low, high = gap_interval(r["value"], best_known, lower)

@@ -178,3 +178,16 @@ def test_solve_refuses_a_row_bound_above_that_rows_energy(monkeypatch):
     monkeypatch.setitem(METHODS, "liar", liar(1e-3))
     with pytest.raises(CertificateError, match="method 'liar', row 0"):
         solve(prob, "liar")
+
+
+@pytest.mark.parametrize("args, message", [
+    ((float("nan"), 1.0, 0.5), "value is NaN"),
+    ((1.0, float("nan"), 0.5), "best_known is NaN"),
+    ((1.0, 1.0, float("nan")), "lower is NaN"),
+    ((0.5, 1.0, 0.2), "value 0.5 lies below best_known 1.0"),
+])
+def test_gap_interval_refuses_a_nan_or_a_value_below_the_best_known(args, message):
+    """A NaN end would be printed as a gap, and a value below best_known breaks the premise that
+    every optimum lies at or below best_known."""
+    with pytest.raises(ValueError, match=message):
+        gap_interval(*args)
