@@ -139,7 +139,9 @@ def _fold(layer, node, consumers, outputs, consts) -> None:
     a = _attrs(bn)
     if a.get("training_mode", 0):
         return
-    gamma, var = (consts[bn.input[i]].astype(np.float64) for i in (1, 4))
+    gamma, var = (consts[bn.input[i]].astype(np.float64).reshape(-1) for i in (1, 4))
+    if gamma.size != layer.W.shape[0] or var.size != layer.W.shape[0]:
+        return  # statistics per element (BatchNormalization-7's spatial=0), not one per output channel
     layer.bn_factor = gamma / np.sqrt(var + float(a.get("epsilon", 1e-5)))
     layer.bn_name = bn.name or bn.output[0]
 

@@ -345,3 +345,24 @@ def test_a_fixed_batch_size_in_the_graph_is_respected(tmp_path):
     with pytest.raises(ValueError, match="inputs: the model's input 'x' has a fixed batch of 2; give a multiple of 2"):
         capture(model, _inputs(), tmp_path / "p")
     _nothing_written(tmp_path / "p")
+
+
+def test_a_batchnorm_with_statistics_per_element_is_not_folded(tmp_path):
+    """BatchNormalization-7 with spatial=0 keeps one statistic per element (C, H, W), not one per
+    output channel: no per-row factor exists, so the conv is captured with its own weights."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    W = rng.normal(size=(2, 1, 2, 2)).astype(np.float32)
+    stats = {k: rng.uniform(0.5, 2.0, size=(2, 2, 2)).astype(np.float32) for k in "gbmv"}
+    inits = [numpy_helper.from_array(W, "w")] + [numpy_helper.from_array(a, k) for k, a in stats.items()]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["y"], name="conv"),
+             helper.make_node("BatchNormalization", ["y", "g", "b", "m", "v"], ["z"], name="bn", spatial=0)]
+    graph = helper.make_graph(nodes, "t", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 3, 3])],
+                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", 2, 2, 2])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 8)])
+    model.ir_version = 7
+    man = capture(model, rng.normal(size=(4, 1, 3, 3)).astype(np.float32), tmp_path / "o")
+    (e,) = man["layers"]
+    assert e["folded_bn"] is False
+    np.testing.assert_array_equal(load_layer(str(tmp_path / "o" / e["file"])).W.reshape(W.shape), W)
