@@ -99,10 +99,18 @@ class _Interceptor:
             if hit is None or hit[0] is not a:
                 continue
             layer = hit[1]
-            is_bn = func is F.batch_norm and pos == 0 and not _bn_training(args, kwargs)
-            self.uses.setdefault(layer.weight, set()).add("bn" if is_bn else "other")
+            # only conv outputs are tracked; BatchNorm normalises dim 1, the output channels of a
+            # batched (N, C, H, W) output (an unbatched (C, H, W) one would be normalised over H)
+            is_bn = (func is F.batch_norm and pos == 0 and not _bn_training(args, kwargs)
+                     and len(a.shape) == 4)
+            kinds = self.uses.setdefault(layer.weight, set())
+            kinds.add("bn" if is_bn else "other")
             if is_bn:
-                self.bn[layer.weight] = _bn_args(args, kwargs, self.names)
+                bn = _bn_args(args, kwargs, self.names)
+                old = self.bn.get(layer.weight)
+                if old is not None and not np.array_equal(old[0], bn[0]):
+                    kinds.add("other")  # a shared weight followed by two different BNs: no one fold
+                self.bn[layer.weight] = bn
 
     def call(self, func, args, kwargs):
         self.before(func, args, kwargs)

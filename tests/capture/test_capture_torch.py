@@ -202,3 +202,47 @@ def test_attention_projections_are_captured_and_unused_layers_listed(tmp_path):
                                                           "forward pass (unused, or run by a fused kernel)"}]
     if hasattr(torch.backends, "mha"):
         assert torch.backends.mha.get_fastpath_enabled()  # restored
+
+
+class _SharedConvTwoBNs(nn.Module):
+    """One conv weight used twice, each call followed by its own BatchNorm: no single fold is right."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+        self.bn_a, self.bn_b = nn.BatchNorm2d(4), nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        return self.bn_a(self.conv(x)) + self.bn_b(self.conv(2 * x))
+
+
+class _TokenLinearBN(nn.Module):
+    """A token linear (N, L, out) followed by BatchNorm1d(L): BN normalises the token axis, not the
+    linear's output rows, so it is no fold of the linear's weights (here L == out; capture folds
+    BatchNorm into convolutions only)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(5, 4)
+        self.bn = nn.BatchNorm1d(4)
+
+    def forward(self, x):
+        return self.bn(self.lin(x))
+
+
+@pytest.mark.parametrize("make, shape", [(_SharedConvTwoBNs, (6, 3, 5, 5)), (_TokenLinearBN, (6, 4, 5))])
+def test_batchnorm_that_is_not_one_per_output_row_is_not_folded(tmp_path, make, shape):
+    torch.manual_seed(0)
+    model = make()
+    with torch.no_grad():
+        for mod in model.modules():
+            if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                mod.weight.uniform_(0.5, 2.0)
+                mod.running_var.uniform_(0.5, 2.0)
+    model.eval()
+    x = np.random.default_rng(2).normal(size=shape).astype(np.float32)
+    man = capture(model, x, tmp_path / "o")
+    (entry,) = man["layers"]
+    assert entry["folded_bn"] is False
+    W = np.load(tmp_path / "o" / entry["file"])["W"]
+    np.testing.assert_array_equal(W, next(model.parameters()).detach().double().numpy())
