@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reference import Grid, fit_grid, gram, layer_loss
 from solvers import LayerProblem
@@ -85,3 +86,42 @@ def test_decoding_refuses_non_binary_choices():
         prob.w_hat(np.array([[0.5, 0]]))
     with pytest.raises(ValueError, match=r"x must have shape \(1, 2\)"):
         prob.loss(np.zeros((2, 2)))
+
+
+# ---------------------------------------------------------------- the Gram matrix's PSD check at any scale
+@settings(deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 12), rank=st.integers(0, 12),
+       n_samples=st.sampled_from([1, 3, 50, 2000]), exp=st.integers(-150, 150))
+def test_a_gram_matrix_is_accepted_at_any_scale(seed, n, rank, n_samples, exp):
+    # X^T X / N computed in float64 (random or rank-deficient X, G of order 10^exp): its rounding
+    # may give tiny negative eigenvalues, which the check must accept at every scale
+    rng = np.random.default_rng(seed)
+    r = min(rank, n)
+    X = rng.normal(size=(n_samples, r)) @ rng.normal(size=(r, n)) if r else np.zeros((n_samples, n))
+    X *= 10.0 ** (exp / 2)
+    G = X.T @ X / n_samples
+    prob = LayerProblem(np.zeros((1, n)), Grid(1.0, -8, 7), G=G)
+    assert np.array_equal(prob.G, prob.G.T)
+
+
+@pytest.mark.parametrize("exp", [-150, -12, 0, 12, 150])
+@pytest.mark.parametrize("rank", [1, 3, 5])
+def test_an_indefinite_g_is_refused_at_any_scale(exp, rank):
+    # G = X^T X / N - delta I (X of rank < 6, so G is singular) with delta a millionth of G's scale (far above float64 rounding):
+    # the layer's loss could be negative, so 0 would not bound it; the old absolute tolerance
+    # accepted it whenever max|G| < 1e4
+    rng = np.random.default_rng(rank)
+    X = rng.normal(size=(rank + 1, rank)) @ rng.normal(size=(rank, 6)) * 10.0 ** (exp / 2)
+    G = X.T @ X / X.shape[0]
+    delta = 1e-6 * np.abs(G).max()
+    with pytest.raises(ValueError, match="G must be positive semidefinite"):
+        LayerProblem(np.zeros((1, 6)), Grid(1.0, -8, 7), G=G - delta * np.eye(6))
+    LayerProblem(np.zeros((1, 6)), Grid(1.0, -8, 7), G=G)  # the singular G itself is accepted
+
+
+@pytest.mark.parametrize("exp", [-150, -12, 0, 150])
+def test_an_asymmetric_g_is_refused_at_any_scale(exp):
+    G = np.eye(3) * 10.0**exp
+    G[0, 1] = 1e-6 * 10.0**exp
+    with pytest.raises(ValueError, match="G must be symmetric"):
+        LayerProblem(np.zeros((1, 3)), Grid(1.0, -8, 7), G=G)
