@@ -49,11 +49,19 @@ class BQM:
     name : str, optional
         A name for tables and result files.
 
+    Attributes
+    ----------
+    floor : float or None
+        A lower bound on every energy that the model's origin proves, None (the default) when
+        nothing is known. Only :meth:`solvers.LayerProblem.row_bqm` sets it (0: a row's loss is a
+        sum of squares, docs/exact.md, section 2); the tree stops, optimal, at a state that meets
+        it. Never set it on a general QUBO.
+
     Refused (ValueError): NaN or inf, subnormal coefficients (their precision is lost), and
     models whose bound ``2 sum|P| + sum|q| + |c|`` on ``|E(v)|`` exceeds :data:`MAX_ENERGY`.
     """
 
-    __slots__ = ("P", "q", "c", "labels", "name")
+    __slots__ = ("P", "q", "c", "labels", "name", "floor")
 
     def __init__(self, P, q=None, c=0.0, labels=None, name=None):
         P = as_float_array(P, "P", ndim=2)
@@ -92,6 +100,7 @@ class BQM:
         self.c = c
         self.labels = labels
         self.name = name
+        self.floor = None
         self.P.setflags(write=False)
         self.q.setflags(write=False)
 

@@ -171,7 +171,9 @@ class LayerProblem:
             P = Gk[np.ix_(idx, idx)] * np.outer(b, b)
             q = 2 * b * Ga[idx]
             c = float(a @ Ga)
-            self._rows[k] = BQM(P, q, c, labels=idx.tolist())
+            bqm = BQM(P, q, c, labels=idx.tolist())
+            bqm.floor = 0.0  # e^T G e with G PSD (checked): no state is below 0
+            self._rows[k] = bqm
         return self._rows[k]
 
     # ------------------------------------------------------------------ decoding

@@ -210,7 +210,8 @@ def _search(form: LeastSquaresForm, Pp, qp, c, lowest: _LowestStates, *, rows: b
 
 def tree_search(P, q, c=0.0, *, order: str = "schur", bound: str = "rows", num_states: int = 1,
                 max_nodes=None, time_limit=None, batch: int = 512, initial=None,
-                root_bound: bool = True, diagonal: str = "sdp", triangle_steps: int = 0) -> Result:
+                root_bound: bool = True, diagonal: str = "sdp", triangle_steps: int = 0,
+                floor: float | None = None) -> Result:
     """Exact minimum (or ``num_states`` lowest states) of ``v^T P v + q^T v + c`` over {0,1}^n.
 
     Any symmetric ``P`` is accepted: semidefinite and indefinite ones are handled by the exact
@@ -250,6 +251,11 @@ def tree_search(P, q, c=0.0, *, order: str = "schur", bound: str = "rows", num_s
         With ``root_bound``, also the SDP bound with triangle inequalities after this many
         supergradient steps (:func:`solvers.sdp_bound.triangle_bound`); the root bound is the
         larger of the two. 0: not computed.
+    floor : float or None
+        A lower bound on every energy proven by where the model comes from (``BQM.floor``: 0 for a
+        layer row, a sum of squares); None for a general QUBO. With ``num_states == 1`` the
+        search stops, optimal, once a state's energy recomputed from ``P`` is at most ``floor``
+        (docs/exact.md, section 2).
 
     Returns
     -------
@@ -268,11 +274,11 @@ def tree_search(P, q, c=0.0, *, order: str = "schur", bound: str = "rows", num_s
         return _tree_search(P, q, c, order=order, bound=bound, num_states=num_states,
                             max_nodes=max_nodes, time_limit=time_limit, batch=batch,
                             initial=initial, root_bound=root_bound, diagonal=diagonal,
-                            triangle_steps=triangle_steps)
+                            triangle_steps=triangle_steps, floor=floor)
 
 
 def _tree_search(P, q, c, *, order, bound, num_states, max_nodes, time_limit, batch, initial,
-                 root_bound, diagonal, triangle_steps=0) -> Result:
+                 root_bound, diagonal, triangle_steps=0, floor=None) -> Result:
     t0 = time.perf_counter()
     n = P.shape[0]
     k = min(num_states, 2**n) if n < 63 else num_states
@@ -307,6 +313,9 @@ def _tree_search(P, q, c, *, order, bound, num_states, max_nodes, time_limit, ba
     starts = [_descend(Pp, qp, nearest_plane(form.R, form.y))]
     if initial is not None:
         starts.append(np.asarray(initial, dtype=np.int8)[perm])
+    use_floor = floor is not None and k == 1
+    if use_floor:  # a layer row's all-down state: zero loss when its weights lie on the grid
+        starts.append(np.zeros(n, dtype=np.int8))
     S = np.array(starts, dtype=np.int8)
     if k > 1:  # the starts' 1-flip neighbours fill the set of lowest states faster
         flips = np.repeat(S, n, axis=0)
@@ -325,6 +334,8 @@ def _tree_search(P, q, c, *, order, bound, num_states, max_nodes, time_limit, ba
                                                   upper=float(lowest.E[0]))[0])
         if k == 1:
             stop_at = lb_root
+    if use_floor:  # a power-of-two scaling keeps the floor exact (0 stays 0)
+        stop_at = max(stop_at, float(floor) * s)
     deadline = None if time_limit is None else t0 + float(time_limit)
     finished, status, open_bound, nodes, form_error = _search(
         form, Pp, qp, c, lowest, rows=(bound == "rows"), batch=batch, max_nodes=max_nodes,
@@ -336,6 +347,10 @@ def _tree_search(P, q, c, *, order, bound, num_states, max_nodes, time_limit, ba
     idx = np.argsort(E, kind="stable")
     states, E = states[idx], E[idx]
     best = float(E[0])
+    if use_floor and best <= floor:  # the proven floor is met: no state can be lower
+        finished, status = True, "optimal"
+    elif use_floor and finished and lowest.E[0] <= float(floor) * s and not lowest.E[0] <= lb_root:
+        finished, status = False, "best found"  # stopped at the floor only in the rewrite's rounding
     if finished:
         lower = best
     else:
@@ -364,7 +379,7 @@ def _tree(bqm, max_nodes, time_limit, order, bound, batch, diagonal, triangle_st
         max_nodes = default_max_nodes(bqm.n)
     res = tree_search(bqm.P, bqm.q, bqm.c, order=order, bound=bound, max_nodes=max_nodes,
                       time_limit=time_limit, batch=int(batch), diagonal=diagonal,
-                      triangle_steps=int(triangle_steps))
+                      triangle_steps=int(triangle_steps), floor=bqm.floor)
     info = {key: res.info[key] for key in ("nodes", "shift", "root_bound")}
     return Outcome(x=res.x, optimal=res.optimal, lower_bound=res.lower_bound, status=res.status,
                    info=info)

@@ -259,3 +259,60 @@ def test_the_default_node_budget_shrinks_with_the_width_but_reaches_the_first_le
     bqm = _hard_problem(n=70, seed=1)
     r = solve(bqm, "tree")
     assert not r.optimal and "max_nodes == 153" in r.status  # max(2 * 70, 200 (64/70)^3 = 152.9)
+
+
+# ---------------------------------------------------------------- a zero-loss layer row is proven at once
+def _on_grid_layer(rng, conv: bool):
+    """A rank-deficient layer (fewer samples or patches than inputs) whose weights lie on the grid
+    except where the inputs are all zero: its rows have exact zero-loss roundings."""
+    grid = Grid(0.25, -8, 7)
+    if conv:
+        from solvers import ConvProblem
+        W = rng.integers(-8, 8, size=(3, 2, 3, 3)) * 0.25
+        X = rng.normal(size=(1, 2, 4, 4))  # 4 patches, fan-in 18
+        return ConvProblem(W, grid, X)
+    W = rng.integers(-8, 8, size=(3, 20)) * 0.25
+    W[:, :3] += 0.1  # off the grid, but on inputs that are always 0
+    X = rng.normal(size=(4, 20))
+    X[:, :3] = 0
+    return LayerProblem(W, grid, X=X)
+
+
+@pytest.mark.parametrize("conv", [False, True])
+def test_a_zero_loss_layer_row_is_proven_optimal_within_one_node(conv):
+    # every row's loss e^T G e is >= 0 (G PSD), so a rounding of loss exactly 0 is optimal; the
+    # tree proves it without searching (it used to report "best found" at max_nodes == 1)
+    prob = _on_grid_layer(np.random.default_rng(int(conv)), conv)
+    assert min(prob.row_bqm(k).n for k in range(prob.n_rows)) >= 10  # rows too wide to settle at the root
+    res = solve(prob, "tree", max_nodes=1)
+    assert res.optimal and res.status == "optimal"
+    assert res.lower_bound == 0.0 and res.energy == 0.0 and prob.loss(res.x) == 0.0
+    assert res.info["row_status"] == ["optimal"] * prob.n_rows
+
+
+def test_only_a_layer_row_carries_the_zero_floor():
+    prob = _on_grid_layer(np.random.default_rng(0), False)
+    row = prob.row_bqm(0)
+    assert row.floor == 0.0
+    assert BQM(row.P, row.q, row.c).floor is None
+    # the same model as a raw QUBO is not known to be a sum of squares: no optimum at one node
+    res = solve(BQM(row.P, row.q, row.c), "tree", max_nodes=1)
+    assert not res.optimal
+
+
+@settings(deadline=None, max_examples=40)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(2, 9))
+def test_a_general_qubo_with_a_zero_energy_state_is_not_declared_optimal_unless_it_is(seed, n):
+    # indefinite P, c = 0: the all-zero state has energy exactly 0, yet the minimum is below 0
+    # (a negative diagonal entry gives a state below 0); one node proves nothing here
+    rng = np.random.default_rng(seed)
+    A = rng.normal(size=(n, n))
+    P = (A + A.T) / 2
+    P[0, 0] = -abs(P[0, 0]) - 1.0
+    bqm = BQM(P, np.zeros(n), 0.0)
+    res = solve(bqm, "tree", max_nodes=1)
+    best = _brute_minimum(bqm)
+    assert best < 0
+    if res.optimal:
+        assert res.energy == pytest.approx(best, rel=1e-12, abs=1e-12)
+    assert res.lower_bound <= best + 1e-9 * (np.abs(P).sum())
