@@ -27,7 +27,7 @@ from .layer import LayerProblem
 from .relaxation import DataTerm, soft_weight_map
 from .result import Result
 from ._solve import solve
-from .sequential import _OBJECTIVE, _act
+from .sequential import _OBJECTIVE, _act, _not_a_qubo
 
 __all__ = ["ConvActivationLayer", "ConvActivationLoss", "conv_activation_loss", "conv_asymmetric_relaxation"]
 
@@ -145,8 +145,7 @@ class ConvActivationLayer(LayerProblem):
         return conv_activation_loss(self.W, self.b, self.w_hat(x), self.P, self.P_hat, self.activation)
 
     def row_bqm(self, k: int):
-        raise ValueError("Eq. 25 with an activation is not a QUBO: round it with 'adaround' (mode='batch') or a "
-                         "residual method")
+        raise _not_a_qubo()
 
 
 def conv_asymmetric_relaxation(W2, b, grid: Grid, P, P_hat, activation: str = "relu", preset: str = "aimet",

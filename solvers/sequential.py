@@ -116,6 +116,12 @@ class AsymmetricLayer(LayerProblem):
 
 
 # ---------------------------------------------------------------------------- Eq. 25 with activation
+def _not_a_qubo() -> ValueError:
+    """The error of ``row_bqm`` on a layer with an activation (dense or convolution): Eq. 25 is not a QUBO."""
+    return ValueError("Eq. 25 with an activation is not a QUBO: round it with 'adaround' (mode='batch') or a "
+                      f"residual method ({sorted(n for n, m in METHODS.items() if m.residual)})")
+
+
 def _act(name: str):
     if name == "relu":
         return lambda u: np.maximum(u, 0.0), lambda u: (u > 0).astype(np.float64)
@@ -216,8 +222,7 @@ class ActivationLayer(LayerProblem):
         return activation_loss(self.W, self.b, self.w_hat(x), self.X_float, self.X, self.activation)
 
     def row_bqm(self, k: int):
-        raise ValueError("Eq. 25 with an activation is not a QUBO: round it with 'adaround' (mode='batch') or a "
-                         f"residual method ({sorted(n for n, m in METHODS.items() if m.residual)})")
+        raise _not_a_qubo()
 
 
 def asymmetric_relaxation(W, b, grid: Grid, X, X_hat, activation: str = "relu", preset: str = "aimet",
