@@ -1,0 +1,88 @@
+"""How close ``lns`` at its default budget comes to the best any method finds with ten times the
+work, on real-layer rows: the trained digits CNN's 3x3 16->32 conv (``reference.compare``'s
+``cnn`` suite, layer ``cnn-conv2-3x3-16to32-s2-b4``; 140-142 free variables a row).
+
+Settings (:data:`SETTINGS`; every budget a deterministic count, never the clock):
+
+* ``lns``: the default;
+* ``lns-x10``: ten times every budget of ``lns`` (``max_nodes``, the start tree's ``tree_nodes``,
+  tabu ``reads`` and ``kicks``);
+* ``tree-5e6``: the tree search with 5,000,000 nodes (its depth-first incumbent);
+* ``tabu``, ``anneal``: their defaults;
+* ``lns-t<N>``: ``lns`` with a start tree of ``N`` nodes (the budget-quality curve of the start,
+  ``--curve``).
+
+Each cell is the energy (the row's loss, recomputed by the model in float64) above the lowest any
+setting found on that row, in %, then nodes (``info["nodes"]``: the tree's, or the window nodes
+of ``lns``, which exclude its start tree) and CPU seconds (``time.process_time``, one BLAS
+thread; rough on a loaded machine). ``--json`` keeps every number.
+
+Run: ``PYTHONPATH=. python benchmarks/lns_quality.py --rows 0,1,2,3`` (add ``--curve`` for the
+start-tree budgets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from threadpoolctl import threadpool_limits
+
+from reference.compare.suites import cnn_suite
+from solvers import solve
+from solvers.lns import start_tree_nodes
+
+LAYER = 1  # cnn-conv2-3x3-16to32-s2: the 16->32 conv
+
+
+def settings(n: int, curve: bool):
+    """(name, method, options) for a row of ``n`` variables."""
+    t0 = start_tree_nodes(n)
+    out = [("lns", "lns", {}),
+           ("lns-x10", "lns", {"max_nodes": 200_000_000, "tree_nodes": 10 * t0, "reads": 30, "kicks": 320}),
+           ("tree-5e6", "tree", {"max_nodes": 5_000_000}),
+           ("tabu", "tabu", {}),
+           ("anneal", "anneal", {})]
+    if curve:
+        out += [(f"lns-t{t:.0e}".replace("+0", ""), "lns", {"tree_nodes": t})
+                for t in (1_000_000, 2_000_000, 5_000_000)]
+    return out
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", default="0,1,2,3", help="comma-separated row indices of the layer")
+    ap.add_argument("--curve", action="store_true", help="also lns with start trees of 1e6, 2e6, 5e6 nodes")
+    ap.add_argument("--only", help="comma-separated setting names to run (default: all)")
+    ap.add_argument("--json", metavar="OUT.json")
+    a = ap.parse_args(argv)
+    layer = cnn_suite()[LAYER]
+    only = set(a.only.split(",")) if a.only else None
+    out = []
+    for k in (int(r) for r in a.rows.split(",")):
+        bqm = layer.row_bqm(k)
+        res = {}
+        for name, method, opts in settings(bqm.n, a.curve):
+            if only is not None and name not in only:
+                continue
+            with threadpool_limits(1):
+                t0 = time.process_time()
+                r = solve(bqm, method, **opts)
+                t = time.process_time() - t0
+            res[name] = {"energy": r.energy, "nodes": int(r.info.get("nodes", 0)), "cpu_s": t,
+                         "options": opts}
+            print(f"  row {k} {name:10} energy {r.energy:.6f}  nodes {res[name]['nodes']:>11,}  {t:7.1f} s",
+                  flush=True)
+        best = min(v["energy"] for v in res.values())
+        winners = [n for n, v in res.items() if v["energy"] <= best]
+        cells = "  ".join(f"{n} {100 * (v['energy'] - best) / best:+.2f}%" for n, v in res.items())
+        print(f"row {k} (n = {bqm.n}, best {best:.6f} by {', '.join(winners)}): {cells}", flush=True)
+        out.append({"layer": layer.name, "row": k, "n_vars": bqm.n, "best": best, "results": res})
+        if a.json:
+            with open(a.json, "w") as fh:
+                json.dump(out, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
