@@ -7,7 +7,8 @@ Settings (:data:`SETTINGS`; every budget a deterministic count, never the clock)
 * ``lns``: the default;
 * ``lns-x10``: ten times every budget of ``lns`` (``max_nodes``, the start tree's ``tree_nodes``,
   tabu ``reads`` and ``kicks``);
-* ``tree-5e6``: the tree search with 5,000,000 nodes (its depth-first incumbent);
+* ``tree-5e6``, ``tree-5e7``: the tree search with 5,000,000 and 50,000,000 nodes (its
+  depth-first incumbent; 5e7 is ten times the 5e6 that beat ``lns`` on this layer before);
 * ``tabu``, ``anneal``: their defaults;
 * ``lns-t<N>``: ``lns`` with a start tree of ``N`` nodes (the budget-quality curve of the start,
   ``--curve``).
@@ -18,7 +19,7 @@ of ``lns``, which exclude its start tree) and CPU seconds (``time.process_time``
 thread; rough on a loaded machine). ``--json`` keeps every number.
 
 Run: ``PYTHONPATH=. python benchmarks/lns_quality.py --rows 0,1,2,3`` (add ``--curve`` for the
-start-tree budgets).
+start-tree budgets); ``--table A.json B.json`` prints the markdown table of saved runs.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def settings(n: int, curve: bool):
     out = [("lns", "lns", {}),
            ("lns-x10", "lns", {"max_nodes": 200_000_000, "tree_nodes": 10 * t0, "reads": 30, "kicks": 320}),
            ("tree-5e6", "tree", {"max_nodes": 5_000_000}),
+           ("tree-5e7", "tree", {"max_nodes": 50_000_000}),
            ("tabu", "tabu", {}),
            ("anneal", "anneal", {})]
     if curve:
@@ -50,13 +52,36 @@ def settings(n: int, curve: bool):
     return out
 
 
+def table(rows) -> str:
+    """A markdown table of the rows' records: % above the row's best for each setting, then the
+    layer's sum of energies over these rows and total CPU seconds for each setting."""
+    names = list(rows[0]["results"])
+    lines = ["| row | n | best | " + " | ".join(f"`{n}`" for n in names) + " |",
+             "|---" * (3 + len(names)) + "|"]
+    for r in rows:
+        cells = [f"{100 * (v['energy'] - r['best']) / r['best']:.2f}" for v in r["results"].values()]
+        lines.append(f"| {r['row']} | {r['n_vars']} | {r['best']:.6f} | " + " | ".join(cells) + " |")
+    tot = {n: sum(r["results"][n]["energy"] for r in rows) for n in names}
+    cpu = {n: sum(r["results"][n]["cpu_s"] for r in rows) for n in names}
+    lines.append(f"| sum | | {sum(r['best'] for r in rows):.5f} | " + " | ".join(f"{tot[n]:.5f}" for n in names) + " |")
+    lines.append("| CPU s | | | " + " | ".join(f"{cpu[n]:.0f}" for n in names) + " |")
+    within = {n: sum(100 * (r["results"][n]["energy"] - r["best"]) / r["best"] <= 1 for r in rows) for n in names}
+    lines.append("| rows within 1 % | | | " + " | ".join(f"{within[n]}/{len(rows)}" for n in names) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", default="0,1,2,3", help="comma-separated row indices of the layer")
     ap.add_argument("--curve", action="store_true", help="also lns with start trees of 1e6, 2e6, 5e6 nodes")
     ap.add_argument("--only", help="comma-separated setting names to run (default: all)")
     ap.add_argument("--json", metavar="OUT.json")
+    ap.add_argument("--table", nargs="+", metavar="IN.json", help="instead: the markdown table of saved runs")
     a = ap.parse_args(argv)
+    if a.table:
+        rows = [r for path in a.table for r in json.load(open(path))]
+        print(table(sorted(rows, key=lambda r: r["row"])))
+        return
     layer = cnn_suite()[LAYER]
     only = set(a.only.split(",")) if a.only else None
     out = []
@@ -82,6 +107,8 @@ def main(argv=None) -> None:
         if a.json:
             with open(a.json, "w") as fh:
                 json.dump(out, fh, indent=1)
+    if out:
+        print(table(out))
 
 
 if __name__ == "__main__":
