@@ -48,7 +48,7 @@ def settings(n: int, curve: bool):
            ("anneal", "anneal", {})]
     if curve:
         out += [(f"lns-t{t:.0e}".replace("+0", ""), "lns", {"tree_nodes": t})
-                for t in (1_000_000, 2_000_000, 5_000_000)]
+                for t in (1_000_000, 2_000_000, 5_000_000, 10_000_000, 20_000_000)]
     return out
 
 
@@ -73,7 +73,7 @@ def table(rows) -> str:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", default="0,1,2,3", help="comma-separated row indices of the layer")
-    ap.add_argument("--curve", action="store_true", help="also lns with start trees of 1e6, 2e6, 5e6 nodes")
+    ap.add_argument("--curve", action="store_true", help="also lns with start trees of 1e6 to 2e7 nodes")
     ap.add_argument("--only", help="comma-separated setting names to run (default: all)")
     ap.add_argument("--json", metavar="OUT.json")
     ap.add_argument("--table", nargs="+", metavar="IN.json", help="instead: the markdown table of saved runs")
