@@ -70,6 +70,19 @@ def table(rows) -> str:
     return "\n".join(lines)
 
 
+def merge(records) -> list[dict]:
+    """Records of the same row from several runs as one (the union of their settings, the best
+    recomputed), keeping only rows that have every setting any run has, in row order."""
+    rows = {}
+    for r in records:
+        rows.setdefault(r["row"], {**r, "results": {}})["results"].update(r["results"])
+    names = {n for r in rows.values() for n in r["results"]}
+    out = [r for _, r in sorted(rows.items()) if set(r["results"]) == names]
+    for r in out:
+        r["best"] = min(v["energy"] for v in r["results"].values())
+    return out
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", default="0,1,2,3", help="comma-separated row indices of the layer")
@@ -79,8 +92,7 @@ def main(argv=None) -> None:
     ap.add_argument("--table", nargs="+", metavar="IN.json", help="instead: the markdown table of saved runs")
     a = ap.parse_args(argv)
     if a.table:
-        rows = [r for path in a.table for r in json.load(open(path))]
-        print(table(sorted(rows, key=lambda r: r["row"])))
+        print(table(merge([r for path in a.table for r in json.load(open(path))])))
         return
     layer = cnn_suite()[LAYER]
     only = set(a.only.split(",")) if a.only else None
