@@ -155,7 +155,7 @@ def optimum(problem):
 
 def suite_layers():
     if not _SUITE:
-        from reference.suites import default_suite
+        from reference.compare.suites import default_suite
 
         _SUITE.extend(default_suite(0)[:6])  # the six layers small enough for exhaustive
     return _SUITE
@@ -164,7 +164,7 @@ def suite_layers():
 # ---------------------------------------------------------------------------- sections
 def headline(args):
     from reference import Grid, fit_grid
-    from reference.suites import correlated_layer
+    from reference.compare.suites import correlated_layer
     from solvers import LayerProblem, solve
 
     rng = np.random.default_rng(args.seed)
@@ -303,7 +303,7 @@ def gap_table(args):
 
     layers = suite_layers()
     rows = {"adaround (aimet preset, gram)": [], "adaround (aimet preset, batch 32)": [], "nearest": []}
-    print("## Optimality gap on the six small layers of the default suite (`reference.suites.default_suite(0)[:6]`)\n")
+    print("## Optimality gap on the six small layers of the default suite (`reference.compare.suites.default_suite(0)[:6]`)\n")
     print("| layer | optimum | adaround gram | adaround batch | nearest |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for p in layers:

@@ -43,7 +43,7 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from heuristics import FAMILIES, family_layer  # noqa: E402
-from reference.suites import cnn_suite  # noqa: E402
+from reference.compare.suites import cnn_suite  # noqa: E402
 from solvers import solve  # noqa: E402
 from solvers.bounds import _box_qp_bound, _roof_duality  # noqa: E402
 from solvers.diagonal import sdp_diagonal  # noqa: E402

@@ -32,7 +32,7 @@ METHODS = ["exhaustive", "nearest", "stochastic"]
 
 
 def direct(cfg_path):
-    from reference.sources import load_config
+    from reference.compare.sources import load_config
     from solvers import solve
 
     out = {}
@@ -44,7 +44,7 @@ def direct(cfg_path):
 
 
 def harness(cfg_path, jobs, json_path):
-    from reference.compare import main
+    from reference.compare.cli import main
 
     rc = main(["--config", cfg_path, "--methods", ",".join(METHODS), "--jobs", str(jobs), "--quiet",
                "--json", json_path])

@@ -118,7 +118,7 @@ class _FirstRows:
 def cnn_layer(n: int, rows: int = 10, seed: int = 0):
     """Rows of the trained digits CNN (reference.cnn, the ``cnn`` suite's layers at 4 bits): the
     dense classifier (n = 128, ten rows) or the 3x3 16->32 convolution (n = 144)."""
-    from reference.suites import cnn_suite
+    from reference.compare.suites import cnn_suite
 
     if n not in (128, 144):
         raise SystemExit("the cnn family has n = 128 (the dense layer) or n = 144 (the 16->32 conv)")

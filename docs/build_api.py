@@ -20,7 +20,7 @@ PACKAGES = ("reference", "solvers")
 
 
 def public_modules() -> list[str]:
-    """The dotted names of every public module, packages first, then their modules by name."""
+    """The dotted names of every public module, subpackages included: each package, then its modules by name."""
     sys.path.insert(0, ROOT)
     import importlib
 
@@ -28,8 +28,8 @@ def public_modules() -> list[str]:
     for pkg_name in PACKAGES:
         pkg = importlib.import_module(pkg_name)
         names.append(pkg_name)
-        names += [f"{pkg_name}.{m.name}" for m in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name)
-                  if not m.name.startswith("_")]
+        names += sorted(m.name for m in pkgutil.walk_packages(pkg.__path__, prefix=f"{pkg_name}.")
+                        if not any(part.startswith("_") for part in m.name.split(".")))
     return names
 
 
@@ -37,13 +37,19 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         import pdoc
+        import pdoc.extract
         import pdoc.render
     except ImportError:
         print("error: the API reference needs pdoc: pip install -e '.[docs]'", file=sys.stderr)
         return 2
     out = argv[0] if argv else os.path.join(ROOT, "build", "api")
     pdoc.render.configure(docformat="numpy", math=True, search=True)
-    pdoc.pdoc(*public_modules(), output_directory=pathlib.Path(out))
+    specs, covered = [], set()
+    for name in public_modules():  # pdoc walks the submodules of a package without ``__all__`` itself
+        if name not in covered:
+            specs.append(name)
+            covered.update(pdoc.extract.walk_specs([name]))
+    pdoc.pdoc(*specs, output_directory=pathlib.Path(out))
     print(f"API reference: {os.path.join(out, 'index.html')}")
     return 0
 

@@ -1,4 +1,11 @@
-"""Exact objectives: quantization grids, the local loss, and (as ``reference.compare``) the CLI."""
+"""The exact objectives and their I/O-free helpers: quantization grids, the local loss, the
+networks, convolution geometry, penalties and the sparse-coding objective. None of them imports
+a solver.
+
+The applications are subpackages: :mod:`reference.compare` (``python -m reference.compare``),
+:mod:`reference.studies` (the tables of docs/results.md) and :mod:`reference.testing` (the oracle
+for your own tests).
+"""
 
 from .grid import (
     Grid,

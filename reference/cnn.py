@@ -20,8 +20,8 @@ differences up to rounding (tested). :func:`train_cnn` (Adam, seeded shuffles) g
 weights bit for bit for the same arguments.
 
 The rounding problem of layer ``l`` with inputs computed by the network from calibration images
-is :meth:`CNN.layer_problem`: a :class:`solvers.ConvProblem` (Eq. 20 on patches) for a
-convolution, a :class:`solvers.LayerProblem` (Eq. 20) for a dense layer.
+is posed on the solver side, by :func:`solvers.cnn_layer_problem`: a :class:`solvers.ConvProblem`
+(Eq. 20 on patches) for a convolution, a :class:`solvers.LayerProblem` (Eq. 20) for a dense layer.
 """
 
 from __future__ import annotations
@@ -29,8 +29,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from solvers import ConvProblem, LayerProblem
 
 from .validation import as_float_array, check_positive_int
 from .conv import ConvGeometry, _pad, _patches_adjoint, _patches_all, conv_geometry
@@ -110,6 +108,7 @@ class CNN(_WeightsAndBiases):
                 W = as_float_array(W, f"weights[{layer}]", shape=(geo.c_out, geo.c_in_group, *geo.kernel))
                 if geo.c_in != shape[0]:
                     raise ValueError(f"geometries[{layer}] must take {shape[0]} channels, found {geo.c_in}")
+                geo.check_work(1, shape[1], shape[2])  # one sample's work arrays, before any batch is run
                 shape = (geo.c_out, *geo.output_size(shape[1], shape[2]))
                 if layer == len(self.geometries) - 1:
                     if shape[1] % self.pool or shape[2] % self.pool:
@@ -134,6 +133,7 @@ class CNN(_WeightsAndBiases):
         for spec in convs:
             geo = conv_geometry((spec.c_out, shape[0] // spec.groups, spec.kernel, spec.kernel), shape[0],
                                 spec.stride, spec.padding, 1, spec.groups)
+            geo.check_work(1, shape[1], shape[2])  # a huge padding is refused before the dense weights grow with it
             geos.append(geo)
             Ws.append(rng.normal(0.0, np.sqrt(2.0 / geo.fan_in), size=(geo.c_out, geo.c_in_group, *geo.kernel)))
             shape = (geo.c_out, *geo.output_size(shape[1], shape[2]))
@@ -288,16 +288,6 @@ class CNN(_WeightsAndBiases):
         if geo is None:
             return {}
         return {"stride": geo.stride, "padding": geo.padding, "dilation": geo.dilation, "groups": geo.groups}
-
-    def layer_problem(self, layer, X, grid, inputs=None, name=None):
-        """Eq. 20 of ``weights[layer]`` on the inputs the network computes from images ``X``
-        (or the given ``inputs`` of that layer): a ConvProblem or a LayerProblem."""
-        layer = self._check_layer(layer)
-        A = self.layer_inputs(X)[layer] if inputs is None else inputs
-        name = name or f"layer {layer}"
-        if layer < self.n_conv:
-            return ConvProblem(self.weights[layer], grid, A, name=name, **self.conv_options(layer))
-        return LayerProblem(self.weights[layer], grid, X=A, name=name)
 
     def rows(self, layer) -> np.ndarray:
         """``weights[layer]`` as rows (out, fan_in), the shape grids are fitted on."""

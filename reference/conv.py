@@ -19,22 +19,31 @@ output positions of the squared output error, summed over channels:
 one Gram matrix per group (``fan_in = C_g kh kw``). :func:`conv_gram` builds the ``G_g`` one
 group at a time and, within a group, in chunks of samples, so that at most
 ``max(one sample's patches of one group, CHUNK_ELEMENTS)`` patch entries (8 bytes each) exist at
-once, besides the padded input chunk and the ``groups * fan_in^2`` Gram entries.
+once, besides the padded input chunk and the ``groups * fan_in^2`` Gram entries. A geometry whose
+work arrays would exceed :data:`MAX_WORK_ELEMENTS` (a huge padding, a huge fan-in) is refused
+with a ValueError naming it, before anything is allocated (:meth:`ConvGeometry.check_work`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .validation import as_float_array, as_int_scalar
 
-__all__ = ["CHUNK_ELEMENTS", "ConvGeometry", "conv_geometry", "conv2d", "conv_gram", "conv_loss", "patches"]
+__all__ = ["CHUNK_ELEMENTS", "ConvGeometry", "conv_geometry", "conv2d", "conv_gram", "conv_loss", "patches", "patches_all"]
 
 #: Patch entries materialised at once by :func:`conv_gram` (4 Mi float64 = 32 MiB), unless one
 #: sample's patches of one group are larger.
 CHUNK_ELEMENTS = 1 << 22
+
+#: Float64 entries the work arrays of one call may hold at once (2^28 = 2 GiB): the padded input
+#: chunk, its patches, an output chunk or the Gram matrices, besides ``X`` and the result (which
+#: grow with the samples). A geometry that needs more is refused before any allocation; it is
+#: read at each call, so a machine with more memory may raise it
+#: (``reference.conv.MAX_WORK_ELEMENTS = 1 << 30``).
+MAX_WORK_ELEMENTS = 1 << 28
 
 
 def _pair(value, name: str, minimum: int) -> tuple[int, int]:
@@ -99,6 +108,51 @@ class ConvGeometry:
             out.append(span // s + 1)
         return out[0], out[1]
 
+    def work(self, N: int, H: int, W: int, output: bool = False) -> dict:
+        """Float64 entries of the work arrays that exist at once when :func:`conv_gram` (or, with
+        ``output``, the convolution :func:`conv2d`) runs on ``N`` samples of ``H x W``: a chunk of
+        ``n = min(N, max(1, CHUNK_ELEMENTS // (H_o W_o fan_in)))`` samples padded
+        (``n C_in (H + 2 p_h)(W + 2 p_w)``) and as patches of one group (``n H_o W_o fan_in``),
+        then the Gram matrices and their symmetrisation (``3 groups fan_in^2``) or one group's
+        output chunk (``n H_o W_o C_out/groups``)."""
+        Ho, Wo = self.output_size(H, W)
+        f = self.fan_in
+        n = min(int(N), _chunk(Ho * Wo * f))
+        (ph, pw) = self.padding
+        pieces = {"padded input": n * self.c_in * (H + 2 * ph) * (W + 2 * pw) if ph or pw else 0,
+                  "patches": n * Ho * Wo * f}
+        if output:
+            pieces["output chunk"] = n * Ho * Wo * self.c_out_group
+        else:
+            pieces["Gram matrices"] = 3 * self.groups * f * f
+        return pieces
+
+    def check_work(self, N: int, H: int, W: int, output: bool = False) -> None:
+        """Refuse, before any allocation, a geometry whose :meth:`work` exceeds
+        :data:`MAX_WORK_ELEMENTS`, naming what drives it: ``padding`` (and ``dilation``) when the
+        unpadded convolution would fit, ``W`` when its Gram matrices are the largest part, else
+        ``X`` (the size of its images)."""
+        pieces = self.work(N, H, W, output)
+        total, limit = sum(pieces.values()), MAX_WORK_ELEMENTS
+        if total <= limit:
+            return
+        culprit = "X (the size of its images)"
+        if max(pieces, key=pieces.get) == "Gram matrices":
+            culprit = f"W (fan-in (C_in/groups) kh kw = {self.fan_in})"
+        if self.padding != (0, 0):
+            try:
+                unpadded = sum(replace(self, padding=(0, 0)).work(N, H, W, output).values())
+            except ValueError:  # without the padding the output would be empty
+                unpadded = 0
+            if unpadded <= limit:
+                culprit = f"padding {self.padding}" + (f" with dilation {self.dilation}" if self.dilation != (1, 1)
+                                                      else "")
+        parts = ", ".join(f"{k} {v}" for k, v in pieces.items() if v)
+        raise ValueError(f"{culprit}: the convolution of X of shape ({N}, {self.c_in}, {H}, {W}) by a "
+                         f"{self.kernel[0]}x{self.kernel[1]} kernel would need {total} float64 entries "
+                         f"({total * 8 / 2**30:.3g} GiB) of work arrays at once ({parts}), above the limit "
+                         f"reference.conv.MAX_WORK_ELEMENTS = {limit}")
+
 
 def conv_geometry(W_shape, c_in: int, stride=1, padding=0, dilation=1, groups=1) -> ConvGeometry:
     """Validate a convolution's settings against its weight shape and ``C_in``.
@@ -112,6 +166,8 @@ def conv_geometry(W_shape, c_in: int, stride=1, padding=0, dilation=1, groups=1)
     c_out, cg, kh, kw = (int(v) for v in W_shape)
     if min(c_out, cg, kh, kw) < 1:
         raise ValueError(f"W must have no empty dimension, found shape {tuple(W_shape)}")
+    if c_in < 1:
+        raise ValueError(f"X must have at least one input channel (X.shape[1] = C_in), found C_in = {c_in}")
     g = as_int_scalar(groups, "groups")
     if g < 1:
         raise ValueError(f"groups must be >= 1, found {g}")
@@ -119,9 +175,9 @@ def conv_geometry(W_shape, c_in: int, stride=1, padding=0, dilation=1, groups=1)
         raise ValueError(f"groups must divide C_in: C_in = {c_in} is not divisible by groups = {g}")
     if c_out % g:
         raise ValueError(f"groups must divide C_out: C_out = {c_out} is not divisible by groups = {g}")
-    if cg != c_in // g:
-        raise ValueError(f"W must have C_in/groups = {c_in // g} input channels (W.shape[1]) for C_in = {c_in} "
-                         f"and groups = {g}, found {cg}")
+    if cg != c_in // g:  # X and W disagree: X's channel count is what the weights are checked against
+        raise ValueError(f"X has C_in = {c_in} input channels (X.shape[1]), but W of shape {tuple(W_shape)} with "
+                         f"groups = {g} takes C_in = W.shape[1] * groups = {cg * g}")
     return ConvGeometry(c_out=c_out, c_in=c_in, groups=g, kernel=(kh, kw), stride=_pair(stride, "stride", 1),
                         padding=_pair(padding, "padding", 0), dilation=_pair(dilation, "dilation", 1))
 
@@ -171,7 +227,19 @@ def patches(X, geo: ConvGeometry, group: int = 0) -> np.ndarray:
     """All patches of one group as a matrix ``(N * H_o * W_o, fan_in)`` (materialised: for small inputs)."""
     X = _check_X(X, geo.c_in)
     Ho, Wo = geo.output_size(X.shape[2], X.shape[3])
+    geo.check_work(1, X.shape[2], X.shape[3])
+    if X.shape[0] * Ho * Wo * geo.fan_in > MAX_WORK_ELEMENTS:
+        raise ValueError(f"X: its {X.shape[0] * Ho * Wo} patches of {geo.fan_in} entries are above the limit "
+                         f"reference.conv.MAX_WORK_ELEMENTS = {MAX_WORK_ELEMENTS} entries at once; use conv_gram")
     return _patches_of(_pad(X, geo), geo, group, Ho, Wo)
+
+
+def patches_all(X, geo: ConvGeometry) -> np.ndarray:
+    """The patches of every group at once, ``(N * H_o * W_o, groups, fan_in)`` (channel ``g C_g + c``;
+    materialised: for small inputs)."""
+    X = _check_X(X, geo.c_in)
+    Ho, Wo = geo.output_size(X.shape[2], X.shape[3])
+    return _patches_all(_pad(X, geo), geo, Ho, Wo)
 
 
 def _chunk(n_per_sample: int) -> int:
@@ -191,6 +259,7 @@ def _conv2d(X: np.ndarray, W2: np.ndarray, geo: ConvGeometry) -> np.ndarray:
     """Trusting version of :func:`conv2d` with ``W2 = W.reshape(C_out, fan_in)``."""
     N = X.shape[0]
     Ho, Wo = geo.output_size(X.shape[2], X.shape[3])
+    geo.check_work(N, X.shape[2], X.shape[3], output=True)
     Y = np.empty((N, geo.c_out, Ho, Wo))
     og = geo.c_out_group
     step = _chunk(Ho * Wo * geo.fan_in)
@@ -201,6 +270,7 @@ def _conv2d(X: np.ndarray, W2: np.ndarray, geo: ConvGeometry) -> np.ndarray:
             P = _patches_of(Xp, geo, g, Ho, Wo)
             Yg = P @ W2[g * og:(g + 1) * og].T  # (n*Ho*Wo, og)
             Y[s:s + n, g * og:(g + 1) * og] = Yg.reshape(n, Ho, Wo, og).transpose(0, 3, 1, 2)
+            del P, Yg  # freed before the next group's: one group's chunk at a time, as work() counts
     return Y
 
 
@@ -213,6 +283,7 @@ def conv_gram(X, geo: ConvGeometry) -> np.ndarray:
     X = _check_X(X, geo.c_in)
     N = X.shape[0]
     Ho, Wo = geo.output_size(X.shape[2], X.shape[3])
+    geo.check_work(N, X.shape[2], X.shape[3])
     f = geo.fan_in
     G = np.zeros((geo.groups, f, f))
     step = _chunk(Ho * Wo * f)
@@ -221,6 +292,7 @@ def conv_gram(X, geo: ConvGeometry) -> np.ndarray:
         for g in range(geo.groups):
             P = _patches_of(Xp, geo, g, Ho, Wo)
             G[g] += P.T @ P
+            del P  # freed before the next group's: one group's patches at a time, as work() counts
     G /= N * Ho * Wo
     return (G + G.transpose(0, 2, 1)) / 2
 

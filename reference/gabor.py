@@ -43,10 +43,18 @@ def _coords(size):
     return x.ravel(), y.ravel()
 
 
-def gabor(size: int, amplitude, x0, y0, theta, freq, sigma_x, sigma_y, phase) -> np.ndarray:
-    """The Gabor of the module docstring on a ``size x size`` grid, flattened row-major."""
-    x, y = _coords(check_positive_int(size, "size"))
-    return _gabor(x, y, (amplitude, x0, y0, theta, freq, sigma_x, sigma_y, phase))
+def gabor(size: int, params) -> np.ndarray:
+    """The Gabor of the module docstring on a ``size x size`` grid, flattened row-major.
+
+    ``params`` maps every name of :data:`GABOR_PARAMS` (``amplitude, x0, y0, theta, freq,
+    sigma_x, sigma_y, phase``) to its value, e.g. the result of :func:`fit_gabor`.
+    """
+    size = check_positive_int(size, "size")
+    missing = [k for k in GABOR_PARAMS if k not in params]
+    if missing:
+        raise ValueError(f"params must give every one of {list(GABOR_PARAMS)}, missing {missing}")
+    x, y = _coords(size)
+    return _gabor(x, y, tuple(params[k] for k in GABOR_PARAMS))
 
 
 def _gabor(x, y, p):

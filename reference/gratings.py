@@ -12,9 +12,10 @@ its mean removed and ``c`` sets its pixel variance (0.1 by default: that of the 
 training patches, :mod:`reference.patches`).
 
 A unit's response to a drifting grating is the mean over the phases of ``|a_k|``, its
-coefficient in the sparse code of each frame (:func:`code_responses`: the model's own,
-competitive responses), or of ``|phi_k^T g|`` for the atom as a linear filter
-(:func:`linear_responses`). From the responses ``R(theta, f)``:
+coefficient in the sparse code of each frame (the model's own, competitive responses:
+:func:`reference.studies.v1_fields.code_responses`, which runs a sparse coder), or of
+``|phi_k^T g|`` for the atom as a linear filter (:func:`linear_responses`). From the
+responses ``R(theta, f)``:
 
 * preferred orientation and frequency: the argmax of ``R``;
 * ``OSI = (R(theta_p) - R(theta_p + 90)) / (R(theta_p) + R(theta_p + 90))`` at the preferred
@@ -31,11 +32,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from solvers.sparse import code
-
 from .validation import as_float_array, check_positive_int
 
-__all__ = ["ORIENTED_OSI", "code_responses", "grating", "grating_set", "linear_responses", "tuning"]
+__all__ = ["ORIENTED_OSI", "grating", "grating_set", "linear_responses", "tuning"]
 
 #: OSI at or above which a unit counts as orientation selective (R_pref >= 2 R_orth).
 ORIENTED_OSI = 1.0 / 3.0
@@ -77,16 +76,6 @@ def linear_responses(Phi, stimuli) -> np.ndarray:
     Phi = as_float_array(Phi, "Phi", ndim=2)
     S = as_float_array(stimuli, "stimuli", ndim=4)
     return np.abs(np.einsum("ijpn,nk->kijp", S, Phi)).mean(axis=-1)
-
-
-def code_responses(Phi, stimuli, penalty: str, lam: float, **options) -> np.ndarray:
-    """``R[k, i, j] = mean_p |a_k|``, the sparse code of each frame (FISTA unless ``method`` is given)."""
-    Phi = as_float_array(Phi, "Phi", ndim=2)
-    S = as_float_array(stimuli, "stimuli", ndim=4)
-    nt, nf, npz, n = S.shape
-    method = options.pop("method", "fista")
-    A = code(Phi, S.reshape(-1, n), penalty, lam, method, **options).x
-    return np.abs(A).reshape(nt, nf, npz, -1).mean(axis=2).transpose(2, 0, 1)
 
 
 def tuning(R, thetas, freqs) -> dict:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .validation import as_float_array, as_int_scalar, check_bits, check_positive_int
+from .validation import as_float_array, as_int_scalar, check_bits, check_positive_int, describe
 
 __all__ = [
     "Grid",
@@ -84,6 +84,10 @@ class Grid:
                              f"found min(scale) == {s.min()!r}")
         lo = as_int_scalar(qmin, "qmin")
         hi = as_int_scalar(qmax, "qmax")
+        for name, v in (("qmin", lo), ("qmax", hi)):
+            if abs(v) > 2**53:  # the integer weights are computed in float64: exact up to 2^53
+                raise ValueError(f"{name} must lie in [-2^53, 2^53] (integers float64 holds exactly), "
+                                 f"found {describe(v)}")
         if lo > hi:
             raise ValueError(f"qmin must be <= qmax, found qmin == {lo} > qmax == {hi}")
         z = as_float_array(zero_point, "zero_point")

@@ -11,9 +11,11 @@ live in :mod:`reference.penalties`; conversions of ``lambda`` to other codes' co
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
-from .validation import as_float_array
+from .validation import as_float_array, describe, real_to_float
 from .penalties import PENALTIES, penalty_elementwise
 
 __all__ = [
@@ -41,7 +43,11 @@ def check_penalty(penalty) -> str:
 
 
 def check_lambda(lam, name: str = "lam") -> float:
-    """A finite ``lambda >= 0``."""
+    """A finite ``lambda >= 0`` (a boolean is refused, not read as 0 or 1)."""
+    if np.asarray(lam).dtype == np.bool_:
+        raise TypeError(f"{name} must be a finite number >= 0, found {describe(lam)}")
+    if isinstance(lam, numbers.Real):  # a Python int beyond float64 (10**400) is refused as not finite
+        lam = real_to_float(lam)
     v = as_float_array(lam, name, ndim=0)
     if v < 0:
         raise ValueError(f"{name} must be >= 0, found {float(v)!r}")
@@ -53,9 +59,15 @@ def check_dictionary(Phi, name: str = "Phi") -> np.ndarray:
     Phi = as_float_array(Phi, name, ndim=2)
     if Phi.shape[0] == 0 or Phi.shape[1] == 0:
         raise ValueError(f"{name} must have at least one row and one atom, found shape {Phi.shape}")
-    norms = np.linalg.norm(Phi, axis=0)
-    if np.any(norms == 0):
-        raise ValueError(f"{name} must have no zero atom (column), found {int(np.sum(norms == 0))}")
+    zero = ~np.any(Phi != 0, axis=0)
+    if np.any(zero):
+        raise ValueError(f"{name} must have no zero atom (column), found {int(np.sum(zero))}")
+    with np.errstate(under="ignore"):
+        lost = np.linalg.norm(Phi, axis=0) == 0
+    if np.any(lost):  # nonzero entries whose squares underflow: the norm is 0 in float64, not the atom
+        raise ValueError(f"{name} has {int(np.sum(lost))} atom(s) (columns) whose norm underflows to 0 in float64 "
+                         f"(largest entry {float(np.max(np.abs(Phi[:, lost]))):.3g}, squares below the float64 "
+                         f"range); rescale {name}")
     return Phi
 
 

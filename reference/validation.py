@@ -19,6 +19,7 @@ __all__ = [
     "check_tolerance",
     "check_loss_range",
     "as_int_scalar",
+    "real_to_float",
     "as_per_row",
     "check_bits",
     "check_positive_int",
@@ -74,19 +75,32 @@ def check_tolerance(value, name: str) -> float:
     """A tolerance: a finite real number >= 0 (a NaN would make every comparison pass)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a finite number >= 0, found {describe(value)}")
-    v = float(value)
+    v = real_to_float(value)
     if not np.isfinite(v) or v < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, found {v!r}")
+        raise ValueError(f"{name} must be a finite number >= 0, found {describe(value)}")
     return v
 
 
+def real_to_float(value) -> float:
+    """``float(value)`` of a real number, with a Python int too large for float64 (``10**400``)
+    mapped to ``inf`` of its sign, so that a finiteness check refuses it (``float`` would raise
+    OverflowError)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return float("inf") if value > 0 else float("-inf")
+
+
 def as_int_scalar(value, name: str) -> int:
-    """Return ``value`` as a Python int; refuse non-integral or non-finite numbers."""
+    """Return ``value`` as a Python int; refuse non-integral or non-finite numbers, and booleans
+    (also a 0-d boolean array, as ``numpy.savez(path, stride=True)`` stores it)."""
     if isinstance(value, (bool, np.bool_)):
         raise ValueError(f"{name} must be an integer, found bool {value!r}")
     if isinstance(value, numbers.Integral):
         return int(value)
     arr = np.asarray(value)
+    if arr.dtype == np.bool_:
+        raise ValueError(f"{name} must be an integer, found a boolean {describe(value)}")
     if arr.ndim == 0 and arr.dtype != object:
         x = arr.item()
         if isinstance(x, numbers.Integral):
@@ -136,11 +150,15 @@ def as_per_row(value, name: str, n_rows: int, integer: bool = False) -> np.ndarr
     return arr
 
 
-def check_loss_range(W, G, grid, X=None) -> None:
+def check_loss_range(W, G, grid, X=None, source: str | None = None) -> None:
     """Refuse a layer whose local loss (Eq. 20) cannot be computed in float64: ``G`` overflowed or
     underflowed from nonzero ``X``, or ``|loss| <= max|G| (n_in max|e|)^2`` is above 2^996, or the
-    coefficients ``G s^2`` of the row QUBOs underflow (every state would look optimal)."""
-    source = "X" if X is not None else "G"
+    coefficients ``G s^2`` of the row QUBOs underflow (every state would look optimal).
+
+    ``source`` names the argument ``G`` was computed from, for the messages: ``"X"`` when ``X``
+    is given (or for a convolution, whose patch Gram matrices come from its ``X``), else ``"G"``."""
+    source = source or ("X" if X is not None else "G")
+    what = "X^T X / N" if X is not None else ("X's patch Gram matrix" if source == "X" else "G")
     gmax = float(np.max(np.abs(G), initial=0.0))
     if not np.isfinite(gmax):
         raise ValueError(f"X^T X / N overflows float64 (max |X| == {float(np.max(np.abs(X))):.3g}); rescale X")
@@ -150,7 +168,7 @@ def check_loss_range(W, G, grid, X=None) -> None:
                              "rescale X")
         return  # G == 0: every rounding has loss 0
     if gmax < TINY:
-        raise ValueError(f"{'X^T X / N' if X is not None else 'G'} is below {TINY:.3g} (max {gmax:.3g}): "
+        raise ValueError(f"{what} is below {TINY:.3g} (max {gmax:.3g}): "
                          f"subnormal in float64, its loss has lost precision; rescale {source}")
     s = grid.scale
     zr = np.abs(np.array([grid.qmin, grid.qmax], dtype=np.float64)[:, None] - grid.zero_point[None, :])
@@ -252,6 +270,9 @@ class Integer(Param):
             self._refuse(value, name, TypeError)
         if not isinstance(value, numbers.Integral) and not (np.isfinite(value) and float(value).is_integer()):
             self._refuse(value, name)
+        if not -2**63 <= value < 2**63:  # beyond a C long: numpy and float arithmetic would overflow on it
+            raise ValueError(f"{name} must be {self.describe(others)}{' or None' if self.none else ''} and fit in "
+                             f"64 bits (|value| < 2^63), found {describe(value)}")
         low = self.low
         if isinstance(low, str):
             low = others.get(low)
@@ -281,7 +302,7 @@ class Real(Param):
     def _check(self, value, name, others):
         if not _is_real(value):
             self._refuse(value, name, TypeError)
-        v = float(value)
+        v = real_to_float(value)
         if not np.isfinite(v):
             self._refuse(value, name)
         if self.low is not None and (v < self.low or (self.open_low and v == self.low)):
@@ -335,7 +356,7 @@ class Interval(Param):
         if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2 \
                 or not all(_is_real(b) for b in value):
             self._refuse(value, name)
-        lo, hi = (float(b) for b in value)
+        lo, hi = (real_to_float(b) for b in value)
         if not (np.isfinite(lo) and np.isfinite(hi)) or lo <= 0 or hi <= 0 or (self.ordered and hi < lo):
             self._refuse(value, name)
 

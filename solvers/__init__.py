@@ -11,7 +11,7 @@ from ._solve import solve
 from .bounds import Bounds, lower_bounds
 from .bqm import BQM
 from .hessian import DiagonalHessianLayer
-from .layer import ConvProblem, LayerProblem
+from .layer import ConvProblem, LayerProblem, cnn_layer_problem
 from .orlib import read_bqp
 from .result import Result
 from .samplers import ExhaustiveSampler, TreeSampler
@@ -22,6 +22,7 @@ __all__ = [
     "BQM",
     "LayerProblem",
     "ConvProblem",
+    "cnn_layer_problem",
     "Result",
     "METHODS",
     "method_names",

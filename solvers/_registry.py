@@ -8,7 +8,9 @@ such as ``seed`` or ``time_limit``, may be declared by their default alone and t
 declaration in :data:`SHARED`), what it acts on (``kind``: ``"qubo"`` any QUBO, row by row on
 a layer; ``"layer"`` only a layer's weights whole; ``"sparse"`` a :class:`solvers.SparseProblem`,
 registered through :func:`solvers.sparse.problem.register_sparse`), and optionally ``size_limit``, the option
-that caps the number of variables. :func:`resolve_options` checks every given value against
+that caps the number of variables, and ``certifies_bound``: whether every ``lower_bound`` it
+reports (and every ``optimal`` it claims) is a proof, the only bounds :mod:`reference.compare.harness`
+and :func:`reference.testing.rounding_report` take (docs/conventions.md). :func:`resolve_options` checks every given value against
 its declaration before any work starts, so a bad value is refused with the option named.
 """
 
@@ -111,6 +113,7 @@ class Method:
     exact: bool = False
     size_limit: str | None = None
     extra: dict = field(default_factory=dict)
+    certifies_bound: bool = False
 
     @property
     def options(self) -> dict:
@@ -134,7 +137,7 @@ METHODS: dict[str, Method] = {}
 
 
 def register(name: str, *, kind: str, summary: str, options: dict[str, Any] | None = None,
-             exact: bool = False, size_limit: str | None = None, **extra):
+             exact: bool = False, size_limit: str | None = None, certifies_bound: bool = False, **extra):
     """Decorator registering ``run`` under ``name`` with its declared options (see the module
     docstring). ``extra`` holds kind-specific metadata (e.g. the penalties a sparse coder accepts)."""
     if kind not in KINDS:
@@ -148,7 +151,8 @@ def register(name: str, *, kind: str, summary: str, options: dict[str, Any] | No
     def deco(run):
         if name in METHODS:
             raise ValueError(f"method {name!r} is already registered")
-        METHODS[name] = Method(name, run, kind, params, summary, exact, size_limit, dict(extra))
+        METHODS[name] = Method(name, run, kind, params, summary, exact, size_limit, dict(extra),
+                               certifies_bound=bool(certifies_bound))
         return run
 
     return deco

@@ -11,6 +11,7 @@ from reference.validation import available_cpus, check_positive_int
 from ._registry import METHODS, Method, Outcome, at_width, method_names
 from .anneal import sampler_method
 from .bqm import BQM
+from .certificates import check_bound
 from .layer import LayerProblem
 from .result import Result
 from .sparse.problem import SparseProblem
@@ -72,7 +73,7 @@ def _row_outcomes(problem: LayerProblem, m: Method, opts: dict, workers: int) ->
     if workers > 1 and len(todo) > 1 and METHODS.get(m.name) is m:
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(min(workers, len(todo))) as pool:  # as reference.harness
+        with ProcessPoolExecutor(min(workers, len(todo))) as pool:  # as reference.compare.harness
             futures = {k: pool.submit(_run_row, m.name, *jobs[k]) for k in todo}
             for k, fut in futures.items():
                 outs[k] = fut.result()
@@ -95,7 +96,10 @@ def _per_row(problem: LayerProblem, m: Method, opts: dict, workers: int = 1) -> 
         states.append(out.x)
         statuses.append(out.status)
         optimal &= out.optimal
-        lb = bqm.energy(out.x) if out.optimal else out.lower_bound
+        e_row = bqm.energy(out.x)
+        lb = e_row if out.optimal else out.lower_bound
+        if lb is not None:  # a row's bound above its own row's energy is a wrong certificate
+            check_bound(float(lb), e_row, bqm, f"method {m.name!r}, row {len(states) - 1}")
         # a row's loss e^T G e (Eq. 20, G positive semidefinite) is never negative: a negative
         # bound is raised to 0, which is still below the row's optimum
         bounds.append(None if lb is None else max(float(lb), 0.0))
@@ -119,6 +123,8 @@ def _solve_sparse(problem: SparseProblem, m: Method, opts: dict) -> Result:
     converged = bool(out.info.get("converged", out.optimal))
     status = "optimal" if out.optimal else (out.status or ("converged" if converged else "iteration limit"))
     lower = energy if out.optimal else out.lower_bound
+    if lower is not None:  # an objective of sums of squares and penalties: its own size is the scale
+        check_bound(float(lower), energy, abs(energy), f"method {m.name!r}")
     info = {"objective": float(rows[0]) if problem.single else rows, "penalty": problem.penalty,
             "lam": problem.lam, **out.info}
     return Result(x=A[0] if problem.single else A, energy=energy, optimal=bool(out.optimal),
@@ -193,6 +199,9 @@ def solve(problem, method="exhaustive", *, workers=1, **options) -> Result:
                          "coefficients are too large for its energies to be computed")
     lower = energy if out.optimal else out.lower_bound
     if lower is not None:
+        # a bound above the method's own recomputed energy beyond float64 rounding is a wrong
+        # certificate (an error); within rounding the bound is reported as at most the energy
+        check_bound(float(lower), energy, problem, f"method {m.name!r}")
         lower = float(min(lower, energy))
     status = out.status if not out.optimal else "optimal"
     return Result(x=x, energy=energy, optimal=bool(out.optimal), lower_bound=lower, seconds=seconds,

@@ -151,7 +151,7 @@ def _all_states_range(k: int, start: int, stop: int) -> np.ndarray:
     return ((np.arange(start, stop)[:, None] >> np.arange(k)) & 1).astype(np.float64)
 
 
-@register("exhaustive", kind="qubo", exact=True, size_limit="max_vars",
+@register("exhaustive", kind="qubo", exact=True, certifies_bound=True, size_limit="max_vars",
           options={"max_vars": Integer(MAX_VARS, low=0, high=HARD_MAX_VARS), "threads": None},
           summary="exact: enumerate all 2^n states (vectorised, memory bounded)")
 def _exhaustive(bqm, max_vars, threads) -> Outcome:

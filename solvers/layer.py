@@ -22,7 +22,7 @@ from reference.loss import gram
 
 from .bqm import BQM
 
-__all__ = ["ConvProblem", "LayerProblem"]
+__all__ = ["ConvProblem", "LayerProblem", "cnn_layer_problem"]
 
 
 def _check_gram(G, n: int, name: str) -> np.ndarray:
@@ -84,12 +84,13 @@ class LayerProblem:
             G = _check_gram(G, W.shape[1], "G")
         self._setup(W, grid, G, X, name)
 
-    def _setup(self, W, grid, G, X, name):
-        """Store validated arrays and derive the up/down variables (shared with the conv layer)."""
+    def _setup(self, W, grid, G, X, name, source=None):
+        """Store validated arrays and derive the up/down variables (shared with the conv layer,
+        whose ``G`` comes from ``X`` without keeping it: ``source="X"`` for the messages)."""
         if not isinstance(grid, Grid):
             raise ValueError(f"grid must be a reference.Grid, found {type(grid).__name__}")
         grid.per_row(W.shape[0])  # validates the grid's length against W
-        check_loss_range(W, G, grid, X)
+        check_loss_range(W, G, grid, X, source=source)
         nb = _grid_neighbours(W, grid)
         self.W = W
         self.G = G
@@ -245,6 +246,7 @@ class ConvProblem(LayerProblem):
         X = _check_X(X)
         geo = conv_geometry(W4.shape, X.shape[1], stride, padding, dilation, groups)
         geo.output_size(X.shape[2], X.shape[3])  # refuses an empty output map before any work
+        geo.check_work(X.shape[0], X.shape[2], X.shape[3])  # and a geometry above conv.MAX_WORK_ELEMENTS
         if not isinstance(grid, Grid):
             raise ValueError(f"grid must be a reference.Grid, found {type(grid).__name__}")
         grid.per_row(geo.c_out)
@@ -256,7 +258,7 @@ class ConvProblem(LayerProblem):
         self.kernel_shape = W4.shape
         self.input_shape = X.shape
         self.grams = grams
-        self._setup(W4.reshape(geo.c_out, -1), grid, G, None, name)
+        self._setup(W4.reshape(geo.c_out, -1), grid, G, None, name, source="X")
         self.grams.setflags(write=False)
 
     def __repr__(self) -> str:
@@ -277,3 +279,19 @@ class ConvProblem(LayerProblem):
     def w_hat_4d(self, x) -> np.ndarray:
         """Quantized kernels ``s (q - z)`` in the layer's shape (C_out, C_in/groups, kh, kw)."""
         return self.w_hat(x).reshape(self.kernel_shape)
+
+
+def cnn_layer_problem(net, layer, X, grid, inputs=None, name=None) -> LayerProblem:
+    """The rounding problem of layer ``layer`` of a :class:`reference.cnn.CNN` on the inputs the
+    network computes from images ``X`` (or the given ``inputs`` of that layer).
+
+    A convolution gives a :class:`ConvProblem` (Eq. 20 on patches, with the layer's stride,
+    padding, dilation and groups), a dense layer a :class:`LayerProblem` (Eq. 20).
+    """
+    geo = net.geometry(layer)  # checks ``layer``
+    layer = int(layer)
+    A = net.layer_inputs(X)[layer] if inputs is None else inputs
+    name = name or f"layer {layer}"
+    if geo is not None:
+        return ConvProblem(net.weights[layer], grid, A, name=name, **net.conv_options(layer))
+    return LayerProblem(net.weights[layer], grid, X=A, name=name)

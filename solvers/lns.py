@@ -253,7 +253,8 @@ def lns(bqm, *, window: int = 16, max_window: int = 32, window_nodes: int = 20_0
     return Outcome(x=st.x.astype(np.int8), status="best found", info=info)
 
 
-@register("lns", kind="qubo",
+# certifies_bound: lns reports a bound (and optimality) only when the tree decides the whole QUBO
+@register("lns", kind="qubo", certifies_bound=True,
           options={"window": Integer(16, low=1), "max_window": Integer(32, low="window"),
                    "window_nodes": Integer(20_000, low=1), "max_nodes": Integer(20_000_000, low=1),
                    "start": Choice("tabu", _STARTS), "reads": Integer(3, low=1), "kicks": Integer(32, low=0),

@@ -338,7 +338,7 @@ def _tree_search(P, q, c, *, order, bound, num_states, max_nodes, time_limit, ba
 
 
 # ---------------------------------------------------------------------------- registration
-@register("tree", kind="qubo", exact=True,
+@register("tree", kind="qubo", exact=True, certifies_bound=True,
           options={"max_nodes": None, "time_limit": None, "order": Choice("schur", ORDERS),
                    "bound": Choice("rows", BOUNDS), "batch": Integer(512, low=1),
                    "diagonal": Choice("sdp", DIAGONALS)},

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from reference import fit_grid
-from reference.compare import main
+from reference.compare.cli import main
+from reference.conv import conv_geometry
 from reference.testing import assert_rounding_within, assert_sparse_code_within, sparse_code_report
 from solvers import BQM, LayerProblem, solve
 from solvers.sparse import code
@@ -320,7 +321,7 @@ def test_16_an_unwritable_store_and_corrupted_rows_give_one_line(tmp_path, capsy
 
 def test_16_a_read_only_store_is_one_line(tmp_path, capsys, monkeypatch):
     """Read-only as SQLite sees it (chmod alone does not stop root, who may run the suite)."""
-    import reference.store as store_mod
+    import reference.compare.store as store_mod
 
     W, X = _layer()
     p = _npz(tmp_path / "a.npz", W=W, X=X)
@@ -336,7 +337,7 @@ def test_16_a_read_only_store_is_one_line(tmp_path, capsys, monkeypatch):
 
 def test_17_an_unreachable_scheduler_is_one_line(tmp_path, capsys, monkeypatch):
     pytest.importorskip("distributed")
-    import reference.harness as harness
+    import reference.compare.harness as harness
 
     monkeypatch.setattr(harness, "SCHEDULER_TIMEOUT", 1)
     W, X = _layer()
@@ -427,7 +428,7 @@ def test_a_dimod_model_above_the_dense_limit_is_refused():
 
 # ------------------------------------------------------------------------------ cosmetic
 def test_table_columns_stay_apart_for_huge_gaps():
-    from reference.compare import _fmt_table
+    from reference.compare.cli import _fmt_table
 
     rec = {"name": "p", "kind": "qubo", "results": [
         {"method": "nearest", "energy": 1.0, "gap": 123456.789, "optimal": False, "seconds": 0.5, "status": "x"}]}
@@ -488,3 +489,291 @@ def test_a_method_that_refuses_a_problem_at_run_time_is_reported_not_a_traceback
     assert by["tree"]["status"] == "refused: the triangular factor is not finite"
     assert by["tree"]["energy"] is None and not by["tree"]["optimal"]
     assert by["exhaustive"]["optimal"] and by["exhaustive"]["energy"] == -3.0  # maximises 3 x1 - 2 x1 x2: 3 at (1, 0)
+
+
+# ------------------------------------------------------------------------------ geometry that drives allocation
+def _conv_args(kernel, pad, dil=1):
+    from reference.conv import conv_geometry
+
+    W = np.ones((1, 1, kernel, kernel))
+    X = np.ones((1, 1, 2, 2))
+    return W, X, conv_geometry(W.shape, 1, padding=pad, dilation=dil)
+
+
+@pytest.mark.parametrize("kernel, pad, dil, culprit", [
+    (1, 100000, 1, "padding (100000, 100000)"),  # np.pad asked for 298 GiB
+    (3, 5000, 1, "padding (5000, 5000)"),  # the 3x3 patches alone: 6.7 GiB
+    (3, 10000, 10000, "padding (10000, 10000) with dilation (10000, 10000)"),
+])
+def test_a_huge_padding_or_dilation_is_refused_from_the_geometry_before_allocating(kernel, pad, dil, culprit):
+    import re
+    import tracemalloc
+
+    from reference.conv import conv2d, conv_gram, conv_loss, patches
+    from solvers import ConvProblem
+
+    W, X, geo = _conv_args(kernel, pad, dil)
+    grid = fit_grid(W.reshape(1, -1))
+    # one 2 x 2 sample: padded (2 + 2 pad)^2, output side 2 + 2 pad - dil (kernel - 1), kernel^2 per patch
+    side = 2 + 2 * pad - dil * (kernel - 1)
+    padded, patch = (2 + 2 * pad) ** 2, side * side * kernel**2
+    gram, out = padded + patch + 3 * kernel**4, padded + patch + side * side
+    calls = [(lambda: ConvProblem(W, grid, X, padding=pad, dilation=dil), gram), (lambda: conv_gram(X, geo), gram),
+             (lambda: patches(X, geo), gram), (lambda: conv2d(X, W, padding=pad, dilation=dil), out),
+             (lambda: conv_loss(W, X, W, padding=pad, dilation=dil), out)]
+    for call, total in calls:
+        tracemalloc.start()
+        try:
+            with pytest.raises(ValueError, match="^" + re.escape(
+                    f"{culprit}: the convolution of X of shape (1, 1, 2, 2) by a {kernel}x{kernel} kernel would "
+                    f"need {total} float64 entries ({total * 8 / 2**30:.3g} GiB) of work arrays at once (padded "
+                    f"input {padded}, patches {patch}, ") + r"(Gram matrices|output chunk) \d+\), above the limit "
+                    r"reference\.conv\.MAX_WORK_ELEMENTS = 268435456$"):
+                call()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 1 << 20  # refused from the shapes: nothing large was allocated
+    assert 6.7 < patch * 8 / 2**30 < 6.71 or pad != 5000  # the finding's 6.7 GiB: the 3x3 patches
+
+
+def test_a_network_with_a_huge_padding_is_refused_when_it_is_built():
+    from reference.cnn import CNN, ConvSpec
+
+    with pytest.raises(ValueError, match=r"^padding \(5000, 5000\): the convolution of X of shape \(1, 1, 8, 8\)"):
+        CNN.initialize(input_shape=(1, 8, 8), convs=(ConvSpec(2, padding=5000),), pool=1, dense=(3,))
+    net = CNN.initialize(input_shape=(1, 8, 8), convs=(ConvSpec(2, padding=1),), pool=1, dense=(3,))
+    with pytest.raises(ValueError, match=r"^padding \(5000, 5000\): "):
+        CNN(net.weights, net.biases, [conv_geometry((2, 1, 3, 3), 1, padding=5000)], 1, (1, 8, 8))
+
+
+def test_a_huge_padding_in_a_layer_file_is_one_line(tmp_path, capsys):
+    p = _npz(tmp_path / "pad.npz", W=np.ones((1, 1, 3, 3)), X=np.ones((1, 1, 2, 2)), padding=5000)
+    assert main(C + ["--problem", p]) == 2
+    _one_error_line(capsys, "pad.npz", "padding (5000, 5000): ", "MAX_WORK_ELEMENTS")
+
+
+def test_a_huge_fan_in_or_image_is_refused_naming_w_or_x():
+    from reference.conv import conv_gram, conv_geometry
+
+    W = np.ones((1, 1, 1, 20000))  # a 20000-entry kernel row: Gram matrices of 3 * 4e8 entries
+    with pytest.raises(ValueError, match=r"^W \(fan-in \(C_in/groups\) kh kw = 20000\): "):
+        conv_gram(np.ones((1, 1, 1, 20000)), conv_geometry(W.shape, 1))
+    geo = conv_geometry((1, 1, 7, 7), 1)  # one 3000 x 3000 image: 4.4e8 patch entries
+    with pytest.raises(ValueError, match=r"^X \(the size of its images\): .*patches 439237764"):
+        conv_gram(np.zeros((1, 1, 3000, 3000)), geo)
+
+
+def test_the_work_budget_is_what_the_convolution_allocates_and_can_be_raised(monkeypatch):
+    """Independent check of ``ConvGeometry.work``: the peak that tracemalloc sees numpy allocate is
+    the counted work arrays plus X's validated copy (and the result), within 1 %; a budget of exactly
+    that count is accepted and one entry less is refused."""
+    import tracemalloc
+
+    import reference.conv as conv
+
+    rng = np.random.default_rng(0)
+    for N, C, H, Wd, co, k, s, p, d, g in [(3, 4, 20, 17, 6, 3, 1, 5, 1, 2), (2, 2, 9, 9, 2, 3, 2, 40, 3, 1),
+                                           (50, 3, 30, 30, 4, 5, 1, 2, 1, 1), (7, 6, 11, 13, 6, 3, 1, 3, 1, 3)]:
+        X, W = rng.normal(size=(N, C, H, Wd)), rng.normal(size=(co, C // g, k, k))
+        geo = conv.conv_geometry(W.shape, C, s, p, d, g)
+        Ho, Wo = geo.output_size(H, Wd)
+        for output in (False, True):
+            work = sum(geo.work(N, H, Wd, output).values())
+            tracemalloc.start()
+            try:
+                conv.conv2d(X, W, s, p, d, g) if output else conv.conv_gram(X, geo)
+                peak = tracemalloc.get_traced_memory()[1] / 8
+            finally:
+                tracemalloc.stop()
+            expect = work + X.size + (N * co * Ho * Wo if output else 0)
+            assert abs(peak - expect) <= 0.03 * expect, (peak, expect)
+            monkeypatch.setattr(conv, "MAX_WORK_ELEMENTS", work)
+            conv.conv2d(X, W, s, p, d, g) if output else conv.conv_gram(X, geo)
+            monkeypatch.setattr(conv, "MAX_WORK_ELEMENTS", work - 1)
+            with pytest.raises(ValueError, match=f"would need {work} float64 entries"):
+                conv.conv2d(X, W, s, p, d, g) if output else conv.conv_gram(X, geo)
+            monkeypatch.undo()
+
+
+# ------------------------------------------------------------------------------ numbers beyond float64
+def test_python_ints_beyond_float64_are_a_value_error_not_an_overflow_error():
+    from reference.validation import check_tolerance
+    from solvers.sparse import SparseProblem
+
+    with pytest.raises(ValueError, match=r"^time_limit must be a finite number > 0 .*found 1000000000"):
+        solve(BQM(np.eye(2)), "tree", time_limit=10**400)
+    with pytest.raises(ValueError, match=r"^beta_range must be a pair"):
+        solve(BQM(np.eye(2)), "anneal", beta_range=[1, 10**400])
+    with pytest.raises(ValueError, match=r"^rtol must be a finite number >= 0, found 1000000000"):
+        check_tolerance(10**400, "rtol")
+    with pytest.raises(ValueError, match=r"^lam must be finite"):
+        SparseProblem(np.eye(2), np.ones(2), lam=10**400)
+    assert solve(BQM(np.eye(2)), "tree", time_limit=2**31 - 1).optimal  # the largest limit, as a Python int
+
+
+def test_integers_beyond_64_bits_are_refused_naming_the_option():
+    """Found with 10**400 for every declared option: three reached numpy or float arithmetic and
+    raised OverflowError (adaround's iterations, lns's reads, a grid's qmin)."""
+    from reference import Grid
+
+    W = np.random.default_rng(0).normal(size=(2, 3))
+    layer = LayerProblem(W, fit_grid(W), X=np.eye(3))
+    for problem, method, opt in ((layer, "adaround", "iterations"), (BQM(np.eye(3)), "lns", "reads"),
+                                 (BQM(np.eye(3)), "anneal", "seed"), (BQM(np.eye(3)), "tree", "max_nodes")):
+        for value in (10**400, 2**63, -(2**63) - 1):
+            with pytest.raises(ValueError, match=f"^{opt} must be an integer >= .* and fit in 64 bits "
+                                                 r"\(\|value\| < 2\^63\), found -?\d"):
+                solve(problem, method, **{opt: value})
+    assert solve(BQM(np.eye(3), [-2, 2, -2]), "anneal", seed=2**63 - 1).energy == -2.0  # x = (1, 0, 1)
+    for qmin, qmax in ((-(10**400), 7), (-(2**53) - 1, 7), (0, 2**53 + 1)):
+        with pytest.raises(ValueError, match=r"^qm(in|ax) must lie in \[-2\^53, 2\^53\]"):
+            Grid(0.1, qmin, qmax)
+    assert Grid(1.0, -(2**53), 2**53).qmax == 2**53
+
+
+# ------------------------------------------------------------------------------ problem files: write last, atomically
+def _safetensors_and_inputs(tmp_path):
+    from safetensors.numpy import save_file
+
+    save_file({"a.weight": np.random.default_rng(0).normal(size=(2, 3)).astype(np.float32)},
+              str(tmp_path / "m.safetensors"))
+    np.save(tmp_path / "x.npy", np.random.default_rng(1).normal(size=(5, 3)))
+    np.save(tmp_path / "x4.npy", np.ones((5, 4)))  # 4 columns for 3 inputs: refused
+    return ["--weights", str(tmp_path / "m.safetensors"), "--tensor", "a.weight"]
+
+
+def test_a_refused_problem_file_run_leaves_out_untouched(tmp_path, capsys):
+    from reference.compare.problem_files import load_layer
+    from reference.compare.problem_files import main as pf_main
+
+    base = _safetensors_and_inputs(tmp_path)
+    out = tmp_path / "layer.npz"
+    assert pf_main(base + ["--inputs", str(tmp_path / "x4.npy"), "--out", str(out)]) == 2
+    _one_error_line(capsys, "X has 4 columns but W has 3 inputs")
+    assert not out.exists() and sorted(os.listdir(tmp_path)) == ["m.safetensors", "x.npy", "x4.npy"]
+    assert pf_main(base + ["--inputs", str(tmp_path / "x.npy"), "--out", str(out), "--bits", "3"]) == 0
+    capsys.readouterr()
+    good = out.read_bytes()
+    probe = tmp_path / "probe"
+    probe.write_bytes(b"")
+    assert out.stat().st_mode & 0o777 == probe.stat().st_mode & 0o777  # the mode of a plain new file
+    for bad, needle in ((["--inputs", str(tmp_path / "x4.npy")], "X has 4 columns but W has 3 inputs"),
+                        (["--inputs", str(tmp_path / "x.npy"), "--bits", "40"], "bits must be >= 2 and <= 16"),
+                        (["--inputs", str(tmp_path / "x.npy"), "--stride", "2"], "apply to a convolution")):
+        assert pf_main(base + bad + ["--out", str(out)]) == 2
+        _one_error_line(capsys, needle)
+        assert out.read_bytes() == good  # the valid file is kept, byte for byte
+    assert sorted(os.listdir(tmp_path)) == ["layer.npz", "m.safetensors", "probe", "x.npy", "x4.npy"]
+    assert load_layer(str(out)).shape == (2, 3)
+    (tmp_path / "d.npz").mkdir()
+    for where, needle in ((tmp_path / "d.npz", "d.npz: is a directory, not a file"),
+                          (tmp_path / "no" / "l.npz", "l.npz: its directory")):
+        assert pf_main(base + ["--inputs", str(tmp_path / "x.npy"), "--out", str(where)]) == 2
+        _one_error_line(capsys, needle)
+
+
+# ------------------------------------------------------------------------------ messages that say what is wrong
+def test_a_text_or_pickle_file_as_inputs_is_named_for_what_it_is(tmp_path, capsys):
+    import pickle
+
+    from reference.compare.problem_files import read_inputs
+
+    (tmp_path / "x.txt").write_text("1 2 3\n4 5 6\n")
+    with pytest.raises(ValueError, match=r"x\.txt: not a \.npy or \.npz file \(numpy\.save writes") as err:
+        read_inputs(str(tmp_path / "x.txt"))
+    assert "pickle" not in str(err.value).split(": ", 1)[1]
+    (tmp_path / "x.pkl").write_bytes(pickle.dumps(np.ones(3)))
+    with pytest.raises(ValueError, match=r"x\.pkl: holds Python objects \(pickled data\), which are never loaded"):
+        read_inputs(str(tmp_path / "x.pkl"))
+    np.save(tmp_path / "o.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match=r"o\.npy: the array holds Python objects \(pickled data\)"):
+        read_inputs(str(tmp_path / "o.npy"))
+    buf = io.BytesIO()  # a .npy header claiming 1e10 numbers: refused from the header, as in a .npz
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": (100000, 100000)})
+    (tmp_path / "h.npy").write_bytes(buf.getvalue() + b"\0" * 64)
+    with pytest.raises(ValueError, match=r"h\.npy: the array claims shape \(100000, 100000\), above the limit"):
+        read_inputs(str(tmp_path / "h.npy"))
+    with open(tmp_path / "z.bin", "wb") as fh:  # a zip of arrays, whatever its name
+        np.savez(fh, X=np.ones((2, 3)))
+    assert read_inputs(str(tmp_path / "z.bin")).shape == (2, 3)
+
+
+def test_a_directory_is_not_called_a_missing_file(tmp_path, capsys):
+    from reference.compare.problem_files import main as pf_main
+    from reference.compare.problem_files import read_inputs, read_safetensors
+
+    d = tmp_path / "dir"
+    d.mkdir()
+    for call in (lambda: read_inputs(str(d)), lambda: read_safetensors(str(d), "a")):
+        with pytest.raises(ValueError, match=r"dir: is a directory, not a file$"):
+            call()
+    with pytest.raises(ValueError, match=r"nothing: no such file$"):
+        read_inputs(str(tmp_path / "nothing"))
+    for flag in ("--problem", "--qubo", "--config"):
+        assert main(C + [flag, str(d)]) == 2
+        _one_error_line(capsys, "is a directory, not a file")
+    assert pf_main(["--weights", str(d), "--tensor", "a", "--inputs", str(d), "--out", str(tmp_path / "o.npz")]) == 2
+    _one_error_line(capsys, "dir: is a directory, not a file")
+
+
+def test_conv_files_blame_x_for_what_is_wrong_with_x(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    W, X = rng.normal(size=(3, 2, 3, 3)), rng.normal(size=(4, 2, 5, 5))
+    cases = [
+        (dict(W=W, X=X * 1e-160), "X's patch Gram matrix is below 2e-292", "rescale X"),
+        (dict(W=W, X=X[:, :0]), "X must have at least one input channel (X.shape[1] = C_in), found C_in = 0"),
+        (dict(W=W, X=X[:, :1]), "X has C_in = 1 input channels (X.shape[1]), but W of shape (3, 2, 3, 3) with "
+                                "groups = 1 takes C_in = W.shape[1] * groups = 2"),
+    ]
+    for data, *needles in cases:
+        assert main(C + ["--problem", _npz(tmp_path / "c.npz", **data)]) == 2
+        line = _one_error_line(capsys, "c.npz", *needles)
+        assert "rescale G" not in line and "W must" not in line
+
+
+def test_underflowing_atoms_are_not_called_zero_atoms():
+    from solvers.sparse import SparseProblem
+
+    rng = np.random.default_rng(0)
+    Phi, X = rng.normal(size=(5, 4)), rng.normal(size=(3, 5))
+    with pytest.raises(ValueError, match=r"^Phi has 4 atom\(s\) \(columns\) whose norm underflows to 0 in float64 "
+                                         r"\(largest entry 2\.\d+e-200,.*rescale Phi$"):
+        SparseProblem(Phi * 1e-200, X)
+    Phi[:, 1] = 0
+    with pytest.raises(ValueError, match=r"^Phi must have no zero atom \(column\), found 1$"):
+        SparseProblem(Phi, X)
+
+
+# ------------------------------------------------------------------------------ silently accepted before
+def test_boolean_conv_settings_are_refused_in_files_as_by_the_api(tmp_path, capsys):
+    from solvers import ConvProblem
+
+    rng = np.random.default_rng(0)
+    W, X = rng.normal(size=(3, 2, 3, 3)), rng.normal(size=(4, 2, 5, 5))
+    for key, value in (("stride", True), ("padding", False), ("dilation", True), ("groups", True),
+                       ("bits", True)):
+        assert main(C + ["--problem", _npz(tmp_path / "b.npz", W=W, X=X, **{key: value})]) == 2
+        _one_error_line(capsys, "b.npz", f"{key} must be an int")
+        if key != "bits":
+            with pytest.raises(ValueError, match=f"^{key} must be an int"):
+                ConvProblem(W, fit_grid(W.reshape(3, -1)), X, **{key: np.array(value)})
+
+
+def test_a_boolean_lambda_is_refused():
+    from solvers.sparse import SparseProblem
+
+    rng = np.random.default_rng(0)
+    for lam in (True, np.bool_(False), np.array(True)):
+        with pytest.raises(TypeError, match=r"^lam must be a finite number >= 0, found"):
+            SparseProblem(rng.normal(size=(3, 2)), rng.normal(size=3), lam=lam)
+        with pytest.raises(TypeError, match=r"^lam must be a finite number"):
+            code(rng.normal(size=(3, 2)), rng.normal(size=3), "l1", lam, "ista")
+
+
+@pytest.mark.parametrize("given", ["", ",", " , "])
+def test_methods_naming_no_method_is_refused_not_every_method(tmp_path, capsys, given):
+    W, X = _layer()
+    p = _npz(tmp_path / "a.npz", W=W, X=X)
+    assert main(["--jobs", "1", "--methods", given, "--problem", p]) == 2
+    _one_error_line(capsys, f"--methods: no method named (given {given!r}); choose from [")

@@ -3,7 +3,7 @@ every public entry point.
 
 Properties checked on every generated case:
 
-* CLI (``reference.compare.main``) on malformed ``.npz``, OR-Library, dimod and TOML files: exit 0
+* CLI (``reference.compare.cli.main``) on malformed ``.npz``, OR-Library, dimod and TOML files: exit 0
   or exit 2 with exactly one ``error:`` line naming the file, never a traceback or a numpy warning
   on stderr; on exit 0 the JSON holds no NaN/inf and every "optimal" value is finite and no worse
   than any other method's value on the same problem.
@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from reference import Grid, fit_grid
-from reference.compare import main
+from reference.compare.cli import main
 from reference.testing import (assert_rounding_within, assert_sparse_code_within, rounding_report,
                                sparse_code_report)
 from solvers import BQM, METHODS, LayerProblem, solve

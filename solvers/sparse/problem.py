@@ -136,7 +136,8 @@ def register_sparse(name, *, options, penalties=PENALTIES, summary="", exact=Fal
             return run(problem, **opts)
 
         checked.__doc__ = run.__doc__
-        register(name, kind="sparse", summary=summary, options=options, exact=exact)(checked)
+        register(name, kind="sparse", summary=summary, options=options, exact=exact,
+                 certifies_bound=exact)(checked)
         return run
 
     return deco

@@ -1,5 +1,5 @@
 """The numpy CNN: gradients against finite differences, the forward against direct loops,
-deterministic training, and its layers as rounding problems."""
+deterministic training (its layers as rounding problems: tests/solvers/test_cnn_layers.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,7 @@ import numpy as np
 import pytest
 
 from reference.cnn import CNN, ConvSpec, digits_images, train_cnn
-from reference.grid import fit_grid
-from solvers import ConvProblem, LayerProblem
-from tests.solvers.test_conv import direct_conv, direct_loss
+from tests.solvers.test_conv import direct_conv
 
 ARCH = dict(input_shape=(2, 6, 6), convs=(ConvSpec(3), ConvSpec(4, stride=2, padding=1),
                                           ConvSpec(4, kernel=2, padding=1, groups=2)), pool=2, dense=(5, 3))
@@ -69,31 +67,6 @@ def test_forward_equals_direct_convolution_loops():
     np.testing.assert_allclose(net.layer_inputs(X)[net.n_conv], pooled, rtol=1e-12, atol=1e-12)
     h = np.maximum(pooled @ np.asarray(net.weights[3]).T + net.biases[3], 0)
     np.testing.assert_allclose(net.logits(X), h @ np.asarray(net.weights[4]).T + net.biases[4], rtol=1e-12, atol=1e-12)
-
-
-def test_layer_problems_are_eq20_on_the_layer_inputs():
-    net = _net(5)
-    rng = np.random.default_rng(6)
-    X = rng.normal(size=(4, 2, 6, 6))
-    inputs = net.layer_inputs(X)
-    for layer in range(net.n_layers):
-        grid = fit_grid(net.rows(layer), bits=3)
-        prob = net.layer_problem(layer, X, grid)
-        v = (rng.random(prob.shape) < 0.5) * prob.movable
-        W = np.asarray(net.weights[layer])
-        W_hat = prob.w_hat(v).reshape(W.shape)
-        if layer < net.n_conv:
-            assert isinstance(prob, ConvProblem)
-            g = net.geometries[layer]
-            want = direct_loss(W, inputs[layer], W_hat, stride=g.stride, padding=g.padding, dilation=g.dilation,
-                               groups=g.groups)
-        else:
-            assert type(prob) is LayerProblem
-            R = inputs[layer] @ (W - W_hat).T
-            want = float(np.sum(R * R) / R.shape[0])
-        assert prob.loss(v) == pytest.approx(want, rel=1e-10, abs=1e-14)
-        # the quantized network uses exactly these weights
-        assert np.array_equal(net.with_weights(layer, prob.w_hat(v)).weights[layer], W_hat)
 
 
 def test_training_is_deterministic_and_learns():

@@ -5,12 +5,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reference.gabor import count_subregions, fit_gabor, fit_gabors, gabor
+from reference.gabor import GABOR_PARAMS, count_subregions, fit_gabor, fit_gabors, gabor
 from reference.gratings import ORIENTED_OSI, grating, grating_set, linear_responses, tuning
 
 THETAS = np.pi * np.arange(16) / 16
 FREQS = np.array([0.06, 0.09, 0.125, 0.18, 0.25])
 STIM = grating_set(32, THETAS, FREQS, 8)  # 32 pixels: the Gabors below fit whole (continuum formulas)
+
+
+def _params(*values) -> dict:
+    """Gabor parameters in the order of GABOR_PARAMS."""
+    return dict(zip(GABOR_PARAMS, values))
 
 
 def test_a_grating_matches_its_formula_pixel_by_pixel():
@@ -59,7 +64,7 @@ def test_a_gabor_atoms_responses_match_its_fourier_transform(theta, sigma, freq)
     # grating of frequency f at theta + d drives it exp(-2 pi^2 f^2 (sx^2 (1 - cos d)^2 +
     # sy^2 sin^2 d)) times as much as at theta (the far lobe neglected; phase-averaged |dot|)
     sy = 1.5 * sigma
-    atom = gabor(32, 1.0, 0.0, 0.0, theta, freq, sigma, sy, -np.pi / 2)
+    atom = gabor(32, _params(1.0, 0.0, 0.0, theta, freq, sigma, sy, -np.pi / 2))
     R = linear_responses(atom[:, None], STIM)[0]
     i, j = int(np.argmin(np.abs(THETAS - theta))), int(np.flatnonzero(FREQS == freq)[0])
     d = 2 * np.pi / 16
@@ -78,7 +83,7 @@ def test_a_gabor_atoms_responses_match_its_fourier_transform(theta, sigma, freq)
 @given(theta=st.floats(0.05, np.pi - 0.05), freq=st.floats(0.08, 0.2), sx=st.floats(1.8, 3.0),
        aspect=st.floats(1.0, 1.8), phase=st.floats(-3.0, 3.0), x0=st.floats(-1.5, 1.5), y0=st.floats(-1.5, 1.5))
 def test_a_gabor_fit_recovers_known_parameters(theta, freq, sx, aspect, phase, x0, y0):
-    atom = gabor(16, 0.7, x0, y0, theta, freq, sx, sx * aspect, phase)
+    atom = gabor(16, _params(0.7, x0, y0, theta, freq, sx, sx * aspect, phase))
     f = fit_gabor(atom)
     assert f["r2"] > 0.999
     np.testing.assert_allclose([f["freq"], f["sigma_x"], f["sigma_y"], f["x0"], f["y0"], f["amplitude"]],
@@ -86,6 +91,13 @@ def test_a_gabor_fit_recovers_known_parameters(theta, freq, sx, aspect, phase, x
     assert abs(np.angle(np.exp(1j * (f["theta"] - theta)))) < 2e-3
     assert abs(np.angle(np.exp(1j * (f["phase"] - phase)))) < 5e-3
     assert f["nx"] == pytest.approx(freq * sx, rel=3e-3)
+    # the fit's parameters redraw the atom
+    assert np.linalg.norm(gabor(16, f) - atom) <= 0.05 * np.linalg.norm(atom)
+
+
+def test_a_gabor_needs_every_parameter():
+    with pytest.raises(ValueError, match="missing \\['phase'\\]"):
+        gabor(8, {k: 1.0 for k in GABOR_PARAMS[:-1]})
 
 
 def test_subregions_are_counted_on_the_profile_and_fits_batch_as_singles():
@@ -94,7 +106,7 @@ def test_subregions_are_counted_on_the_profile_and_fits_batch_as_singles():
     assert count_subregions(0.125, 2.5, 0.0) == 3  # even: a centre and two flanks
     assert count_subregions(0.25, 6.0, 0.0) > 5
     rng = np.random.default_rng(0)
-    Phi = np.stack([gabor(12, 1, 0, 0, 0.4, 0.15, 2.0, 3.0, 0.2), rng.normal(size=144)], axis=1)
+    Phi = np.stack([gabor(12, _params(1, 0, 0, 0.4, 0.15, 2.0, 3.0, 0.2)), rng.normal(size=144)], axis=1)
     F = fit_gabors(Phi)
     assert F["r2"][0] > 0.999 and F["r2"][1] < 0.5  # noise is not Gabor-like
     with pytest.raises(ValueError, match="all-zero atom"):

@@ -5,7 +5,7 @@ import pytest
 
 from solvers.sparse import learn_dictionary, load_checkpoint, random_dictionary, snapshot_path
 from reference.patches import extract_patches
-from reference.sparse_study import atom_grid, format_tables, headline_rows, interp
+from reference.studies.sparse_study import atom_grid, format_tables, headline_rows, interp
 from solvers.sparse import code
 
 

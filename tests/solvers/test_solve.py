@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reference import Grid, fit_grid, layer_loss
-from reference.suites import default_suite
+from reference.compare.suites import default_suite
 from solvers import BQM, LayerProblem, method_names, solve
 from tests.strategies import grid_layers, small_layers
 

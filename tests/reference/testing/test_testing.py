@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reference import Grid, fit_grid, layer_loss
-from reference.suites import correlated_layer
+from reference.compare.suites import correlated_layer
 from reference import dequantize, round_nearest
 from reference.testing import assert_rounding_within, grids, layers, rounding_report
 from solvers import LayerProblem, solve
@@ -177,13 +177,11 @@ def test_generated_grids_are_valid_and_round_trip(grid):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_unproven_report_gives_an_interval_that_holds_the_brute_force_gap(seed):
-    """A tree stopped at once (time_limit tiny) proves nothing; the report's bound, best known
-    value and gap interval are checked against each row's brute-force optimum (written here)."""
-    import itertools
-
+    """A tree stopped at once (time_limit tiny) proves nothing; the report's loss, bound, best
+    known value and gap interval are checked against each row's brute-force optimum of Eq. 20
+    over every up/down rounding (written here with the Gram matrix)."""
     from reference import fit_grid
     from reference.testing import assert_rounding_within, rounding_report
-    from solvers import LayerProblem
 
     rng = np.random.default_rng(seed)
     W, X = rng.normal(size=(2, 16)) / 4, rng.normal(size=(40, 16))
@@ -191,17 +189,22 @@ def test_unproven_report_gives_an_interval_that_holds_the_brute_force_gap(seed):
     q = np.clip(np.round(W / g.scale[:, None]), g.qmin, g.qmax)  # round to nearest
     rep = rounding_report(W, g, X=X, q=q, method="tree", time_limit=1e-9)
     assert rep.optimum is None and rep.gap is None
-    prob = LayerProblem(W, g, X=X)
-    V = np.array(list(itertools.product([0, 1], repeat=16)), dtype=float)
+    G = X.T @ X / len(X)
+    s, z = (a.ravel() for a in g.per_row(2))
+    V = ((np.arange(2**16)[:, None] >> np.arange(16)) & 1).astype(np.float64)
     opt = 0.0
     for k in range(2):
-        b = prob.row_bqm(k)
-        S = V[:, :b.n]
-        opt += float((np.einsum("ij,jk,ik->i", S, b.P, S) + S @ b.q + b.c).min())
-    assert 0 <= rep.lower_bound <= opt * (1 + 1e-9) and opt <= rep.best_known * (1 + 1e-12)
+        lo = np.clip(np.floor(W[k] / s[k] + z[k]), g.qmin, g.qmax)
+        Err = s[k] * (lo + (np.minimum(lo + 1, g.qmax) - lo) * V - z[k]) - W[k]
+        opt += float(np.einsum("si,ij,sj->s", Err, G, Err, optimize=True).min())
+    E_given = s[:, None] * (q - z[:, None]) - W
+    assert rep.loss == pytest.approx(float(np.einsum("ki,ij,kj->", E_given, G, E_given)), rel=1e-12)
+    assert rep.lower_bound <= opt * (1 + 1e-9) and opt <= rep.best_known * (1 + 1e-12)
     true_gap = (rep.loss - opt) / opt
     assert rep.gap_low <= true_gap + 1e-9
-    assert rep.gap_high is None or true_gap <= rep.gap_high + 1e-9
+    # the high end is (loss - bound) / bound, so it holds the true gap exactly when the bound is
+    # at most the optimum (checked above); here it must exist: the tree's bound is positive
+    assert rep.lower_bound > 0 and rep.gap_high is not None
     assert "lies in [" in str(rep)
     with pytest.raises(AssertionError, match="too wide to prove"):
         assert_rounding_within(W, g, X=X, q=q, method="tree", time_limit=1e-9)
@@ -209,3 +212,42 @@ def test_unproven_report_gives_an_interval_that_holds_the_brute_force_gap(seed):
                            rtol=rep.gap_low + 1e-6)
     with pytest.raises(ValueError, match="against"):
         assert_rounding_within(W, g, X=X, q=q, against="lower_bound")
+
+
+def test_the_report_takes_no_bound_from_a_method_that_does_not_certify_one(monkeypatch):
+    """The same tree, registered as certifying nothing: its proven optimum and bound are not
+    used (the report falls back to 0, the bound every local loss has)."""
+    import dataclasses
+
+    from solvers import METHODS
+
+    rng = np.random.default_rng(0)
+    W, X = rng.normal(size=(2, 6)), rng.normal(size=(20, 6))
+    g = fit_grid(W, bits=3)
+    q = np.clip(np.round(W / g.scale[:, None]), g.qmin, g.qmax)
+    assert rounding_report(W, g, X=X, q=q, method="tree").optimum is not None
+    monkeypatch.setitem(METHODS, "tree", dataclasses.replace(METHODS["tree"], certifies_bound=False))
+    rep = rounding_report(W, g, X=X, q=q, method="tree")
+    assert rep.optimum is None and rep.lower_bound == 0.0 and rep.gap_high is None
+
+
+def test_a_bound_above_the_given_roundings_loss_is_refused(monkeypatch):
+    """A certifying method whose bound lies below its own (bad) state's loss, but above the
+    loss of the rounding under test, is a wrong certificate: CertificateError, not a report."""
+    import dataclasses
+
+    from solvers import METHODS
+    from solvers._registry import Outcome
+    from solvers.certificates import CertificateError
+
+    def liar(bqm, **_):  # every row: all weights up, bound just below that row's energy
+        x = np.ones(bqm.n, dtype=np.int8)
+        return Outcome(x=x, lower_bound=float(bqm.energy(x)) * (1 - 1e-6))
+
+    rng = np.random.default_rng(0)
+    W, X = rng.normal(size=(2, 6)), rng.normal(size=(20, 6))
+    g = fit_grid(W, bits=3)
+    q = np.clip(np.round(W / g.scale[:, None]), g.qmin, g.qmax)
+    monkeypatch.setitem(METHODS, "tree", dataclasses.replace(METHODS["tree"], run=liar))
+    with pytest.raises(CertificateError, match="against the given rounding"):
+        rounding_report(W, g, X=X, q=q, method="tree")

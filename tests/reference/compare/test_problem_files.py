@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from reference.compare import main
+from reference.compare.cli import main
 from reference.conv import conv_loss
 from reference.grid import fit_grid
-from reference.problem_files import load_layer
+from reference.compare.problem_files import load_layer
 from solvers import ConvProblem, LayerProblem
 
 
@@ -61,7 +61,8 @@ def _bad():
     rng = np.random.default_rng(3)
     W, X = _conv(rng)
     return [
-        (dict(W=W, X=X[:, :1]), "W must have C_in/groups = 1 input channels"),
+        (dict(W=W, X=X[:, :1]), "X has C_in = 1 input channels (X.shape[1]), but W of shape (3, 2, 3, 3) with "
+                                "groups = 1 takes C_in = W.shape[1] * groups = 2"),
         (dict(W=W, X=X, groups=3), "groups must divide C_in"),
         (dict(W=W[:, :1], X=X, groups=2, bits=3), "groups must divide C_out"),
         (dict(W=W, X=X[:, :, :2]), "output map is empty"),
@@ -92,7 +93,7 @@ def test_bad_conv_and_token_files_exit_2_with_one_line(tmp_path, capsys, content
 def test_layer_from_safetensors_and_npy_equals_the_direct_file(tmp_path):
     from safetensors.numpy import save_file
 
-    from reference.problem_files import main as pf_main
+    from reference.compare.problem_files import main as pf_main
 
     rng = np.random.default_rng(9)
     W, X = _conv(rng, c_out=4, c_in=2)
@@ -113,7 +114,7 @@ def test_layer_from_safetensors_and_npy_equals_the_direct_file(tmp_path):
 def test_safetensors_refusals(tmp_path, capsys):
     from safetensors.numpy import save_file
 
-    from reference.problem_files import main as pf_main
+    from reference.compare.problem_files import main as pf_main
 
     save_file({"a.weight": np.ones((2, 3), np.float32), "a.index": np.ones((2, 3), np.int64)},
               str(tmp_path / "m.safetensors"))
@@ -139,7 +140,7 @@ def test_safetensors_refusals(tmp_path, capsys):
 
 
 def test_write_layer_refuses_an_output_that_is_not_npz(tmp_path, capsys):
-    from reference.problem_files import main as pf_main
+    from reference.compare.problem_files import main as pf_main
 
     assert pf_main(["--weights", "w.safetensors", "--tensor", "a", "--inputs", "x.npy",
                     "--out", str(tmp_path / "layer.bin")]) == 2

@@ -16,21 +16,23 @@ per table row; key ``"table"`` names the table) and, with ``out_dir``, saves the
     l0-like penalty; at equal sparsity, how much larger l1's error is.
 (c) figures: learned atoms as an image grid per penalty, and the error/sparsity curves.
 
-Run it with ``python -m reference.sparse_study --out docs/figures/sparse`` (or through
+Run it with ``python -m reference.studies.sparse_study --out docs/figures/sparse`` (or through
 ``python -m reference.compare --suite sparse``).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import numpy as np
 
 from solvers.sparse import code, learn_dictionary, least_squares_on_supports
 
-from .patches import natural_images, whiten_images, extract_patches
-from .sparse import objective
+from ..patches import natural_images, whiten_images, extract_patches
+from ..sparse import objective
+from .progress import progress_bar
 
 __all__ = ["atom_grid", "format_tables", "gap_rows", "headline_rows", "interp", "pyplot", "run_sparse_suite"]
 
@@ -231,7 +233,7 @@ def _save_figures(out_dir, dictionaries, curves, size):
     return paths
 
 
-def run_sparse_suite(seed=0, out_dir=None, quick=False, folder=None, progress=None) -> list[dict]:
+def run_sparse_suite(seed=0, out_dir=None, quick=False, folder=None, progress: bool = False) -> list[dict]:
     """Run the study and return its rows (tables ``gap``, ``curve``, ``headline``, ``figure``).
 
     Parameters
@@ -244,11 +246,16 @@ def run_sparse_suite(seed=0, out_dir=None, quick=False, folder=None, progress=No
         8x8 patches and small sizes (seconds); the full run uses 16x16 patches (minutes).
     folder : str, optional
         A folder of the user's images instead of scikit-image's photographs.
-    progress : callable, optional
-        Called with one line of text per step.
+    progress : bool, default=False
+        Show a bar of the study's steps (each dictionary learned, each gap table) on stderr.
     """
-    say = progress or (lambda msg: None)
     cfg = _config(quick)
+    total = len(cfg["gap_K"]) * len(cfg["gap_lams"]) + len(cfg["curve_K"]) * len(PENALTY_ORDER)
+    with progress_bar(total, progress, "sparse") as bar:
+        return _run_sparse_suite(seed, out_dir, quick, folder, cfg, bar)
+
+
+def _run_sparse_suite(seed, out_dir, quick, folder, cfg, bar) -> list[dict]:
     t0 = time.perf_counter()
     images = whiten_images(natural_images(folder))
     size = cfg["size"]
@@ -260,8 +267,9 @@ def run_sparse_suite(seed=0, out_dir=None, quick=False, folder=None, progress=No
     for K in cfg["gap_K"]:
         Phi = learn_dictionary(train, K, "l1", _LEARN_LAM["l1"], lr=cfg["lr"], seed=seed).Phi
         for lam in cfg["gap_lams"]:
-            say(f"gap: K={K} lam={lam}")
+            bar.set_postfix_str(f"gap: K={K} lam={lam}")
             results += gap_rows(Phi, test, lam, cfg["tune"], seed)
+            bar.update()
 
     # (b) error against sparsity, a dictionary per penalty and overcompleteness
     train = extract_patches(images, cfg["train"], size, seed=(seed, 3))
@@ -270,8 +278,9 @@ def run_sparse_suite(seed=0, out_dir=None, quick=False, folder=None, progress=No
     curves = []
     for K in cfg["curve_K"]:
         for pen in PENALTY_ORDER:
-            say(f"learn: K={K} penalty={pen}")
+            bar.set_postfix_str(f"learn: K={K} penalty={pen}")
             d = learn_dictionary(train, K, pen, _LEARN_LAM[pen], lr=cfg["lr"], seed=seed)
+            bar.update()
             dictionaries[(K, pen)] = d.Phi
             results.append({"table": "dictionary", "K": K, "penalty": pen, "lam": _LEARN_LAM[pen],
                             "patches": train.shape[0], "lr": cfg["lr"], "final_error": d.history[-1]["error"],
@@ -314,13 +323,16 @@ def format_tables(results) -> str:
 def main(argv=None):
     import argparse
 
-    p = argparse.ArgumentParser(description="Sparse coding study: gaps to exact l0, error/sparsity curves")
+    p = argparse.ArgumentParser(prog="python -m reference.studies.sparse_study",
+                                description="Sparse coding study: gaps to exact l0, error/sparsity curves")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="folder for the PNG figures")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--folder", default=None, help="a folder of your own images")
+    p.add_argument("--progress", action="store_true",
+                   help="show a progress bar on stderr (default: when stderr is a terminal)")
     a = p.parse_args(argv)
-    res = run_sparse_suite(a.seed, a.out, a.quick, a.folder, progress=lambda m: print(m, flush=True))
+    res = run_sparse_suite(a.seed, a.out, a.quick, a.folder, progress=a.progress or sys.stderr.isatty())
     print(format_tables(res))
 
 

@@ -12,14 +12,15 @@ import dimod
 import numpy as np
 import pytest
 
-from reference import fit_grid, harness
-from reference.harness import SLOW_FIRST, _submission_order, make_tasks, run_tasks
-from reference.compare import main
-from reference.store import ResultStore
+from reference import fit_grid
+from reference.compare import harness
+from reference.compare.harness import SLOW_FIRST, _submission_order, make_tasks, run_tasks
+from reference.compare.cli import main
+from reference.compare.store import ResultStore
 from reference.validation import available_cpus
 from solvers import LayerProblem
 
-ORLIB = os.path.join(os.path.dirname(__file__), "..", "data", "orlib", "bqp50.txt")
+ORLIB = os.path.join(os.path.dirname(__file__), "..", "..", "data", "orlib", "bqp50.txt")
 BQP50_OPTIMA = [2098, 3702, 4626, 3544, 4012, 3693, 4520, 4216, 3780, 3507]
 
 SWEEP = """

@@ -7,11 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from reference import cnn, suites
+from reference import cnn
+from reference.compare import suites
 from reference.cnn import digits_images, train_cnn
-from reference.compare import main
+from reference.compare.cli import main
 from reference.digits import load_digits
-from reference.paper_cnn import CNNSettings, format_cnn_tables, run_cnn_tables
+from reference.studies.paper_cnn import CNNSettings, format_cnn_tables, run_cnn_tables
 
 
 @pytest.fixture(scope="module")
@@ -27,11 +28,12 @@ def cached(monkeypatch, quick_cnn):
     return quick_cnn
 
 
-def test_cnn_tables_are_consistent(cached):
+def test_cnn_tables_are_consistent(cached, capsys):
     st = CNNSettings(bits=(2,), seeds=(0,), n_calibration=16, n_stochastic=2, tree_nodes=100,
                      anneal={"num_reads": 2, "num_sweeps": 20}, adaround={"preset": "aimet", "iterations": 20},
                      batch_images=4)
-    out = run_cnn_tables(st)
+    out = run_cnn_tables(st, progress=True)
+    assert "paper-cnn" in capsys.readouterr().err  # the bar of the (bits, seed) steps
     rows = out["rows"]
     exact = rows["1", 2, "Eq. 20 QUBO, exact (exhaustive)"]
     assert exact["gap"] == [0.0]
@@ -47,8 +49,8 @@ def test_cnn_tables_are_consistent(cached):
     X, _ = cnn.cnn_calibration(cached[1], 0, 16)
     net = cached[0]
     from reference.grid import fit_grid
-    from solvers import solve
-    p0 = net.layer_problem(0, X, fit_grid(net.rows(0), bits=2))
+    from solvers import cnn_layer_problem, solve
+    p0 = cnn_layer_problem(net, 0, X, fit_grid(net.rows(0), bits=2))
     assert near["energy"][0] == pytest.approx(p0.loss(solve(p0, "nearest").x), rel=1e-12)
     text = format_cnn_tables(out)
     assert "CNN Table 1" in text and "CNN Table 4" in text and "gap to" in text

@@ -21,11 +21,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from solvers import ConvProblem, LayerProblem, SparseProblem, solve
+from solvers import METHODS, ConvProblem, LayerProblem, SparseProblem, solve
+from solvers.certificates import check_bound, gap_interval
 
-from .grid import Grid, asymmetric_range, fit_grid, symmetric_range
-from .sparse import objective
-from .validation import as_float_array, check_tolerance
+from ..grid import Grid, asymmetric_range, fit_grid, symmetric_range
+from ..sparse import objective
+from ..validation import as_float_array, check_tolerance
 
 __all__ = [
     "RoundingReport",
@@ -63,10 +64,12 @@ class RoundingReport:
 
     Without a proven optimum (a layer too wide for the limit): ``best_known`` is the lowest loss
     known (the exact method's best state or the given rounding), ``lower_bound`` a certified
-    bound (at least 0: the local loss is never negative), and the gap to the unknown optimum lies
-    in ``[gap_low, gap_high]`` = ``[(loss - best_known) / best_known, (loss - lower_bound) /
-    lower_bound]`` (``gap_high`` None unless the bound is positive). With a proven optimum both
-    equal ``gap``.
+    bound (at least 0: the local loss is never negative; a bound above the given rounding's loss
+    is a :class:`solvers.certificates.CertificateError`), and the gap to the unknown optimum lies
+    in ``[gap_low, gap_high]``, its range over every optimum in ``[lower_bound, best_known]``
+    (:func:`solvers.certificates.gap_interval`): ``[(loss - best_known) / best_known, (loss -
+    lower_bound) / lower_bound]`` (``gap_high`` None unless the bound is positive). With a
+    proven optimum both equal ``gap``.
     """
 
     loss: float
@@ -191,14 +194,18 @@ def rounding_report(W, grid, *, X=None, G=None, q=None, W_hat=None, method: str 
     opts = {"time_limit": time_limit} if method == "tree" else {}
     best = solve(problem, method, **opts)
     loss = problem.loss(x)
-    optimum = best.energy if best.optimal else None
-    # the local loss is never negative: 0 bounds the optimum whatever the method proved
-    lower = max(0.0, best.lower_bound) if best.lower_bound is not None else 0.0
+    certified = METHODS[method].certifies_bound  # only a method that proves its bound gives one
+    optimum = best.energy if best.optimal and certified else None
+    proved = best.lower_bound if certified and best.lower_bound is not None else None
+    if proved is not None:  # the given rounding is a state too: a bound above its loss is wrong
+        check_bound(proved, loss, problem, f"method {method!r} against the given rounding")
+    # the local loss is never negative (G positive semidefinite): 0 bounds the optimum whatever
+    # the method proved
+    lower = 0.0 if proved is None else max(0.0, proved)
     best_known = min(best.energy, loss)  # the given rounding may beat the method's best state
     gap = low = high = _rel(loss, optimum) if optimum is not None else None
     if optimum is None:
-        low = _rel(loss, best_known)
-        high = (loss - lower) / lower if lower > 0 else None
+        low, high = gap_interval(loss, best_known, lower)
     return RoundingReport(loss=loss, optimum=optimum, lower_bound=lower, gap=gap,
                           method=method, x=x, x_opt=best.x, off_grid=n_off, off_grid_max=far,
                           given_loss=given_loss, best_known=best_known, gap_low=low, gap_high=high)
@@ -330,15 +337,23 @@ def _st():
     return st
 
 
+def _seeded(build):
+    """The strategy ``build(draw, st, rng)``: ``st`` hypothesis' strategies, ``rng`` a numpy
+    generator seeded by the first draw (so that hypothesis shrinks the seed like any other value)."""
+    st = _st()
+
+    @st.composite
+    def strategy(draw):
+        return build(draw, st, np.random.default_rng(draw(st.integers(0, 2**32 - 1))))
+
+    return strategy()
+
+
 def layers(max_out: int = 3, max_in: int = 6, allow_clipping: bool = True):
     """Strategy for ``(W, X, grid)``: per-row or per-tensor, symmetric or asymmetric 2-5 bit grids,
     weights of very different scales, any N >= 1 (often N < in: singular G), and, when
     ``allow_clipping``, a shrunk scale so that the largest weights fall off the grid."""
-    st = _st()
-
-    @st.composite
-    def build(draw):
-        rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    def build(draw, st, rng):
         out = draw(st.integers(1, max_out))
         fan_in = draw(st.integers(1, max_in))
         n = draw(st.integers(1, 3 * fan_in))
@@ -350,7 +365,7 @@ def layers(max_out: int = 3, max_in: int = 6, allow_clipping: bool = True):
             grid = Grid(grid.scale * draw(st.sampled_from([0.3, 0.6])), grid.qmin, grid.qmax, grid.zero_point)
         return W, X, grid
 
-    return build()
+    return _seeded(build)
 
 
 def grids(n_rows: int = 3):
@@ -373,42 +388,30 @@ def grids(n_rows: int = 3):
 
 def bqms(min_n: int = 0, max_n: int = 8):
     """Strategy for ``(P, q, c)``: symmetric ``P`` of any sign and of mixed scale."""
-    st = _st()
-
-    @st.composite
-    def build(draw):
-        rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    def build(draw, st, rng):
         n = draw(st.integers(min_n, max_n))
         A = rng.normal(size=(n, n)) * draw(st.sampled_from([0.001, 1.0, 100.0]))
         q = rng.normal(size=n) * draw(st.sampled_from([0.01, 1.0, 10.0]))
         return (A + A.T) / 2, q, float(rng.normal())
 
-    return build()
+    return _seeded(build)
 
 
 def psd_bqms(min_n: int = 1, max_n: int = 8):
     """Strategy for ``(P, q, c)`` with ``P = B^T B`` PSD, often singular (rank below ``n``)."""
-    st = _st()
-
-    @st.composite
-    def build(draw):
-        rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    def build(draw, st, rng):
         n = draw(st.integers(min_n, max_n))
         rank = draw(st.integers(1, n))
         B = rng.normal(size=(rank, n))
         return B.T @ B, rng.normal(size=n) * draw(st.sampled_from([0.1, 1.0, 10.0])), float(rng.normal())
 
-    return build()
+    return _seeded(build)
 
 
 def dictionaries(max_dim: int = 8, max_atoms: int = 10, max_signals: int = 4):
     """Strategy for ``(Phi, X, lam)``: dictionaries (n, K) with atoms of unequal norm (sometimes
     overcomplete, sometimes with a repeated atom), signals (N, n) and ``lam > 0``."""
-    st = _st()
-
-    @st.composite
-    def build(draw):
-        rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    def build(draw, st, rng):
         n = draw(st.integers(2, max_dim))
         K = draw(st.integers(1, max_atoms))
         Phi = rng.normal(size=(n, K)) * rng.uniform(0.3, 2.0, size=K)
@@ -418,4 +421,4 @@ def dictionaries(max_dim: int = 8, max_atoms: int = 10, max_signals: int = 4):
         lam = draw(st.sampled_from([0.01, 0.1, 0.5, 2.0]))
         return Phi, X, lam
 
-    return build()
+    return _seeded(build)

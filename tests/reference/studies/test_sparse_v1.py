@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from reference.sparse_v1 import main, pool_rows, scale_rows
+from reference.studies.sparse_v1 import main, pool_rows, scale_rows
 
 
 def _curve(pen, K, pts):
@@ -51,7 +51,10 @@ def test_scale_rows_compare_each_stage_of_the_smallest_pool():
 
 def test_the_quick_study_runs_end_to_end_and_no_code_beats_the_proven_optimum(tmp_path, capsys):
     out = tmp_path / "rows.json"
-    assert main(["--quick", "--dicts", str(tmp_path / "d"), "--out", str(tmp_path / "fig"), "--json", str(out)]) == 0
+    assert main(["--quick", "--dicts", str(tmp_path / "d"), "--out", str(tmp_path / "fig"), "--json", str(out),
+                 "--progress"]) == 0
+    printed = capsys.readouterr()
+    assert "v1 analysis" in printed.err  # the bar of the dictionaries analysed
     rows = json.loads(out.read_text())
     tables = {r["table"] for r in rows}
     assert {"dictionary", "curve", "headline", "pool", "pool_match", "scale", "tuning", "shape", "exact", "sub_exact",
@@ -76,7 +79,7 @@ def test_the_quick_study_runs_end_to_end_and_no_code_beats_the_proven_optimum(tm
     curves = [r for r in rows if r["table"] == "curve"]
     assert all(0 < c["rel_error"] <= 1.0 + 1e-9 for c in curves if c["mean_l0"] > 0)
     assert sum(c["paper_lam"] for c in curves) == 9 + 8
-    assert "### pool_match" in capsys.readouterr().out
+    assert "### pool_match" in printed.out
     assert np.isfinite([r["error_at_level"] for r in rows if r["table"] == "pool"]).any()
 
 

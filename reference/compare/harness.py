@@ -2,14 +2,13 @@
 
 A task is one (problem, method, options, seed). Tasks are independent: each result depends only
 on its inputs, so serial, process-parallel (``jobs > 1``) and Dask (``scheduler``) runs give the
-same numbers (wall times aside). Finished tasks go to a :class:`~reference.store.ResultStore`
+same numbers (wall times aside). Finished tasks go to a :class:`~reference.compare.store.ResultStore`
 as they complete when one is given, and tasks already in it are not run again.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
@@ -19,12 +18,13 @@ import numpy as np
 from tqdm import tqdm
 
 from solvers import METHODS, ConvProblem, LayerProblem, solve
+from solvers.certificates import CertificateError, check_bound, gap_interval
 
 from .store import task_key
-from .validation import available_cpus
+from ..validation import available_cpus
 
 __all__ = ["Task", "problem_hash", "problem_kind", "make_tasks", "run_task", "run_tasks", "aggregate",
-           "executor", "SchedulerError", "SCHEDULER_TIMEOUT"]
+           "executor", "SchedulerError", "SCHEDULER_TIMEOUT", "CertificateError"]
 
 #: Seconds to wait for a Dask scheduler before giving up with :class:`SchedulerError`.
 SCHEDULER_TIMEOUT = 10
@@ -281,16 +281,38 @@ def _gap(value, optimum):
     return (value - optimum) / abs(optimum)
 
 
-def _certified_bound(prob, recs, optimum):
-    """The largest lower bound of the problem's optimum that its records prove: each method's
-    certified bound, the optimum when proven, and 0 for a layer's local loss (``e^T G e`` with
-    ``G`` positive semidefinite, so never negative). None when there is none."""
-    bounds = [r["lower_bound"] for r in recs if r["lower_bound"] is not None and np.isfinite(r["lower_bound"])]
-    if optimum is not None:
-        bounds.append(optimum)
+def _certifies(rec) -> bool:
+    m = METHODS.get(rec["method"])
+    return m is not None and m.certifies_bound
+
+
+def _certificates(prob, recs):
+    """``(optimum, lower)``: the lowest value that a certifying method proved optimal (None if
+    none did), and the largest lower bound the records prove: each certifying method's bound
+    (its value when it proved optimality), and 0 for a layer's local loss (``e^T G e`` with ``G``
+    positive semidefinite, checked when the layer is built, so never negative); None when there
+    is none. Only methods registered with ``certifies_bound`` count. Every such bound is checked
+    against every value found: one above a value (beyond float64 rounding,
+    :func:`solvers.certificates.check_bound`) raises :class:`CertificateError` naming both methods."""
+    found = [r for r in recs if r["value"] is not None and np.isfinite(r["value"])]
+    claims = []  # (method, bound)
+    for r in recs:
+        if not _certifies(r):
+            continue
+        if r["optimal"] and r["value"] is not None:
+            claims.append((r["method"], float(r["value"]), True))
+        if r["lower_bound"] is not None and np.isfinite(r["lower_bound"]):
+            claims.append((r["method"], float(r["lower_bound"]), False))
+    for method, bound, opt in claims:
+        for r in found:
+            what = "optimum claimed" if opt else "lower bound"
+            check_bound(bound, float(r["value"]), prob,
+                        f"{prob_name(prob)}: the {what} by {method!r} against the value of {r['method']!r}")
+    proven = [b for _, b, opt in claims if opt]
+    bounds = [b for _, b, _ in claims]
     if type(prob) in (LayerProblem, ConvProblem):
         bounds.append(0.0)
-    return max(bounds) if bounds else None
+    return (min(proven) if proven else None), (max(bounds) if bounds else None)
 
 
 def aggregate(problems, records, methods) -> list[dict]:
@@ -298,12 +320,14 @@ def aggregate(problems, records, methods) -> list[dict]:
 
     ``gap = (value - optimum) / |optimum|`` against the best proven-optimal value among that
     problem's records; ``None`` when none is proven. Without a proven optimum each result gets
-    the interval that holds the gap to the unknown optimum: ``gap_low = (value - best_known) /
-    |best_known|`` (the lowest value any method found) and ``gap_high = (value - LB) / LB`` with
-    ``LB`` the problem's certified ``lower_bound`` (None unless ``LB > 0``); with a proven optimum
-    both equal ``gap``. Layer problems report ``loss``, raw QUBOs
-    ``energy``. Records are matched by the problem's content hash alone (the name a record was
-    stored under is a label; the table shows the problem's current name), one per method.
+    ``[gap_low, gap_high]``, the range of that gap over every optimum ``o`` the records allow,
+    ``lower_bound <= o <= best_known`` (:func:`solvers.certificates.gap_interval`; ``best_known``
+    the lowest value any method found, ``lower_bound`` the problem's certified bound); with a
+    proven optimum both equal ``gap``. Optima and bounds come only from methods registered with
+    ``certifies_bound``, and each is checked against every value found (a bound above one is a
+    :class:`CertificateError`). Layer problems report ``loss``, raw QUBOs ``energy``. Records are
+    matched by the problem's content hash alone (the name a record was stored under is a label;
+    the table shows the problem's current name), one per method.
     """
     out = []
     by_hash: dict = {}
@@ -313,21 +337,20 @@ def aggregate(problems, records, methods) -> list[dict]:
         kind = problem_kind(prob)
         order = {m: i for i, m in enumerate(methods)}
         recs = sorted(by_hash.get(problem_hash(prob), {}).values(), key=lambda r: order.get(r["method"], 1 << 30))
-        proven = [r["value"] for r in recs if r["optimal"] and r["value"] is not None]
-        optimum = min(proven) if proven else None
+        optimum, lower = _certificates(prob, recs)
         found = [r for r in recs if r["value"] is not None and np.isfinite(r["value"])]
         best = min(found, key=lambda r: r["value"]) if found else None
         best_known = None if best is None else best["value"]
-        lower = _certified_bound(prob, recs, optimum)
         value_key = "loss" if kind == "layer" else "energy"
         results = []
         for r in recs:
             gap = _gap(r["value"], optimum)
             if optimum is not None:
                 low = high = gap
+            elif r["value"] is None or best_known is None:
+                low = high = None
             else:
-                low = _gap(r["value"], best_known)
-                high = None if r["value"] is None or lower is None or lower <= 0 else (r["value"] - lower) / lower
+                low, high = gap_interval(r["value"], best_known, lower)
             results.append({"method": r["method"], value_key: r["value"], "optimal": r["optimal"],
                             "gap": gap, "gap_low": low, "gap_high": high, "seconds": r["seconds"],
                             "status": r["status"], "lower_bound": r["lower_bound"]})
@@ -337,9 +360,3 @@ def aggregate(problems, records, methods) -> list[dict]:
                "lower_bound": lower, "results": results}
         out.append(rec)
     return out
-
-
-def canonical(rec: dict) -> str:
-    """A record without its wall time, as canonical JSON (to compare runs)."""
-    r = {k: v for k, v in rec.items() if k != "seconds"}
-    return json.dumps(r, sort_keys=True)

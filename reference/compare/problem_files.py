@@ -19,17 +19,18 @@ linear or token layer.
 from __future__ import annotations
 
 import os
+import tempfile
 import zipfile
 
 import numpy as np
 
 from solvers import ConvProblem, LayerProblem
 
-from .conv import conv_geometry
-from .validation import as_float_array, as_int_scalar
-from .grid import Grid, fit_grid
+from ..conv import conv_geometry
+from ..validation import as_float_array, as_int_scalar
+from ..grid import Grid, fit_grid
 
-__all__ = ["ProblemFileError", "load_layer", "main", "read_inputs", "read_safetensors", "write_layer"]
+__all__ = ["ProblemFileError", "check_file", "load_layer", "main", "read_inputs", "read_safetensors", "write_layer"]
 
 _GRID_KEYS = {"scale", "qmin", "qmax", "zero_point"}
 _CONV_KEYS = {"stride", "padding", "dilation", "groups"}
@@ -44,37 +45,54 @@ class ProblemFileError(ValueError):
 MAX_ELEMENTS = 2**27
 
 
+#: The first bytes of a ``.npy`` array (``numpy.save``).
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def check_file(path: str) -> None:
+    """Refuse a path that is not a readable regular file, saying which: missing, a directory, or
+    something else (a device, a pipe)."""
+    if os.path.isdir(path):
+        raise ProblemFileError(f"{path}: is a directory, not a file")
+    if not os.path.exists(path):
+        raise ProblemFileError(f"{path}: no such file")
+    if not os.path.isfile(path):
+        raise ProblemFileError(f"{path}: not a regular file")
+
+
+def _check_header(what: str, fh, stored: int) -> None:
+    """Check one ``.npy`` header (shape, dtype) read from ``fh`` against the ``stored`` bytes
+    before numpy reads the array; ``what`` names it in the message (``"path: member 'X'"``)."""
+    try:
+        version = np.lib.format.read_magic(fh)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+            np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(fh)
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
+        raise ProblemFileError(f"{what} is not a readable array ({exc})") from None
+    if dtype.hasobject:
+        raise ProblemFileError(f"{what} holds Python objects (pickled data), which are never loaded")
+    count = int(np.prod(shape, dtype=object))
+    if count > MAX_ELEMENTS:
+        raise ProblemFileError(f"{what} claims shape {shape}, above the limit of {MAX_ELEMENTS} numbers an array")
+    if count * dtype.itemsize > stored:
+        raise ProblemFileError(f"{what} claims shape {shape} ({count * dtype.itemsize} bytes) but holds {stored} bytes")
+
+
 def _check_members(path: str, zf: zipfile.ZipFile) -> None:
     """Check every member's header (shape, dtype) against its stored size before numpy reads it."""
     for info in zf.infolist():
         if not info.filename.endswith(".npy"):
             continue
-        key = info.filename[:-4]
         with zf.open(info) as fh:
-            try:
-                version = np.lib.format.read_magic(fh)
-                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-                    np.lib.format.read_array_header_2_0
-                shape, _, dtype = read(fh)
-            except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
-                raise ProblemFileError(f"{path}: member {key!r} is not a readable array ({exc})") from None
-        if dtype.hasobject:
-            raise ProblemFileError(f"{path}: member {key!r} holds Python objects (pickled data), which are never loaded")
-        count = int(np.prod(shape, dtype=object))
-        if count > MAX_ELEMENTS:
-            raise ProblemFileError(f"{path}: member {key!r} claims shape {shape}, above the limit of "
-                                   f"{MAX_ELEMENTS} numbers an array")
-        if count * dtype.itemsize > info.file_size:
-            raise ProblemFileError(f"{path}: member {key!r} claims shape {shape} ({count * dtype.itemsize} bytes) "
-                                   f"but holds {info.file_size} bytes")
+            _check_header(f"{path}: member {info.filename[:-4]!r}", fh, info.file_size)
 
 
 def _read_npz(path: str) -> dict:
-    if not os.path.isfile(path):
-        raise ProblemFileError(f"{path}: no such file")
+    check_file(path)
     with open(path, "rb") as fh:
         head = fh.read(6)
-    if head == b"\x93NUMPY":
+    if head == _NPY_MAGIC:
         raise ProblemFileError(f"{path}: is a .npy file (one array), not a .npz file; save the layer with "
                                "numpy.savez(path, W=W, X=X, ...)")
     if not zipfile.is_zipfile(path):
@@ -98,7 +116,12 @@ def _read_npz(path: str) -> dict:
 
 def load_layer(path: str):
     """Read ``path`` and return a :class:`solvers.LayerProblem` named after the file."""
-    data = _read_npz(path)
+    return _layer_of(path, _read_npz(path))
+
+
+def _layer_of(path: str, data: dict):
+    """The problem of a layer file's arrays ``data``, every check of :func:`load_layer` (a refusal
+    names ``path``)."""
     unknown = sorted(set(data) - _ALLOWED)
     if unknown:
         raise ProblemFileError(f"{path}: unknown key(s) {unknown}; allowed keys are {sorted(_ALLOWED)}")
@@ -156,6 +179,7 @@ def _conv_layer(path: str, data: dict, W, X):
     opts = {k: data[k] for k in _CONV_KEYS if k in data}
     geo = conv_geometry(W.shape, X.shape[1], **opts)  # every geometry refusal names its key
     geo.output_size(X.shape[2], X.shape[3])
+    geo.check_work(X.shape[0], X.shape[2], X.shape[3])  # a huge padding is refused before the grid is fitted
     grid = _grid(data, W.reshape(W.shape[0], -1))
     name = os.path.splitext(os.path.basename(path))[0]
     return ConvProblem(W, grid, X, name=name, **opts)
@@ -168,8 +192,7 @@ def read_safetensors(path: str, tensor: str) -> np.ndarray:
     Refuses a missing file or tensor (naming the tensors the file holds), a non-float dtype, a
     dtype numpy cannot hold (bfloat16: convert it to float32 first) and non-finite values.
     """
-    if not os.path.isfile(path):
-        raise ProblemFileError(f"{path}: no such file")
+    check_file(path)
     try:
         from safetensors import safe_open
     except ImportError:
@@ -195,17 +218,26 @@ def read_safetensors(path: str, tensor: str) -> np.ndarray:
 
 
 def read_inputs(path: str, key: str = "X") -> np.ndarray:
-    """Calibration inputs from ``.npy`` (one array) or ``.npz`` (key ``key``, or its only array)."""
-    if not os.path.isfile(path):
-        raise ProblemFileError(f"{path}: no such file")
-    if path.endswith(".npz"):
+    """Calibration inputs from ``.npy`` (one array) or ``.npz`` (key ``key``, or its only array),
+    told apart by content; any other file (text, a pickle) is refused naming what it is not."""
+    check_file(path)
+    with open(path, "rb") as fh:
+        head = fh.read(len(_NPY_MAGIC))
+    if path.endswith(".npz") or zipfile.is_zipfile(path):
         data = _read_npz(path)
         if key not in data:
             if len(data) != 1:
                 raise ProblemFileError(f"{path}: no array named {key!r} among {sorted(data)}")
             key = next(iter(data))
         arr = data[key]
+    elif head != _NPY_MAGIC:
+        if head[:1] == b"\x80":  # the protocol byte of pickle.dump (protocol 2 and above)
+            raise ProblemFileError(f"{path}: holds Python objects (pickled data), which are never loaded")
+        raise ProblemFileError(f"{path}: not a .npy or .npz file (numpy.save writes a .npy file, which starts "
+                               "with the bytes \\x93NUMPY)")
     else:
+        with open(path, "rb") as fh:
+            _check_header(f"{path}: the array", fh, os.path.getsize(path))
         try:
             arr = np.load(path, allow_pickle=False)
         except ValueError as exc:
@@ -223,25 +255,45 @@ def read_inputs(path: str, key: str = "X") -> np.ndarray:
 def write_layer(out: str, weights: str, tensor: str, inputs: str, **keys) -> str:
     """Write the ``.npz`` that ``--problem`` reads from a model's ``.safetensors`` tensor and a file
     of captured inputs; ``keys`` are the other problem-file keys (``bits``, ``stride``, ...).
-    The file is checked by :func:`load_layer` before this returns."""
-    if not str(out).endswith(".npz"):
+
+    Every check of :func:`load_layer` runs on the arrays first; only then is the file written, to
+    a temporary file in the same directory that replaces ``out`` at once (``os.replace``), so a
+    refusal or a failed write leaves ``out`` as it was."""
+    out = str(out)
+    if not out.endswith(".npz"):
         raise ProblemFileError(f"{out}: the output file must end with .npz")
+    if os.path.isdir(out):
+        raise ProblemFileError(f"{out}: is a directory, not a file")
+    folder = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(folder):
+        raise ProblemFileError(f"{out}: its directory {folder} does not exist")
     W = read_safetensors(weights, tensor)
     X = read_inputs(inputs)
     unknown = sorted(set(keys) - (_ALLOWED - {"W", "X"}))
     if unknown:
         raise ProblemFileError(f"unknown key(s) {unknown}")
-    np.savez(out, W=W, X=X, **{k: v for k, v in keys.items() if v is not None})
-    load_layer(out)
+    data = {"W": W, "X": X, **{k: np.asarray(v) for k, v in keys.items() if v is not None}}
+    _layer_of(out, data)  # as load_layer would read it back: the same arrays, every check
+    fd, tmp = tempfile.mkstemp(suffix=".npz", prefix=".tmp-", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 -> the mode a plain open() would give
+        os.replace(tmp, out)
+    except BaseException:
+        os.unlink(tmp)
+        raise
     return out
 
 
 def main(argv=None) -> int:
-    """``python -m reference.problem_files``: write a layer file from a model's weights and inputs."""
+    """``python -m reference.compare.problem_files``: write a layer file from a model's weights and inputs."""
     import argparse
     import sys
 
-    p = argparse.ArgumentParser(prog="python -m reference.problem_files",
+    p = argparse.ArgumentParser(prog="python -m reference.compare.problem_files",
                                 description="Write the layer file (.npz) that python -m reference.compare --problem "
                                             "reads, from a .safetensors tensor and captured inputs (.npy/.npz).")
     p.add_argument("--weights", required=True, metavar="FILE.safetensors")

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from reference.sparse_scale import (LEARN_LAM, MATCHED_LAM, LearnTask, load_learned, main, matched_tasks, paper_tasks,
+from reference.studies.sparse_scale import (LEARN_LAM, MATCHED_LAM, LearnTask, load_learned, main, matched_tasks, paper_tasks,
                                     run_learning)
 
 _TASKS = [LearnTask("l0", 16, 0.1, 6, size=8, dtype="float32"), LearnTask("l1/2", 24, 0.15, 6, size=8)]

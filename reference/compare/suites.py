@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from solvers import LayerProblem
+from solvers import LayerProblem, cnn_layer_problem
 
-from . import paper, paper_cnn, sparse_study
-from .cnn import cnn_calibration, digits_cnn
-from .grid import fit_grid
+from ..studies import paper, paper_cnn, sparse_study
+from ..cnn import cnn_calibration, digits_cnn
+from ..grid import fit_grid
 
 __all__ = ["SUITES", "correlated_layer", "default_suite"]
 
@@ -71,7 +71,7 @@ def cnn_suite(seed: int = 0, bits: int = 4):
     X, _ = cnn_calibration(data, seed)
     inputs = net.layer_inputs(X)
     names = ["cnn-conv1-3x3-1to16", "cnn-conv2-3x3-16to32-s2", "cnn-conv3-3x3-depthwise", "cnn-fc-128to10"]
-    return [net.layer_problem(k, X, fit_grid(net.rows(k), bits=bits), inputs=inputs[k], name=f"{names[k]}-b{bits}")
+    return [cnn_layer_problem(net, k, X, fit_grid(net.rows(k), bits=bits), inputs=inputs[k], name=f"{names[k]}-b{bits}")
             for k in range(net.n_layers)]
 
 
@@ -83,25 +83,26 @@ SUITES = {"default": default_suite, "cnn": cnn_suite}
 SUITE_OPTIONS = {"cnn": {"tree": {"max_nodes": 100_000}}}
 
 
-def _paper_report(seed: int = 0, plot_dir=None):
-    """Tables 1, 2 and 4 of the paper in miniature (reference.paper), seeds ``seed .. seed+4``."""
-    out = paper.run_paper_suite(paper.PaperSettings(seeds=tuple(range(seed, seed + 5))))
+def _paper_report(seed: int = 0, plot_dir=None, progress: bool = False):
+    """Tables 1, 2 and 4 of the paper in miniature (reference.studies.paper), seeds ``seed .. seed+4``."""
+    out = paper.run_paper_suite(paper.PaperSettings(seeds=tuple(range(seed, seed + 5))), progress=progress)
     return paper.format_tables(out), out
 
 
-def _sparse_report(seed: int = 0, plot_dir=None):
-    """Sparse coding beyond l1 against the exact l0 optimum (reference.sparse_study); the
+def _sparse_report(seed: int = 0, plot_dir=None, progress: bool = False):
+    """Sparse coding beyond l1 against the exact l0 optimum (reference.studies.sparse_study); the
     figures go to ``plot_dir`` when given."""
-    rows = sparse_study.run_sparse_suite(seed, out_dir=plot_dir)
+    rows = sparse_study.run_sparse_suite(seed, out_dir=plot_dir, progress=progress)
     return sparse_study.format_tables(rows), rows
 
 
-def _paper_cnn_report(seed: int = 0, plot_dir=None):
-    """Tables 1 and 4 of the paper on the digits CNN (reference.paper_cnn), seeds ``seed, seed+1``."""
-    out = paper_cnn.run_cnn_tables(paper_cnn.CNNSettings(seeds=(seed, seed + 1)))
+def _paper_cnn_report(seed: int = 0, plot_dir=None, progress: bool = False):
+    """Tables 1 and 4 of the paper on the digits CNN (reference.studies.paper_cnn), seeds ``seed, seed+1``."""
+    out = paper_cnn.run_cnn_tables(paper_cnn.CNNSettings(seeds=(seed, seed + 1)), progress=progress)
     return paper_cnn.format_cnn_tables(out), out
 
 
-#: Studies that are not lists of problems: ``name -> (seed, plot_dir) -> (text, data)``, run by
-#: ``python -m reference.compare --suite NAME`` and printed as their own tables.
+#: Studies that are not lists of problems: ``name -> (seed, plot_dir, progress) -> (text, data)``,
+#: run by ``python -m reference.compare --suite NAME`` and printed as their own tables
+#: (``progress``: a tqdm bar of the study's steps on stderr).
 REPORTS = {"paper": _paper_report, "paper-cnn": _paper_cnn_report, "sparse": _sparse_report}

@@ -13,8 +13,8 @@ is :func:`solvers.sparse.learn_dictionary` on a :class:`reference.patches.PatchS
 * tasks run serially, on a process pool (``jobs``) or on a Dask cluster (``scheduler``, with
   ``folder`` on a file system the workers share), with the same results.
 
-``python -m reference.sparse_scale --out DIR [--stages 400,1000,4000] [--jobs 2] [--quick]``;
-the analysis of the learned dictionaries is :mod:`reference.sparse_v1`.
+``python -m reference.studies.sparse_scale --out DIR [--stages 400,1000,4000] [--jobs 2] [--quick]``;
+the analysis of the learned dictionaries is :mod:`reference.studies.sparse_v1`.
 """
 
 from __future__ import annotations
@@ -29,13 +29,13 @@ import numpy as np
 
 from solvers.sparse import learn_dictionary, load_checkpoint, snapshot_path
 
-from .harness import executor
-from .patches import PatchStream, natural_images, whiten_images
+from ..compare.harness import executor
+from ..patches import PatchStream, natural_images, whiten_images
 
 __all__ = ["LEARN_DTYPE", "LEARN_LAM", "MATCHED_LAM", "LearnTask", "checkpoint_path", "load_learned",
            "matched_tasks", "paper_tasks", "run_learning", "run_learning_task", "whitened_images"]
 
-#: Learning lambdas (this project's convention), as in :mod:`reference.sparse_study`.
+#: Learning lambdas (this project's convention), as in :mod:`reference.studies.sparse_study`.
 LEARN_LAM = {"l0": 0.1, "cel0": 0.1, "l1/2": 0.15, "l1": 0.3}
 
 #: Precision of the ISTA iterations per penalty: float32, faster for every penalty and within
@@ -202,7 +202,7 @@ def load_learned(task: LearnTask, folder, batches: int | None = None) -> dict:
     """A task's learned dictionary and history from ``folder`` (checked; ValueError if absent)."""
     path = checkpoint_path(task, folder, batches)
     if not os.path.exists(path):
-        raise ValueError(f"no learned dictionary for {task.name} at {path!r}: run python -m reference.sparse_scale")
+        raise ValueError(f"no learned dictionary for {task.name} at {path!r}: run python -m reference.studies.sparse_scale")
     n = task.size * task.size
     state = load_checkpoint(path, n, task.K)
     if batches is not None and state["next_batch"] != batches:
@@ -213,7 +213,7 @@ def load_learned(task: LearnTask, folder, batches: int | None = None) -> dict:
 def _parser():
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m reference.sparse_scale",
+    p = argparse.ArgumentParser(prog="python -m reference.studies.sparse_scale",
                                 description="Paper-scale dictionary learning for the V1 study (resumable)")
     p.add_argument("--out", required=True, help="folder for the checkpoints (resumed from when present)")
     p.add_argument("--batches", type=int, default=4000, help="batches of 250 patches per task (default 4000)")

@@ -1,12 +1,14 @@
 """The paper's tables in miniature, on a tiny setting: structure and the facts that must hold."""
 
+import contextlib
+import io
 import time
 
 import numpy as np
 import pytest
 
 from reference.digits import load_digits
-from reference.paper import PaperSettings, format_tables, run_paper_suite
+from reference.studies.paper import PaperSettings, format_tables, run_paper_suite
 
 
 @pytest.fixture(scope="module")
@@ -15,8 +17,16 @@ def tiny():
                        anneal={"num_reads": 4, "num_sweeps": 200},
                        adaround={"preset": "aimet", "iterations": 300})
     t0 = time.perf_counter()
-    out = run_paper_suite(st)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        out = run_paper_suite(st, progress=True)
+    out["stderr"] = err.getvalue()
     return out, time.perf_counter() - t0
+
+
+def test_the_study_shows_its_steps_on_stderr(tiny):
+    out, _ = tiny
+    assert "paper" in out["stderr"] and "1/1" in out["stderr"] and "3 bits, seed 0" in out["stderr"]
 
 
 def test_every_table_has_rows_and_the_exact_rows_have_zero_gap(tiny):

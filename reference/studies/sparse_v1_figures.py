@@ -1,4 +1,4 @@
-"""Figures of the V1 study (:mod:`reference.sparse_v1`), saved as PNG with matplotlib.
+"""Figures of the V1 study (:mod:`reference.studies.sparse_v1`), saved as PNG with matplotlib.
 
 ``v1_atoms.png`` (the smallest pool of each penalty), ``v1_error_vs_sparsity.png`` and
 ``v1_error_vs_pool.png``, ``v1_error_vs_presentations.png`` (claim 1), ``v1_tuning_examples.png`` and ``v1_osi.png`` (claim 2),
@@ -14,7 +14,7 @@ import numpy as np
 
 from .sparse_scale import PENALTY_ORDER
 from .sparse_study import atom_grid, pyplot
-from .sparse_v1 import THETAS
+from .v1_fields import THETAS
 
 __all__ = ["save_curve_figures", "save_figures"]
 

@@ -1,6 +1,6 @@
 """The V1 study's four claims (Rentzeperis et al. 2023) on dictionaries learned at scale.
 
-The dictionaries come from :mod:`reference.sparse_scale` (one per penalty and pool size, read
+The dictionaries come from :mod:`reference.studies.sparse_scale` (one per penalty and pool size, read
 from its checkpoint folder, optionally at an earlier stage ``batches``). For each one:
 
 1. *Claim 1, pool against pool* (``curve``, ``headline``, ``pool`` tables): relative error
@@ -8,12 +8,13 @@ from its checkpoint folder, optionally at an earlier stage ``batches``). For eac
    at multiples of the learning lambda, plus one point at the paper notebook's lambda
    (:data:`PAPER_LAM`, converted as in docs/sparse.md). ``headline``: at one pool size, the
    units l1 needs for the others' error and its error at their sparsity
-   (:func:`reference.sparse_study.headline_rows`). ``pool``: each penalty's error at
+   (:func:`reference.studies.sparse_study.headline_rows`). ``pool``: each penalty's error at
    ``level`` active units against pool size, and the pool l1 needs to reach each other
    penalty's error at its smallest pool (log-log interpolation; a bound when no l1 pool does).
 2. *Claim 2, orientation selectivity* (``tuning``): responses to drifting gratings
-   (:mod:`reference.gratings`), as sparse codes at the learning lambda and as linear filters;
-   the fraction of oriented units (``OSI >= 1/3``), the median OSI, silent units.
+   (:mod:`reference.gratings`), as sparse codes at the learning lambda and as linear filters
+   (:mod:`reference.studies.v1_fields`); the fraction of oriented units (``OSI >= 1/3``), the median OSI,
+   silent units.
 3. *Claim 3, receptive-field diversity* (``shape``): Gabor fits (:mod:`reference.gabor`),
    Ringach's ``n_x, n_y``, subregions, the fraction of Gabor-like atoms (``r2 >= 0.5``),
    beside the mean active units the dictionary was learned at (the sparsity they are
@@ -25,17 +26,17 @@ from its checkpoint folder, optionally at an earlier stage ``batches``). For eac
    l1 and l1/2 at the best of :data:`_TUNE` times the lambda whose threshold matches l0's,
    raw and debiased (``lam_mult`` in the table). ``sub_exact``: the
    same at lambda 0.1 (codes of several atoms) on the 16 atoms each dictionary's own codes use
-   most, where all 2^16 supports are enumerated (:func:`reference.sparse_study.gap_rows`).
+   most, where all 2^16 supports are enumerated (:func:`reference.studies.sparse_study.gap_rows`).
 
 The whole study, learning included (resumable; every dictionary's learning and analysis is an
 independent job for ``--jobs`` processes or a Dask ``--scheduler``)::
 
-    python -m reference.sparse_v1 --study DIR --jobs 2 --out docs/figures/sparse --json v1.json
+    python -m reference.studies.sparse_v1 --study DIR --jobs 2 --out docs/figures/sparse --json v1.json
 
-It also learns CEL0, l1/2 and l1 at matched sparsity (:data:`reference.sparse_scale.MATCHED_LAM`,
+It also learns CEL0, l1/2 and l1 at matched sparsity (:data:`reference.studies.sparse_scale.MATCHED_LAM`,
 for claim 3) and analyses the copies of the 500-unit dictionaries kept after 400 and 1,000
 batches (table ``scale``: claim 1 against the scale of learning). ``--dicts DIR`` analyses
-dictionaries learned by :mod:`reference.sparse_scale`; ``--quick`` runs the whole study on 8x8
+dictionaries learned by :mod:`reference.studies.sparse_scale`; ``--quick`` runs the whole study on 8x8
 patches and small pools (seconds).
 """
 
@@ -44,29 +45,28 @@ from __future__ import annotations
 import os
 import sys
 import time
+from dataclasses import dataclass, replace
 
 import numpy as np
+from tqdm import tqdm
 
 from solvers.sparse import code, exact_l0, least_squares_on_supports
 
-from .gabor import fit_gabors
-from .gratings import code_responses, grating_set, linear_responses, tuning
-from .patches import PatchStream
-from .sparse import objective
-from .harness import executor
+from ..gratings import grating_set
+from ..patches import PatchStream
+from ..sparse import objective
+from ..compare.harness import executor
 from .sparse_scale import (LEARN_LAM, PENALTY_ORDER, LearnTask, load_learned, matched_tasks, paper_tasks, run_learning,
                            whitened_images)
+from .progress import progress_bar
 from .sparse_study import gap_rows, headline_rows, interp
+from .v1_fields import FREQS, THETAS, shape_row, tuning_rows
 
-__all__ = ["FREQS", "PAPER_LAM", "THETAS", "analyse", "format_tables", "merge", "pool_rows", "precision_rows",
+__all__ = ["PAPER_LAM", "V1Settings", "analyse", "format_tables", "merge", "pool_rows", "precision_rows",
            "scale_rows", "study"]
 
 #: The paper notebook's lambdas in this project's convention (docs/sparse.md, "Converting lambda").
 PAPER_LAM = {"l0": 6.5e-3, "cel0": 0.45, "l1/2": 6.5e-2, "l1": 0.41}
-
-#: Grating orientations (16, the orthogonal one on the grid) and frequencies (cycles per pixel).
-THETAS = np.pi * np.arange(16) / 16
-FREQS = np.array([0.04, 0.06, 0.09, 0.125, 0.18, 0.25, 0.35])
 
 
 def _config(quick):
@@ -124,35 +124,6 @@ def pool_rows(curves, level: float) -> list[dict]:
                      "l1_errors": {int(k): float(e) for k, e in l1}, "l1_pool": pool, "l1_pool_bound": bound,
                      "pool_ratio": pool / K0})
     return rows
-
-
-def _tuning_rows(Phi, pen, K, stim, fista, lam):
-    out = {}
-    for kind, R in (("code", code_responses(Phi, stim, pen, lam, **fista)),
-                    ("linear", linear_responses(Phi, stim))):
-        tu = tuning(R, THETAS, FREQS)
-        live = np.isfinite(tu["osi"])
-        out[kind] = tu
-        out[kind + "_row"] = {"table": "tuning", "penalty": pen, "K": K, "responses": kind,
-                              "frac_oriented": float(np.mean(tu["oriented"])),
-                              "frac_silent": float(np.mean(~live)),
-                              "median_osi": float(np.median(tu["osi"][live])) if live.any() else float("nan"),
-                              "median_1_cv": float(np.median(tu["one_minus_cv"][live])) if live.any() else float("nan"),
-                              "median_pref_freq": float(np.median(tu["pref_freq"][live])) if live.any() else float("nan")}
-    return out
-
-
-def _shape_row(Phi, pen, K, learn_l0):
-    F = fit_gabors(Phi)
-    good = F["r2"] >= 0.5
-    g = {k: v[good] for k, v in F.items()}
-    med = (lambda v: float(np.median(v)) if v.size else float("nan"))
-    frac = (lambda m: float(np.mean(m)) if m.size else float("nan"))
-    row = {"table": "shape", "penalty": pen, "K": K, "learn_l0": learn_l0, "frac_gabor": float(np.mean(good)),
-           "median_r2": med(F["r2"]), "median_nx": med(g["nx"]), "median_ny": med(g["ny"]),
-           "frac_blob": frac((g["nx"] < 0.5) & (g["ny"] < 0.5)), "frac_3plus_subregions": frac(g["subregions"] >= 3),
-           "median_freq": med(g["freq"])}
-    return row, F
 
 
 #: Multiples of the threshold-matched lambda tried for l1 and l1/2 against exact l0 (the best is kept).
@@ -213,7 +184,7 @@ def _exact_rows(Phi, X, pen_dict, K, tune):
 
 
 def _sub_exact_rows(Phi, X, pen, K, tune, n_atoms=16, lam=0.1):
-    """:func:`reference.sparse_study.gap_rows` on the ``n_atoms`` atoms the penalty's own codes use most.
+    """:func:`reference.studies.sparse_study.gap_rows` on the ``n_atoms`` atoms the penalty's own codes use most.
 
     A proven optimum at a realistic lambda (codes of several atoms), on a sub-dictionary.
     """
@@ -272,8 +243,8 @@ def _analyse_unit(task, folder, batches, depth, dict_set, cfg, seed, images) -> 
                      "rel_error": loose["rel_error"], "rel_error_tight": tight["rel_error"],
                      "mean_l0": loose["mean_l0"], "mean_l0_tight": tight["mean_l0"]})
     if depth in ("full", "shape"):
-        tu = _tuning_rows(Phi, pen, K, stim, cfg["fista"], task.lam)
-        row, F = _shape_row(Phi, pen, K, learn_l0)
+        tu = tuning_rows(Phi, pen, K, stim, cfg["fista"], task.lam)
+        row, F = shape_row(Phi, pen, K, learn_l0)
         rows += [tu["code_row"], tu["linear_row"], row]
         out.update(tuning=tu, shape=F)
     if depth == "full" and K <= 1000:
@@ -289,35 +260,61 @@ def _main_rows(rows, table):
     return [r for r in rows if r["table"] == table and r.get("set", "tuned") == "tuned"]
 
 
-def analyse(folder, batches=None, quick=False, out_dir=None, seed=0, tasks=None, images=None, progress=None,
-            curves_only=False, sweep=None, jobs: int = 1, scheduler: str | None = None, matched=(), scale=()):
-    """Rows of every table (key ``"table"``) for the dictionaries in ``folder``; figures in ``out_dir``.
+@dataclass(frozen=True)
+class V1Settings:
+    """How :func:`analyse` and :func:`study` run.
 
-    ``tasks`` (default :func:`reference.sparse_scale.paper_tasks`) are analysed in full (claims 1
-    to 4; ``curves_only``: claim 1 alone, e.g. for the larger pools; such runs combine with a
+    ``batches``: analyse the copies kept after this many batches (None: the final dictionaries);
+    ``quick``: 8x8 patches and small pools; ``out_dir``: where the figures go (None: none);
+    ``images``: a folder of the user's images (None: scikit-image's); ``curves_only``: claim 1
+    alone; ``sweep``: multiples of the learning lambda for the curves (None: the default);
+    ``jobs`` processes or a Dask ``scheduler`` run the dictionaries, with the same rows;
+    ``progress``: a bar of the dictionaries analysed on stderr.
+    """
+
+    batches: int | None = None
+    quick: bool = False
+    out_dir: str | None = None
+    seed: int = 0
+    images: str | None = None
+    curves_only: bool = False
+    sweep: tuple | None = None
+    jobs: int = 1
+    scheduler: str | None = None
+    progress: bool = False
+
+
+def analyse(folder, settings: V1Settings | None = None, tasks=None, matched=(), scale=(), log=None) -> list[dict]:
+    """Rows of every table (key ``"table"``) for the dictionaries in ``folder``; figures in ``settings.out_dir``.
+
+    ``tasks`` (default :func:`reference.studies.sparse_scale.paper_tasks`) are analysed in full (claims 1
+    to 4; ``settings.curves_only``: claim 1 alone, e.g. for the larger pools; such runs combine with a
     full one through :func:`merge`); ``matched`` tasks (dictionaries learned at matched
-    sparsity, :func:`reference.sparse_scale.matched_tasks`) get gratings and Gabor fits (claims
+    sparsity, :func:`reference.studies.sparse_scale.matched_tasks`) get gratings and Gabor fits (claims
     2 and 3); for every count in ``scale`` the smallest pool's copies kept after that many
     batches get the claim-1 curves (table ``scale``). Each dictionary's analysis is a separate
-    job: ``jobs`` processes or a Dask ``scheduler`` run them, with the same rows.
+    job. ``log`` gets one line of text per dictionary.
     """
-    say = progress or (lambda m: None)
-    cfg = _config(quick)
-    if sweep is not None:
-        cfg["sweep"] = tuple(float(m) for m in sweep)
-    tasks = list(tasks) if tasks is not None else paper_tasks(seed=seed, quick=quick)
+    s = settings or V1Settings()
+    say = log or (lambda m: None)
+    cfg = _config(s.quick)
+    if s.sweep is not None:
+        cfg["sweep"] = tuple(float(m) for m in s.sweep)
+    tasks = list(tasks) if tasks is not None else paper_tasks(seed=s.seed, quick=s.quick)
     Kmin = min(t.K for t in tasks)
-    units = [(t, batches, "curves" if curves_only else "full", "tuned") for t in tasks]
-    units += [(t, batches, "shape", "matched") for t in matched]
+    units = [(t, s.batches, "curves" if s.curves_only else "full", "tuned") for t in tasks]
+    units += [(t, s.batches, "shape", "matched") for t in matched]
     units += [(t, int(b), "curves", "scale") for b in scale for t in tasks if t.K == Kmin and int(b) < t.batches]
     t_start = time.perf_counter()
     rows, dicts, tunings, shapes, matched_shapes, cpu = [], {}, {}, {}, {}, 0.0
     # the most expensive first, so that a pool of workers ends together
     order = sorted(range(len(units)), key=lambda i: (units[i][2] == "curves", -units[i][0].K))
-    with executor(jobs, scheduler) as (ex, _):
-        futures = {i: ex.submit(_analyse_unit, units[i][0], folder, *units[i][1:], cfg, seed, images) for i in order}
+    with executor(s.jobs, s.scheduler) as (ex, _), progress_bar(len(units), s.progress, "v1 analysis") as bar:
+        futures = {i: ex.submit(_analyse_unit, units[i][0], folder, *units[i][1:], cfg, s.seed, s.images)
+                   for i in order}
         for i in range(len(units)):
             res = futures[i].result()
+            bar.update()
             if "skip" in res:
                 say(res["skip"])
                 continue
@@ -333,41 +330,41 @@ def analyse(folder, batches=None, quick=False, out_dir=None, seed=0, tasks=None,
             elif dict_set == "matched":
                 matched_shapes[res["key"]] = res["shape"]
     rows += _summary_rows(rows, cfg["level"])
-    if out_dir is not None and dicts and not curves_only:
+    if s.out_dir is not None and dicts and not s.curves_only:
         from .sparse_v1_figures import save_figures
 
         if matched_shapes and ("l0", Kmin) in shapes:
             matched_shapes[("l0", Kmin)] = shapes[("l0", Kmin)]
-        for path in save_figures(out_dir, dicts, rows, tunings, shapes, tasks[0].size, cfg["level"],
+        for path in save_figures(s.out_dir, dicts, rows, tunings, shapes, tasks[0].size, cfg["level"],
                                  matched_shapes):
             rows.append({"table": "figure", "path": path})
-    rows.append({"table": "run", "batches": batches, "quick": bool(quick), "seed": seed, "jobs": jobs,
+    rows.append({"table": "run", "batches": s.batches, "quick": bool(s.quick), "seed": s.seed, "jobs": s.jobs,
                  "seconds": time.perf_counter() - t_start, "cpu_seconds": cpu})
     return rows
 
 
-def study(folder, out_dir=None, quick: bool = False, jobs: int = 1, scheduler: str | None = None, seed: int = 0,
-          images=None, progress=None, batches: int = 4000) -> list[dict]:
-    """The whole V1 study: learn every dictionary (resuming what ``folder`` holds), then analyse.
+def study(folder, settings: V1Settings | None = None, learn_batches: int = 4000, log=None) -> list[dict]:
+    """The whole V1 study: learn every dictionary (``learn_batches`` batches; resuming what
+    ``folder`` holds), then analyse the final dictionaries.
 
-    Learns :func:`reference.sparse_scale.paper_tasks` (every penalty at 500 and 1,000 units, l1
-    at 2,000) and :func:`reference.sparse_scale.matched_tasks`, keeping copies after 400 and
+    Learns :func:`reference.studies.sparse_scale.paper_tasks` (every penalty at 500 and 1,000 units, l1
+    at 2,000) and :func:`reference.studies.sparse_scale.matched_tasks`, keeping copies after 400 and
     1,000 batches; then :func:`analyse` on all of them. The last row (table ``study``) gives the
     wall and CPU seconds of both steps.
     """
-    say = progress or (lambda m: None)
-    tasks = paper_tasks(batches, seed=seed, quick=quick)
-    matched = matched_tasks(batches, seed=seed, quick=quick)
-    scale = (10, 20) if quick else (400, 1000)
+    s = replace(settings or V1Settings(), batches=None)
+    say = log or (lambda m: None)
+    tasks = paper_tasks(learn_batches, seed=s.seed, quick=s.quick)
+    matched = matched_tasks(learn_batches, seed=s.seed, quick=s.quick)
+    scale = (10, 20) if s.quick else (400, 1000)
     t0, c0 = time.perf_counter(), time.process_time()
-    learned = run_learning(tasks + matched, folder, jobs=jobs, scheduler=scheduler, images=images, snapshots=scale,
-                           log=lambda r: say(f"learned {r['name']}: {r['done_batches']} batches, cpu "
-                                             f"{r['cpu_seconds']:.0f}s"))
+    learned = run_learning(tasks + matched, folder, jobs=s.jobs, scheduler=s.scheduler, images=s.images,
+                           snapshots=scale, log=lambda r: say(f"learned {r['name']}: {r['done_batches']} batches, "
+                                                              f"cpu {r['cpu_seconds']:.0f}s"))
     t1 = time.perf_counter()
-    rows = analyse(folder, None, quick, out_dir, seed, tasks, images, progress, jobs=jobs, scheduler=scheduler,
-                   matched=matched, scale=scale)
+    rows = analyse(folder, s, tasks, matched=matched, scale=scale, log=log)
     run = next(r for r in rows if r["table"] == "run")
-    rows.append({"table": "study", "jobs": jobs, "learn_seconds": t1 - t0,
+    rows.append({"table": "study", "jobs": s.jobs, "learn_seconds": t1 - t0,
                  "learn_cpu_seconds": sum(r["cpu_seconds"] for r in learned),
                  "learned_batches": sum(r["done_batches"] - r["start_batch"] for r in learned),
                  "analysis_seconds": run["seconds"], "analysis_cpu_seconds": run["cpu_seconds"],
@@ -384,8 +381,6 @@ def precision_rows(folder, K: int = 500, batches: int = 200, seed: int = 0, jobs
     at the learning lambda, the fraction of oriented units (linear responses) and of Gabor-like
     atoms. The dictionaries go to ``folder/float32`` and ``folder/float64``.
     """
-    from dataclasses import replace
-
     base = [LearnTask(p, K, LEARN_LAM[p], batches, seed=seed) for p in PENALTY_ORDER]
     stim = grating_set(16, THETAS, FREQS, 8)
     X = PatchStream(whitened_images(images), 1000, 16, seed=(seed, 4), block=1000).rows(0, 1000)
@@ -398,8 +393,8 @@ def precision_rows(folder, K: int = 500, batches: int = 200, seed: int = 0, jobs
             st = load_learned(t, sub)
             half = st["history"][batches // 2:]
             c = _curve(st["Phi"], X, t.penalty, K, [t.lam], dict(max_iter=3000, tol=1e-6))[0]
-            tu = _tuning_rows(st["Phi"], t.penalty, K, stim, dict(max_iter=3000, tol=1e-6), t.lam)["linear_row"]
-            sh, _ = _shape_row(st["Phi"], t.penalty, K, 0.0)
+            tu = tuning_rows(st["Phi"], t.penalty, K, stim, dict(max_iter=3000, tol=1e-6), t.lam)["linear_row"]
+            sh, _ = shape_row(st["Phi"], t.penalty, K, 0.0)
             rows.append({"table": "precision", "penalty": t.penalty, "dtype": dt, "K": K, "batches": batches,
                          "train_error": float(np.mean([h["error"] for h in half])),
                          "train_l0": float(np.mean([h["l0"] for h in half])),
@@ -487,11 +482,11 @@ def main(argv=None) -> int:
     import json
     import tempfile
 
-    p = argparse.ArgumentParser(prog="python -m reference.sparse_v1",
-                                description="The V1 study's claims 1-4 on dictionaries from reference.sparse_scale")
+    p = argparse.ArgumentParser(prog="python -m reference.studies.sparse_v1",
+                                description="The V1 study's claims 1-4 on dictionaries from reference.studies.sparse_scale")
     p.add_argument("--study", metavar="FOLDER", help="the whole study: learn every dictionary into FOLDER "
                    "(resuming what it holds), then analyse them all (with --jobs or --scheduler)")
-    p.add_argument("--dicts", help="checkpoint folder of python -m reference.sparse_scale")
+    p.add_argument("--dicts", help="checkpoint folder of python -m reference.studies.sparse_scale")
     p.add_argument("--batches", type=int, default=None, help="analyse the copies kept at this stage")
     p.add_argument("--out", default=None, help="folder for the PNG figures")
     p.add_argument("--json", default=None, help="write the rows as JSON")
@@ -508,10 +503,13 @@ def main(argv=None) -> int:
     p.add_argument("--curves-only", action="store_true", help="claim 1 alone (error against sparsity)")
     p.add_argument("--sweep", default=None, help="multiples of the learning lambda for the curves "
                    "(comma-separated; default 0.25,0.5,1,2,4)")
+    p.add_argument("--progress", action="store_true",
+                   help="show a bar of the dictionaries analysed on stderr (default: when stderr is a terminal)")
     p.add_argument("--merge", nargs="+", metavar="ROWS.json", help="instead: combine the --json files of "
                    "several runs (summaries recomputed, claim-1 figures redrawn in --out)")
     a = p.parse_args(argv)
-    say = (lambda m: print(m, file=sys.stderr, flush=True))
+    progress = a.progress or sys.stderr.isatty()
+    say = (lambda m: tqdm.write(m, file=sys.stderr))  # above the progress bar, when one is shown
     t0, c0 = time.perf_counter(), time.process_time()
     try:
         if a.jobs < 1:
@@ -527,7 +525,8 @@ def main(argv=None) -> int:
         elif a.quick or a.study:
             with tempfile.TemporaryDirectory() as tmp:
                 folder = a.study or a.dicts or tmp
-                rows = study(folder, a.out, a.quick, a.jobs, a.scheduler, a.seed, progress=say)
+                rows = study(folder, V1Settings(quick=a.quick, out_dir=a.out, seed=a.seed, jobs=a.jobs,
+                                                scheduler=a.scheduler, progress=progress), log=say)
         else:
             if not a.dicts or not os.path.isdir(a.dicts):
                 raise ValueError(f"--dicts must be an existing folder of learned dictionaries, found {a.dicts!r}")
@@ -545,8 +544,9 @@ def main(argv=None) -> int:
                     raise ValueError(f"--sweep must be comma-separated numbers, found {a.sweep!r}") from None
                 if not sweep or min(sweep) <= 0:
                     raise ValueError(f"--sweep must be positive numbers, found {a.sweep!r}")
-            rows = analyse(a.dicts, a.batches, False, a.out, a.seed, tasks=tasks, progress=say,
-                           curves_only=a.curves_only, sweep=sweep, jobs=a.jobs, scheduler=a.scheduler)
+            rows = analyse(a.dicts, V1Settings(batches=a.batches, out_dir=a.out, seed=a.seed, curves_only=a.curves_only,
+                                               sweep=sweep, jobs=a.jobs, scheduler=a.scheduler, progress=progress),
+                           tasks, log=say)
     except (ValueError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

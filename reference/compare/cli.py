@@ -2,14 +2,16 @@
 
 With no arguments it runs the built-in ``default`` suite (small random layers, every row small
 enough for exact enumeration). Problems also come from ``--problem FILE.npz`` (a user's layer),
-``--qubo FILE`` (raw QUBOs: OR-Library ``bqp`` text or dimod's serialised BQM) and
-``--config FILE.toml`` (generator sweeps). For each problem it prints one table: method, value
-(the local loss of Eq. 20 for a layer, the energy for a raw QUBO), gap to the best proven
-optimum in %, whether the method proved optimality, and seconds.
+``--qubo FILE`` (raw QUBOs: OR-Library ``bqp`` text or dimod's serialised BQM),
+``--config FILE.toml`` (generator sweeps) and ``--model DIR`` (every layer of a captured model,
+with a model summary: :mod:`reference.compare.model_report`). For each problem it prints one table:
+method, value (the local loss of Eq. 20 for a layer, the energy for a raw QUBO), gap to the best
+proven optimum in %, whether the method proved optimality, and seconds.
 
-The CLI is thin: it builds problems, hands tasks to :mod:`reference.harness`, and prints.
+The CLI is thin: it builds problems, hands tasks to :mod:`reference.compare.harness`, and prints.
 Exit status 0 on success, 2 on bad input (one ``error:`` line naming the file and the problem),
-130 when interrupted.
+1 when a method's certificate is wrong (a bound or an ``optimal`` claim above a value some
+method attains; one ``error: wrong certificate:`` line naming both), 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -27,20 +29,15 @@ import numpy as np
 from solvers import METHODS
 from solvers.tree import default_max_nodes
 
-from .harness import SchedulerError, aggregate, make_tasks, prob_name, problem_hash, run_tasks
+from .harness import CertificateError, SchedulerError, aggregate, make_tasks, prob_name, problem_hash, run_tasks
+from .model_report import format_summary, load_manifest, plot_model, summarise, write_model_csv
 from .problem_files import ProblemFileError, load_layer
 from .sources import load_config, load_qubo_file
 from .store import ResultStore, StoreError
 from .suites import REPORTS, SUITE_OPTIONS, SUITES
-from .validation import available_cpus
+from ..validation import available_cpus
 
-__all__ = ["main", "default_methods", "run_problem", "TREE_NODES"]
-
-#: Default node budget per row for ``tree`` in compare: the tree's own width rule,
-#: :func:`solvers.tree.default_max_nodes` (deterministic: 5e7 nodes up to 64 variables, which
-#: proves every 64-wide AR(1) and MLP row of ``benchmarks/exact.py``; fewer on wider rows, which
-#: are not proven anyway; docs/performance.md, "Default budgets by width").
-TREE_NODES = default_max_nodes
+__all__ = ["main", "default_methods", "run_problem"]
 
 
 def default_methods() -> list[str]:
@@ -210,6 +207,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--qubo", action="append", default=[], metavar="FILE",
                    help="raw QUBOs: OR-Library bqp text, or dimod's serialised BQM (binary or JSON)")
     p.add_argument("--config", action="append", default=[], metavar="FILE.toml", help="a generator sweep")
+    p.add_argument("--model", metavar="MANIFEST.json|DIR",
+                   help="every layer of a captured model (its manifest, or the directory holding manifest.json): "
+                        "a table per layer and the model summary (summed loss, model gap interval, median and "
+                        "worst layer gap, the layers where each method loses most)")
     p.add_argument("--methods", help="comma-separated method names (default: every registered method)")
     p.add_argument("--seed", type=int, default=0, help="seed for the suites and every random method (default 0)")
     p.add_argument("--tree-nodes", type=int, default=None, metavar="N",
@@ -254,36 +255,56 @@ def _fail(msg: str) -> int:
     return 2
 
 
+def _wrong_certificate(exc) -> int:
+    """A method certified a bound that a state beats: nothing of the run can be trusted (exit 1)."""
+    print(f"error: wrong certificate: {' '.join(str(exc).split())}", file=sys.stderr)
+    return 1
+
+
 def _default_jobs() -> int:
     return available_cpus()
 
 
-def main(argv=None) -> int:
-    """The command line: ``argv`` as for ``python -m reference.compare``; returns the exit status."""
-    args = _parser().parse_args(argv)
-    if args.methods:
-        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-        usable = sorted(n for n, m in METHODS.items() if m.kind != "sparse")
-        unknown = [m for m in methods if m not in usable]
-        if unknown or not methods:
-            return _fail(f"--methods: unknown method(s) {unknown}; choose from {usable}")
-        twice = sorted({m for m in methods if methods.count(m) > 1})
-        if twice:
-            return _fail(f"--methods: {twice} given more than once")
-    else:
-        methods = default_methods()
+class _Refused(Exception):
+    """Bad input found by the CLI: one ``error:`` line, exit status 2."""
+
+
+def _methods(args) -> list[str]:
+    if args.methods is None:
+        return default_methods()
+    # an empty --methods names no method: refused, not read as "every method"
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    usable = sorted(n for n, m in METHODS.items() if m.kind != "sparse")
+    if not methods:
+        raise _Refused(f"--methods: no method named (given {args.methods!r}); choose from {usable}")
+    unknown = [m for m in methods if m not in usable]
+    if unknown:
+        raise _Refused(f"--methods: unknown method(s) {unknown}; choose from {usable}")
+    twice = sorted({m for m in methods if methods.count(m) > 1})
+    if twice:
+        raise _Refused(f"--methods: {twice} given more than once")
+    return methods
+
+
+def _check_numbers(args) -> int:
+    """The worker count; refuses a non-positive ``--jobs`` or ``--tree-nodes``, a negative seed and a file given twice."""
     jobs = _default_jobs() if args.jobs is None else args.jobs
     if jobs < 1:
-        return _fail(f"--jobs must be >= 1, found {jobs}")
+        raise _Refused(f"--jobs must be >= 1, found {jobs}")
     if args.tree_nodes is not None and args.tree_nodes < 1:
-        return _fail(f"--tree-nodes must be >= 1, found {args.tree_nodes}")
+        raise _Refused(f"--tree-nodes must be >= 1, found {args.tree_nodes}")
     if args.seed < 0:
-        return _fail(f"--seed must be >= 0, found {args.seed}")
+        raise _Refused(f"--seed must be >= 0, found {args.seed}")
     for flag, paths in (("--problem", args.problem), ("--qubo", args.qubo), ("--config", args.config)):
         twice = sorted({p for p in paths if paths.count(p) > 1})
         if twice:
-            return _fail(f"{flag}: {twice} given more than once")
-    problems = []
+            raise _Refused(f"{flag}: {twice} given more than once")
+    return jobs
+
+
+def _problems(args, suites, manifest) -> tuple[list, dict]:
+    """The distinct problems of the model, the files and the suites, and ``{id(problem): suite options}``."""
+    problems = [] if manifest is None else list(manifest.problems)
     try:
         for path in args.problem:
             problems.append(load_layer(path))
@@ -292,34 +313,31 @@ def main(argv=None) -> int:
         for path in args.config:
             problems.extend(load_config(path))
     except ProblemFileError as exc:
-        return _fail(str(exc))
-    given = args.problem or args.qubo or args.config
-    suites = args.suite or ([] if given else ["default"])
+        raise _Refused(str(exc)) from None
     own_options = {}  # id(problem) -> method options of the suite it came from (SUITE_OPTIONS)
     for s in suites:
         if s in SUITES:
             new = SUITES[s](args.seed)
             problems.extend(new)
             own_options.update({id(p): SUITE_OPTIONS.get(s, {}) for p in new})
-    problems = _distinct(problems)
+    return _distinct(problems), own_options
+
+
+def _reports(args, suites, progress: bool) -> dict:
+    """Run the studies among ``suites``, print their tables; returns their data, JSON-ready."""
     reports = {}
     for s in suites:
         if s in REPORTS:
             try:
-                text, data = REPORTS[s](args.seed, args.plot)
+                text, data = REPORTS[s](args.seed, args.plot, progress)
             except ImportError as exc:
-                return _fail(f"--suite {s}: {exc}")
+                raise _Refused(f"--suite {s}: {exc}") from None
             print(text, end="\n\n", flush=True)
             reports[s] = _jsonable(data)
-    if not problems:
-        if args.json:
-            try:
-                with open(args.json, "w") as fh:
-                    json.dump({"problems": [], "reports": reports}, fh, indent=2)
-            except OSError as exc:
-                return _fail(f"cannot write output: {exc}")
-        return 0
+    return reports
 
+
+def _tasks(args, problems, own_options, methods) -> tuple[list, list]:
     tasks, skipped = [], []
     for p in problems:
         opts = {k: dict(v) for k, v in own_options.get(id(p), {}).items()}
@@ -328,49 +346,98 @@ def main(argv=None) -> int:
         t, sk = make_tasks([p], methods, args.seed, opts)
         tasks += t
         skipped += sk
+    return tasks, skipped
+
+
+def _run(args, tasks, jobs: int) -> list:
+    """The records of ``tasks`` (from the store when it holds them); KeyboardInterrupt passes through."""
     store = None
     try:
         if args.store:
             try:
                 store = ResultStore(args.store)
             except ValueError as exc:
-                return _fail(f"--store: {exc}")
+                raise _Refused(f"--store: {exc}") from None
         progress = args.progress or (sys.stderr.isatty() and len(tasks) > 1)
         try:
-            recs = run_tasks(tasks, jobs=jobs, scheduler=args.scheduler, store=store, progress=progress)
+            return run_tasks(tasks, jobs=jobs, scheduler=args.scheduler, store=store, progress=progress)
         except ImportError as exc:
-            return _fail(str(exc))
+            raise _Refused(str(exc)) from None
         except StoreError as exc:
-            return _fail(f"--store: {exc}")
+            raise _Refused(f"--store: {exc}") from None
         except SchedulerError as exc:
-            return _fail(f"--scheduler: {exc}")
-    except KeyboardInterrupt:
-        held = "" if store is None else f"; finished results are in {args.store}, rerun to resume"
-        print(f"\ninterrupted{held}", file=sys.stderr)
-        return 130
+            raise _Refused(f"--scheduler: {exc}") from None
     finally:
         if store is not None:
             store.close()
 
-    records = aggregate(problems, recs + skipped, methods)
-    if not args.quiet:
-        for prob, rec in zip(problems, records):
-            print(_fmt_table(rec, _describe(prob, rec)), end="\n\n")
-    print(_summary(records, methods), flush=True)
+
+def _dump_json(path, doc: dict) -> None:
     try:
-        if args.json:
-            with open(args.json, "w") as fh:
-                json.dump({"problems": records, **({"reports": reports} if reports else {})}, fh, indent=2)
+        with open(path, "w") as fh:
+            json.dump(doc, fh, indent=2)
+    except OSError as exc:
+        raise _Refused(f"cannot write output: {exc}") from None
+
+
+def _write(args, records, reports, methods, model=None, layer_records=None) -> None:
+    """The ``--json``, ``--csv`` and ``--plot`` outputs (with the model summary under ``--model``)."""
+    if args.json:
+        _dump_json(args.json, {"problems": records, **({"reports": reports} if reports else {}),
+                               **({"model": _jsonable(model)} if model else {})})
+    try:
         if args.csv:
-            _write_csv(args.csv, records)
+            if model:
+                write_model_csv(args.csv, model, layer_records)
+            else:
+                _write_csv(args.csv, records)
         if args.plot:
             print(f"plot: {_plot(args.plot, records, methods)}")
+            if model:
+                print(f"plot: {plot_model(args.plot, model, layer_records)}")
     except ImportError as exc:
-        return _fail(str(exc))
+        raise _Refused(str(exc)) from None
     except OSError as exc:
-        return _fail(f"cannot write output: {exc}")
+        raise _Refused(f"cannot write output: {exc}") from None
+
+
+def main(argv=None) -> int:
+    """The command line: ``argv`` as for ``python -m reference.compare``; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        methods = _methods(args)
+        jobs = _check_numbers(args)
+        given = args.problem or args.qubo or args.config or args.model
+        suites = args.suite or ([] if given else ["default"])
+        try:
+            manifest = None if args.model is None else load_manifest(args.model)
+        except ProblemFileError as exc:
+            raise _Refused(str(exc)) from None
+        problems, own_options = _problems(args, suites, manifest)
+        reports = _reports(args, suites, args.progress or sys.stderr.isatty())
+        if not problems:
+            if args.json:
+                _dump_json(args.json, {"problems": [], "reports": reports})
+            return 0
+        tasks, skipped = _tasks(args, problems, own_options, methods)
+        try:
+            recs = _run(args, tasks, jobs)
+        except KeyboardInterrupt:
+            held = "" if args.store is None else f"; finished results are in {args.store}, rerun to resume"
+            print(f"\ninterrupted{held}", file=sys.stderr)
+            return 130
+        records = aggregate(problems, recs + skipped, methods)
+        if not args.quiet:
+            for prob, rec in zip(problems, records):
+                print(_fmt_table(rec, _describe(prob, rec)), end="\n\n")
+        print(_summary(records, methods), flush=True)
+        model, layer_records = None, None
+        if manifest is not None:
+            model, layer_records = summarise(manifest, recs + skipped, methods)
+            print("\n" + format_summary(model), flush=True)
+        _write(args, records, reports, methods, model, layer_records)
+    except _Refused as exc:
+        return _fail(str(exc))
+    except CertificateError as exc:
+        return _wrong_certificate(exc)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
