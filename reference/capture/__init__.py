@@ -3,7 +3,7 @@
 :func:`capture` runs a PyTorch module (the ``torch`` extra) or an ONNX model (the ``onnx`` extra,
 through onnxruntime) on calibration inputs and writes, for every 2-D convolution and every linear
 layer, the problem file ``python -m reference.compare --problem`` reads
-(:mod:`reference.problem_files`), then ``manifest.json`` (written last, atomically), which
+(:mod:`reference.compare.problem_files`), then ``manifest.json`` (written last, atomically), which
 ``python -m reference.compare --model DIR`` reads. docs/guide/real_models.md, section 1.
 
 * Each layer's ``X`` is its input as the layer received it (after any padding the model did in
@@ -28,8 +28,8 @@ import numpy as np
 
 from ..conv import conv_geometry
 from ..grid import fit_grid
-from .. import problem_files
-from ..problem_files import read_inputs
+from ..compare import problem_files
+from ..compare.problem_files import read_inputs
 from ..validation import as_float_array, check_bits, check_positive_int
 from .encodings import layer_grid, read_encodings
 from .onnx_source import capture_onnx, check_inputs, load_model

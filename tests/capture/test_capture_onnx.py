@@ -14,7 +14,7 @@ pytest.importorskip("onnxruntime")
 
 from reference.capture import capture  # noqa: E402
 from reference.capture.__main__ import main  # noqa: E402
-from reference.problem_files import load_layer  # noqa: E402
+from reference.compare.problem_files import load_layer  # noqa: E402
 from tests.capture.onnx_model import N_IN, build, conv_ref, run_with_outputs, weights  # noqa: E402
 
 #: layer -> (the model's value the file must reproduce, the BN folded into it or None, conv bias)
@@ -313,7 +313,7 @@ def test_a_shared_weight_pools_its_calls_and_refuses_a_position_budget(tmp_path)
 
 
 def test_a_layer_too_large_for_a_problem_file_is_refused_naming_the_budget(tmp_path, monkeypatch):
-    import reference.problem_files as pf
+    import reference.compare.problem_files as pf
 
     monkeypatch.setattr(pf, "MAX_ELEMENTS", 5 * 3 * 9 * 9 - 1)  # conv1's input, less one number
     with pytest.raises(ValueError, match="layer 'conv1': its inputs hold 1215 numbers.*give max_positions"):

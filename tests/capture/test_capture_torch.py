@@ -13,7 +13,7 @@ nn = torch.nn
 F = torch.nn.functional
 
 from reference.capture import capture  # noqa: E402
-from reference.problem_files import load_layer  # noqa: E402
+from reference.compare.problem_files import load_layer  # noqa: E402
 from tests.capture.onnx_model import conv_ref  # noqa: E402
 
 
