@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reference import Grid, grid_neighbours
-from reference.compare import main
+from reference.compare.cli import main
 from reference.compare.problem_files import load_layer
 from reference.testing import rounding_report
 from solvers import ConvProblem, LayerProblem, solve
