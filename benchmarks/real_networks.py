@@ -201,14 +201,14 @@ def table(out: str) -> str:
         data = json.load(fh)
     lines = []
     for rec in data["problems"]:
-        lines.append(f"\n{rec.get('name')}: {rec.get('description', '')}")
-        lines.append(f"  optimum {rec.get('optimum')}  best known {rec.get('best_known')}  "
-                     f"lower bound {rec.get('lower_bound')}")
-        lines.append(f"  {'method':<12}{'loss':>14}{'gap lo %':>12}{'gap hi %':>12}{'seconds':>10}")
-        for m, r in rec["methods"].items():
-            lo, hi = r.get("gap_low"), r.get("gap_high")
-            lines.append(f"  {m:<12}{r.get('energy', float('nan')):>14.6g}{_pct(lo):>12}{_pct(hi):>12}"
-                         f"{r.get('seconds', float('nan')):>10.1f}")
+        lines.append(f"\n{rec['name']}: {rec['n_rows']} rows, widest row {rec['max_row_vars']} variables; optimum "
+                     f"{rec['optimum']}, best known {rec['best_known']} ({rec['best_method']}), "
+                     f"lower bound {rec['lower_bound']}")
+        lines.append(f"  {'method':<12}{'loss':>14}{'gap low %':>12}{'gap high %':>12}{'seconds':>10}  status")
+        for r in rec["results"]:
+            loss = float("nan") if r.get("loss") is None else r["loss"]
+            lines.append(f"  {r['method']:<12}{loss:>14.6g}{_pct(r.get('gap_low')):>12}{_pct(r.get('gap_high')):>12}"
+                         f"{r.get('seconds') or float('nan'):>10.1f}  {r.get('status')}")
     return "\n".join(lines)
 
 
