@@ -3,8 +3,8 @@
 One command per network; each step is skipped when its output is already there (resumable):
 
 1. calibration data: seeded 224 x 224 crops of the photographs bundled with scikit-image and
-   scikit-learn (ImageNet normalisation), or sentences from the dataset descriptions bundled with
-   scikit-learn, tokenized with the model's packaged tokenizer;
+   scikit-learn (ImageNet normalisation), or sentences from text bundled with scikit-learn and
+   CPython (dataset descriptions, the language reference), tokenized with the model's packaged tokenizer;
 2. ``reference.capture.capture`` into ``OUT/capture`` (4 bits per channel, the paper's grid,
    BatchNorm folded), unless ``OUT/capture/manifest.json`` exists;
 3. ``python -m reference.compare --model OUT/capture --store OUT/compare.sqlite --json
@@ -82,19 +82,29 @@ def image_crops(n: int, seed: int) -> tuple[np.ndarray, list[str]]:
     return out, names
 
 
-def sentences() -> list[str]:
-    """Real English sentences: the dataset descriptions bundled with scikit-learn
-    (``sklearn/datasets/descr/*.rst``), markup stripped, split at sentence ends, deduplicated."""
-    import sklearn.datasets
+def _prose(text: str) -> str:
+    """Paragraph text only: indented lines (code, grammar, tables), headings and markup dropped."""
+    keep = [ln for ln in text.splitlines() if ln.strip() and not ln[0].isspace()
+            and not re.match(r"^\s*(\.\. |[=\-~*^:|+#]{3,}|:\w+:|>>>|\* )", ln)]
+    return re.sub(r"[`*_|]+", "", re.sub(r"\s+", " ", " ".join(keep)))
 
-    descr = sorted(glob.glob(os.path.join(os.path.dirname(sklearn.datasets.__file__), "descr", "*.rst")))
-    seen, out = set(), []
-    for path in descr:
+
+def sentences() -> list[str]:
+    """Real English sentences from text bundled with installed packages (no download): the dataset
+    descriptions of scikit-learn (``sklearn/datasets/descr/*.rst``) and the Python language
+    reference topics shipped with CPython (``pydoc_data.topics``); split at sentence ends, kept
+    when 60-400 characters with at least ten words, deduplicated, in a fixed order."""
+    import sklearn.datasets
+    from pydoc_data.topics import topics
+
+    docs = []
+    for path in sorted(glob.glob(os.path.join(os.path.dirname(sklearn.datasets.__file__), "descr", "*.rst"))):
         with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-        text = re.sub(r"^\s*(\.\. .*|[=\-~*^:|+]{3,}.*|:\w+:.*)$", " ", text, flags=re.M)
-        text = re.sub(r"[`*_|]+", "", re.sub(r"\s+", " ", text))
-        for s in re.split(r"(?<=[.!?])\s+(?=[A-Z])", text):
+            docs.append(fh.read())
+    docs += [topics[k] for k in sorted(topics)]
+    seen, out = set(), []
+    for text in docs:
+        for s in re.split(r"(?<=[.!?])\s+(?=[A-Z])", _prose(text)):
             s = s.strip()
             if 60 <= len(s) <= 400 and s.count(" ") >= 9 and s not in seen and not re.search(r"\d{3,}\s+\d{3,}", s):
                 seen.add(s)
