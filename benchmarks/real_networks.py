@@ -175,14 +175,43 @@ def capture_step(args, model, inputs, meta) -> dict:
     return man
 
 
-def compare_step(args) -> dict:
+def row_slice(out: str, cap: str, man: dict, rows: int) -> str:
+    """OUT/rows<K> (K = ``rows``, or ``all``): each judged layer's first ``rows`` output rows (its own inputs and grid keys),
+    with a manifest saying so. Rows are independent under Eq. 20, so each file's loss is an exact
+    part of its layer's loss; it is not the whole layer's. Returns the directory."""
+    d = os.path.join(out, f"rows{rows or 'all'}")
+    if os.path.exists(os.path.join(d, "manifest.json")):
+        with open(os.path.join(d, "manifest.json")) as fh:
+            had = [e["name"] for e in json.load(fh)["layers"]]
+        if had != [e["name"] for e in man["layers"]]:
+            raise SystemExit(f"{d} holds other layers ({had}); use another --out or remove it")
+        return d
+    os.makedirs(d, exist_ok=True)
+    sliced = dict(man, layers=[])
+    for e in man["layers"]:
+        data = dict(np.load(os.path.join(cap, e["file"])))
+        k = e["out"] if rows is None else min(rows, e["out"])
+        data["W"] = data["W"][:k]
+        for key in ("scale", "zero_point"):  # per-row grid keys follow the rows
+            if key in data and np.ndim(data[key]) >= 1 and np.shape(data[key])[0] == e["out"]:
+                data[key] = data[key][:k]
+        np.savez(os.path.join(d, e["file"]), **data)
+        sliced["layers"].append(dict(e, out=k, weight_shape=[k, *e["weight_shape"][1:]],
+                                     positions_file=None))
+    _save_json(os.path.join(d, "manifest.json"), sliced)
+    return d
+
+
+def compare_step(args, model_dir=None) -> dict:
     """``python -m reference.compare --model`` in a subprocess (resumable through its store)."""
     out = args.out
-    cmd = [sys.executable, "-m", "reference.compare", "--model", os.path.join(out, "capture"),
+    cmd = [sys.executable, "-m", "reference.compare", "--model", model_dir or os.path.join(out, "capture"),
            "--store", os.path.join(out, "compare.sqlite"), "--json", os.path.join(out, "compare.json"),
            "--csv", os.path.join(out, "compare.csv"), "--jobs", str(args.jobs), "--seed", str(args.seed)]
     if args.methods:
         cmd += ["--methods", args.methods]
+    if args.tree_nodes:
+        cmd += ["--tree-nodes", str(args.tree_nodes)]
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     load0 = os.getloadavg()
     t0 = time.perf_counter()
@@ -278,8 +307,17 @@ def run_minilm(args) -> None:
     for n, s, f, r in ranks:
         print(f"{n:<42}{s:>9}{f:>8}{r:>11}")
     if not args.capture_only:
-        compare_step(args)
+        judge = dict(man, layers=[e for e in man["layers"] if _selected(e["name"], args.judge)])
+        if not judge["layers"]:
+            raise SystemExit(f"--judge {args.judge!r} matches no captured layer")
+        compare_step(args, row_slice(args.out, os.path.join(args.out, "capture"), judge, args.rows))
         print(table(args.out))
+
+
+def _selected(name: str, patterns) -> bool:
+    import fnmatch
+
+    return patterns is None or any(fnmatch.fnmatchcase(name, p) for p in patterns.split(",") if p)
 
 
 def main(argv=None) -> int:
@@ -295,6 +333,11 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--methods", default=None, help="compare's --methods (default: every registered method)")
+    p.add_argument("--tree-nodes", type=int, default=None, help="compare's --tree-nodes (default: compare's by width)")
+    p.add_argument("--judge", default=None, help="MiniLM: fnmatch patterns of the captured layers to judge (default: all)")
+    p.add_argument("--rows", type=int, default=None,
+                   help="MiniLM: judge each layer's first ROWS output rows only (OUT/rows<ROWS>; an exact part of "
+                        "the layer's loss, not the whole layer)")
     p.add_argument("--capture-only", action="store_true")
     args = p.parse_args(argv)
     (run_efficientnet if args.network == "efficientnet" else run_minilm)(args)

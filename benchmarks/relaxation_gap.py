@@ -7,10 +7,11 @@ On one captured layer file (default: EfficientNet-Lite0's stem conv from
 ``adaround`` for each preset and iteration count, with the preset's own lambda and with lambda
 relative to the layer's scale,
 
-    lam = r * L_nearest / n_weights,
+    lam = r * c * L_nearest / n_weights,
 
 so that the regulariser at its largest (every ``h`` at 1/2, ``f_reg = 1`` per weight) weighs ``r``
-times the loss of rounding to nearest. For each run it prints the hard rounding's local loss
+times the data term of rounding to nearest (``c``: the preset's loss normalisation, 1 for
+``"sample"`` (aimet, brecq), ``1/out`` for ``"element"`` (torch_ao); docs/adaround.md). For each run it prints the hard rounding's local loss
 (Eq. 20, recomputed in float64), its gap to the optimum, the loss of the soft weights, and the
 fraction of rectified-sigmoid values ``h`` (Eq. 23) strictly inside (0.05, 0.95) at the end.
 
@@ -57,7 +58,9 @@ def run(path, presets, iterations, lam_rel, threads=1) -> dict:
             "tree_seconds": round(t_opt, 2), "nearest": near.energy, "n_weights": n_w}
     rows = []
     for preset in presets:
-        lams = [("preset", PRESETS[preset].lam)] + [(f"{r:g} x L_near/n", r * near.energy / n_w) for r in lam_rel]
+        c = 1.0 if PRESETS[preset].normalization == "sample" else 1.0 / prob.n_rows
+        lams = [("preset", PRESETS[preset].lam)] + [(f"{r:g} x c L_near/n", r * c * near.energy / n_w)
+                                                    for r in lam_rel]
         for it in iterations:
             for label, lam in lams:
                 t0 = time.perf_counter()
@@ -81,7 +84,7 @@ def main(argv=None) -> int:
     p.add_argument("file", nargs="?", default="runs/effnet/capture/000_conv_stem.npz")
     p.add_argument("--presets", default="aimet,brecq,torch_ao")
     p.add_argument("--iterations", default="2000,10000,50000")
-    p.add_argument("--lam-rel", default="0.01,0.1,1,10", help="r in lam = r * L_nearest / n_weights")
+    p.add_argument("--lam-rel", default="0.01,0.1,1,10", help="r in lam = r * c * L_nearest / n_weights")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", help="write the table as JSON here")
     args = p.parse_args(argv)
