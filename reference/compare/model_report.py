@@ -40,6 +40,10 @@ WORST_LAYERS = 3
 _TOP_KEYS = {"format", "version", "model", "source", "layers"}
 _LAYER_KEYS = {"name", "kind", "file", "index", "out", "fan_in", "weight_shape", "input_shape", "stride",
                "padding", "dilation", "groups", "folded_bn", "grid", "samples", "positions"}
+#: Keys that reference.capture also writes (its run settings and per-layer record); read, not required.
+_TOP_OPTIONAL = {"samples", "seed", "max_positions", "fold_bn", "skipped"}
+_LAYER_OPTIONAL = {"weight", "bn", "file_input_shape", "batch_first", "positions_total", "positions_file",
+                   "layout", "calls_per_pass"}
 _GEOMETRY = {"stride": 1, "padding": 0, "dilation": 1}  # the smallest value each pair entry may take
 
 
@@ -128,10 +132,10 @@ def _ints(where, key, v, minimum, lengths):
 
 
 def _check_top(d: dict) -> None:
-    missing, unknown = sorted(_TOP_KEYS - set(d)), sorted(set(d) - _TOP_KEYS)
+    missing, unknown = sorted(_TOP_KEYS - set(d)), sorted(set(d) - _TOP_KEYS - _TOP_OPTIONAL)
     if missing or unknown:
         raise ValueError(f"missing key(s) {missing}" if missing
-                         else f"unknown key(s) {unknown}; allowed: {sorted(_TOP_KEYS)}")
+                         else f"unknown key(s) {unknown}; allowed: {sorted(_TOP_KEYS | _TOP_OPTIONAL)}")
     if d["format"] != MANIFEST_FORMAT:
         raise ValueError(f"'format' must be {MANIFEST_FORMAT!r}, found {d['format']!r}")
     if not _is_int(d["version"]) or d["version"] != MANIFEST_VERSION:
@@ -158,7 +162,7 @@ def _check_geometry(where, e: dict) -> None:
             raise ValueError(f"{where}key(s) {given} apply to a conv layer; a linear layer has them null")
         return
     for k, minimum in _GEOMETRY.items():
-        _ints(where, k, e[k], minimum, (1, 2))
+        _ints(where, k, e[k], minimum, (1, 2, 4) if k == "padding" else (1, 2))
     _int(where, "groups", e["groups"], 1)
 
 
@@ -166,10 +170,10 @@ def _check_entry(where, e) -> None:
     """Every key of one layer entry, by type and range, and the shapes against each other."""
     if not isinstance(e, dict):
         raise ValueError(f"{where}must be an object, found {type(e).__name__}")
-    missing, unknown = sorted(_LAYER_KEYS - set(e)), sorted(set(e) - _LAYER_KEYS)
+    missing, unknown = sorted(_LAYER_KEYS - set(e)), sorted(set(e) - _LAYER_KEYS - _LAYER_OPTIONAL)
     if missing or unknown:
         raise ValueError(f"{where}missing key(s) {missing}" if missing
-                         else f"{where}unknown key(s) {unknown}; allowed: {sorted(_LAYER_KEYS)}")
+                         else f"{where}unknown key(s) {unknown}; allowed: {sorted(_LAYER_KEYS | _LAYER_OPTIONAL)}")
     _str(where, "name", e["name"])
     if e["kind"] not in ("conv", "linear"):
         raise ValueError(f"{where}'kind' must be 'conv' or 'linear', found {e['kind']!r}")
@@ -203,7 +207,10 @@ def _layer_file(root: str, where: str, rel: str) -> str:
 
 def _matches(where, e: dict, prob) -> None:
     """The problem file holds the layer the manifest describes: rows and fan-in; a 4-D file also
-    the kernel shape and geometry. (A conv captured as patches is a 2-D file: rows and fan-in.)"""
+    the kernel shape and geometry. (A conv captured as patches is a 2-D file: rows and fan-in.) The
+    geometry a capture file poses: padding 0 where the manifest's padding is asymmetric
+    (``[top, bottom, left, right]``, applied to ``X``), stride 1 and padding 0 for ``layout``
+    ``"windows"`` (docs/guide/real_models.md, "Memory: the position budget")."""
     if prob.n_rows != e["out"] or prob.W.shape[1] != e["fan_in"]:
         raise ValueError(f"{where}the file holds {prob.n_rows} rows of fan-in {prob.W.shape[1]}, the manifest "
                          f"says 'out' {e['out']} and 'fan_in' {e['fan_in']}")
@@ -215,8 +222,13 @@ def _matches(where, e: dict, prob) -> None:
     if list(prob.kernel_shape) != e["weight_shape"]:
         raise ValueError(f"{where}the file's kernel is {list(prob.kernel_shape)}, "
                          f"'weight_shape' says {e['weight_shape']}")
+    posed = dict(e)
+    if len(e["padding"]) == 4:  # asymmetric padding: capture applied it to X, the file pads 0
+        posed["padding"] = [0, 0]
+    if e.get("layout") == "windows":  # one receptive-field window per kept position: stride 1, padding 0
+        posed["stride"], posed["padding"] = [1, 1], [0, 0]
     for k in _GEOMETRY:
-        want = e[k] * 2 if len(e[k]) == 1 else e[k]
+        want = posed[k] * 2 if len(posed[k]) == 1 else posed[k]
         if list(getattr(geo, k)) != want:
             raise ValueError(f"{where}the file's {k} is {list(getattr(geo, k))}, the manifest says {e[k]}")
     if geo.groups != e["groups"]:

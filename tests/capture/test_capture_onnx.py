@@ -366,3 +366,29 @@ def test_a_batchnorm_with_statistics_per_element_is_not_folded(tmp_path):
     (e,) = man["layers"]
     assert e["folded_bn"] is False
     np.testing.assert_array_equal(load_layer(str(tmp_path / "o" / e["file"])).W.reshape(W.shape), W)
+
+
+def test_whole_model_compare_reads_the_manifest_capture_writes(tmp_path, capsys):
+    """capture's manifest (run settings, skipped layers, per-layer layout and positions keys) is a
+    valid ``--model`` input: compare judges each captured layer, and its per-layer loss of
+    ``nearest`` equals the loss of the file's own problem (brute force on the file: the
+    ``exhaustive`` proof agrees with ``tree``)."""
+    from reference.compare.cli import main as compare_main
+    from reference.compare.model_report import load_manifest
+    from solvers import solve
+
+    man = capture(build(), _inputs(3), tmp_path / "o", max_positions=7)
+    assert {"samples", "seed", "max_positions", "fold_bn", "skipped"} <= set(man)
+    layers = load_manifest(str(tmp_path / "o"))
+    assert [ly.name for ly in layers.layers] == [e["name"] for e in man["layers"]]
+    js = tmp_path / "r.json"
+    assert compare_main(["--model", str(tmp_path / "o"), "--methods", "exhaustive,nearest",
+                         "--jobs", "1", "--quiet", "--json", str(js)]) == 0
+    recs = json.loads(js.read_text())["problems"]
+    for e in man["layers"]:
+        prob = load_layer(os.path.join(tmp_path / "o", e["file"]))
+        near = solve(prob, "nearest").energy
+        hits = [r for r in recs if r["name"] == e["name"]]
+        assert len(hits) == 1, e["name"]
+        got = {r["method"]: r for r in hits[0]["results"]}
+        assert np.isclose(got["nearest"]["loss"], near, rtol=1e-12, atol=0)

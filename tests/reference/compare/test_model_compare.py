@@ -325,7 +325,7 @@ BAD = [
     ("bad source", lambda m: m.update(source="keras"), "'source' must be 'onnx' or 'torch'"),
     ("layer not an object", lambda m: m["layers"].append(3), "layer 3: must be an object, found int"),
     ("geometry on linear", _set(0, "stride", [1]), "apply to a conv layer"),
-    ("bad geometry", _set(1, "padding", [-1, 0]), "'padding' must be a list of 1 or 2 integers >= 0"),
+    ("bad geometry", _set(1, "padding", [-1, 0]), "'padding' must be a list of 1 or 2 or 4 integers >= 0"),
     ("shape vs fan-in", _set(0, "weight_shape", [2, 7]), "does not give 'out' 2 rows of 'fan_in' 6"),
     ("manifest vs file", lambda m: [_set(0, "out", 3)(m), _set(0, "weight_shape", [3, 6])(m)],
      "the file holds 2 rows of fan-in 6"),
