@@ -2,7 +2,7 @@ import sys
 
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from reference.digits import load_digits
@@ -51,6 +51,7 @@ def test_gradient_equals_central_differences_of_the_loss(seed):
 
 
 @given(st.integers(0, 2**32 - 1))
+@example(2039100)
 def test_layer_hessian_equals_central_differences_of_the_gradient(seed):
     """Eq. 16 with the Gauss-Newton output Hessian against differences of backprop (rel. err <= 1e-5)."""
     net, X, y = _random_net(seed)
@@ -60,13 +61,19 @@ def test_layer_hessian_equals_central_differences_of_the_gradient(seed):
         W = net.weights[layer]
         H = net.layer_hessian(X, y, layer)
         H_fd = np.zeros_like(H)
+        g_max = 0.0
         for j in range(W.size):
             E = np.zeros(W.size)
             E[j] = h
             gp = net.with_weights(layer, W + E.reshape(W.shape)).layer_gradient(X, y, layer)
             gm = net.with_weights(layer, W - E.reshape(W.shape)).layer_gradient(X, y, layer)
             H_fd[:, j] = ((gp - gm) / (2 * h)).ravel()
-        assert np.linalg.norm(H_fd - H) <= 1e-5 * np.linalg.norm(H)
+            g_max = max(g_max, np.abs(gp).max(), np.abs(gm).max())
+        # the differences' own rounding, eps |g| / h an entry: it dominates when H is tiny against the
+        # gradient (the randomized profile found |H| = 3.8e-5 with |g| = 4); it stays far below |H|
+        rounding = 4 * np.finfo(np.float64).eps * g_max / h * np.sqrt(H.size)
+        assume(rounding <= 1e-2 * np.linalg.norm(H))
+        assert np.linalg.norm(H_fd - H) <= 1e-5 * np.linalg.norm(H) + rounding
 
 
 def _complex_step_hessian(net, X, y, layer, h=1e-30):
