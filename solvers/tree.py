@@ -277,6 +277,20 @@ def tree_search(P, q, c=0.0, *, order: str = "schur", bound: str = "rows", num_s
                             triangle_steps=triangle_steps, floor=floor)
 
 
+def _exact_scale(P, q, c) -> float:
+    """The power of two that rescales the model exactly (the factor stays inside the float64 range),
+    or ValueError when a nonzero coefficient would fall among the subnormals: the rescaling is exact
+    only above them, and an optimum that hinges on a rounded coefficient could be proved wrong."""
+    s = _pow2_scale(P, q, c)
+    nz = np.abs(np.concatenate([P[P != 0], q[q != 0]]))
+    if nz.size and float(nz.min()) * s < np.finfo(np.float64).tiny:
+        raise ValueError(f"the model's coefficients span more than float64 resolves: the smallest nonzero, "
+                         f"{float(nz.min()):.3g}, is below 2^-1022 of the largest, {float(nz.max()):.3g}; "
+                         "the tree cannot prove an optimum at that resolution: rescale the model, drop the "
+                         "negligible terms or use method='exhaustive'")
+    return s
+
+
 def _tree_search(P, q, c, *, order, bound, num_states, max_nodes, time_limit, batch, initial,
                  root_bound, diagonal, triangle_steps=0, floor=None) -> Result:
     t0 = time.perf_counter()
@@ -289,15 +303,7 @@ def _tree_search(P, q, c, *, order, bound, num_states, max_nodes, time_limit, ba
                       info={"states": np.zeros((1, 0), dtype=np.int8), "energies": np.array([float(c)]),
                             "nodes": 1})
     P0, q0, c00 = P, q, float(c)
-    s = _pow2_scale(P, q, c)  # exact rescaling: the factor stays inside the float64 range
-    nz = np.abs(np.concatenate([P[P != 0], q[q != 0]]))
-    if nz.size and float(nz.min()) * s < np.finfo(np.float64).tiny:
-        # the rescaling is exact only above the subnormals: a smaller coefficient would be rounded,
-        # and an optimum that hinges on it could be proved wrong
-        raise ValueError(f"the model's coefficients span more than float64 resolves: the smallest nonzero, "
-                         f"{float(nz.min()):.3g}, is below 2^-1022 of the largest, {float(nz.max()):.3g}; "
-                         "the tree cannot prove an optimum at that resolution: rescale the model, drop the "
-                         "negligible terms or use method='exhaustive'")
+    s = _exact_scale(P, q, c)
     P, q, c = P * s, q * s, float(c) * s
     u = sdp_diagonal(P, q) if diagonal == "sdp" and n <= _SDP_MAX else None
     form = least_squares_form(P, q, c, order=order, diagonal=u)
