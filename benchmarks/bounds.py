@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from solvers.runtime import blas_threads
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -128,7 +128,7 @@ def study(layers, tree_nodes: int, seed: int) -> None:
     print(f"{'layer':24} {'rows':>4} {'widest':>6} {'best':>10} {'LB/best':>7}  "
           + "  ".join(f"{n + ' [gap_low, gap_high] %':>38}" for n in names), flush=True)
     for p in layers:
-        with threadpool_limits(limits=1, user_api="blas"):
+        with blas_threads(1):
             out = study_layer(p, tree_nodes, seed)
         best, lb = out["best"], out["lb"]
         cells = []
@@ -160,7 +160,7 @@ def main(argv=None) -> None:
     for n in (int(w) for w in a.widths.split(",")):
         for fam in a.families.split(","):
             p = family_layer(fam, n, a.rows, a.seed)
-            with threadpool_limits(limits=1, user_api="blas"):  # as the tree; no oversubscription
+            with blas_threads(1):  # as the tree; no oversubscription
                 out = layer_bounds(p, a.tree_nodes, a.seed)
             best = out["best"]
             cells = [f"{out['lb'][b] / best:7.3f} {out['seconds'][b]:8.2f}s" for b in BOUNDS]

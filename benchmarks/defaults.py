@@ -18,8 +18,7 @@ import argparse
 import json
 import time
 
-import numpy as np
-from threadpoolctl import threadpool_limits
+from solvers.runtime import blas_threads
 
 from benchmarks.heuristics import FAMILIES, family_layer
 from solvers import solve
@@ -55,7 +54,7 @@ def tree_study(widths, families, seed) -> None:
             bqm = family_layer(fam, n, 1, seed).row_bqm(0)
             ref = solve(bqm, "lns", seed=seed, tree_nodes=0).energy
             for nodes in (1, 10**4, 3 * 10**4, 10**5, 3 * 10**5, 10**6):
-                with threadpool_limits(1):
+                with blas_threads(1):
                     t0 = time.process_time()
                     r = solve(bqm, "tree", max_nodes=nodes)
                     t = time.process_time() - t0
@@ -88,7 +87,7 @@ def main(argv=None) -> None:
             bqm = family_layer(fam, n, 1, a.seed).row_bqm(0)
             res = {}
             for name, method, opts in settings:
-                with threadpool_limits(1):
+                with blas_threads(1):
                     t0 = time.process_time()
                     r = solve(bqm, method, **({"seed": a.seed} | opts if method not in ("gptq", "tree") else opts))
                     res[name] = (r.energy, time.process_time() - t0)

@@ -28,7 +28,7 @@ import argparse
 import json
 import time
 
-from threadpoolctl import threadpool_limits
+from solvers.runtime import blas_threads
 
 from reference.compare.suites import cnn_suite
 from solvers import solve
@@ -103,7 +103,7 @@ def main(argv=None) -> None:
         for name, method, opts in settings(bqm.n, a.curve):
             if only is not None and name not in only:
                 continue
-            with threadpool_limits(1):
+            with blas_threads(1):
                 t0 = time.process_time()
                 r = solve(bqm, method, **opts)
                 t = time.process_time() - t0

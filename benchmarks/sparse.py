@@ -44,9 +44,9 @@ def _best(fn, repeat):
 
 
 def _one_thread(fn):
-    from threadpoolctl import threadpool_limits
+    from solvers.runtime import blas_threads
 
-    with threadpool_limits(limits=1, user_api="blas"):
+    with blas_threads(1):
         return fn()
 
 

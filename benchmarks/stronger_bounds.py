@@ -29,8 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-from threadpoolctl import threadpool_limits
+from solvers.runtime import blas_threads
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -98,7 +97,7 @@ def main(argv=None) -> None:
     print(f"{'layer':12} {'rows':>4} {'best':>10} " + " ".join(f"{c + ' LB/best, s':>17}" for c in COLUMNS)
           + "   lns s", flush=True)
     for name, bqms in layers:
-        with threadpool_limits(limits=1, user_api="blas"):
+        with blas_threads(1):
             out = measure(bqms, a.tree_nodes, a.steps, a.seed)
         best = out["best"]
         cells = [f"{out['lb'][c] / best:7.3f} {out['seconds'][c]:7.1f}s" for c in COLUMNS]
